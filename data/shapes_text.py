@@ -1,0 +1,271 @@
+"""The Shapes world's language: captions, the caption parser, questions/answers, GenEval-style scoring.
+
+Caption grammar (lower case, no final period; ``parse_caption`` also accepts surrounding spaces,
+a final period and upper case):
+- 1 object:  "a large red circle"                      (phrase = "a <size> <color> <shape>")
+- 2 objects: "<phrase> <relation> <phrase>"             e.g. "a small red circle to the left of a
+             large blue square"; the relation is true of the two centres and *clear* (see
+             ``shapes_world.clear_relations``).
+- 3 objects: "<phrase>, <phrase> and <phrase>", objects in the canonical order (left to right by
+             centre x, then y). A 3-object caption makes no spatial claim.
+
+Questions (one-word answers), with the referent always unambiguous in the generated data:
+- "what color is the <shape>?"            -> a color      (only if that shape occurs once)
+- "what shape is the <color> object?"     -> a shape      (only if that color occurs once)
+- "what size is the <color> <shape>?"     -> small/large
+- "how many objects are there?"           -> one/two/three (count words, ``count_word``)
+- "is the <color> <shape> <relation> the <color> <shape>?" -> yes/no, balanced 50/50; the asked
+  relation (or its opposite, for "no") lies on a clear axis.
+``answer_question`` answers from any object list (e.g. a parsed image) and returns "unknown"
+when the referent is missing or ambiguous there.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import numpy as np
+
+from .shapes_world import (
+    COLOR_NAMES,
+    OPPOSITE,
+    RELATIONS,
+    SHAPES,
+    SIZES,
+    canonical_order,
+    check_image_size,
+    clear_relations,
+    count_word,
+    relation_holds,
+    sample_scene,
+)
+
+_COLOR = "|".join(COLOR_NAMES)
+_SHAPE = "|".join(SHAPES)
+_SIZE = "|".join(SIZES)
+_REL = "|".join(RELATIONS)
+_PHRASE = rf"a ({_SIZE}) ({_COLOR}) ({_SHAPE})"
+_CAPTION_1 = re.compile(rf"^{_PHRASE}$")
+_CAPTION_2 = re.compile(rf"^{_PHRASE} ({_REL}) {_PHRASE}$")
+_CAPTION_3 = re.compile(rf"^{_PHRASE}, {_PHRASE} and {_PHRASE}$")
+_Q_COLOR = re.compile(rf"^what color is the ({_SHAPE})\?$")
+_Q_SHAPE = re.compile(rf"^what shape is the ({_COLOR}) object\?$")
+_Q_SIZE = re.compile(rf"^what size is the ({_COLOR}) ({_SHAPE})\?$")
+_Q_COUNT = re.compile(r"^how many objects are there\?$")
+_Q_REL = re.compile(rf"^is the ({_COLOR}) ({_SHAPE}) ({_REL}) the ({_COLOR}) ({_SHAPE})\?$")
+
+
+def _normalize(text: str, name: str) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a str, got {type(text).__name__}")
+    return " ".join(text.strip().lower().split())
+
+
+def _check_objects(objects, need_xy: bool) -> list[dict]:
+    if not isinstance(objects, (list, tuple)) or not 1 <= len(objects) <= 3:
+        raise ValueError(f"objects must be a list of 1-3 object dicts, got {objects!r}")
+    for o in objects:
+        keys = ("shape", "color", "size", "x", "y") if need_xy else ("shape", "color", "size")
+        if not isinstance(o, dict) or any(k not in o for k in keys):
+            raise ValueError(f"each object needs keys {keys}, got {o!r}")
+    return list(objects)
+
+
+def phrase(obj: dict) -> str:
+    return f"a {obj['size']} {obj['color']} {obj['shape']}"
+
+
+def caption_for(objects: list[dict], rng: np.random.Generator | None = None) -> str:
+    """Caption of a scene.
+
+    Two objects: without ``rng`` the first given object is the subject and the relation is on the
+    axis of the larger centre offset (x on ties); with ``rng`` the subject and the clear axis are
+    drawn at random. Three objects are listed in the canonical order.
+    """
+    if not isinstance(objects, (list, tuple)):
+        raise TypeError(f"objects must be a list of object dicts, got {type(objects).__name__}")
+    objects = _check_objects(objects, need_xy=len(objects) > 1)
+    if len(objects) == 1:
+        return phrase(objects[0])
+    if len(objects) == 2:
+        a, b = objects
+        if rng is not None and rng.random() < 0.5:
+            a, b = b, a
+        options = clear_relations(a, b)
+        if not options:
+            raise ValueError(f"the two objects share a centre, no relation holds: {objects!r}")
+        if rng is None:
+            dx, dy = abs(float(b["x"]) - float(a["x"])), abs(float(b["y"]) - float(a["y"]))
+            relation = options[0] if dx >= dy else options[-1]
+        else:
+            relation = options[int(rng.integers(0, len(options)))]
+        return f"{phrase(a)} {relation} {phrase(b)}"
+    first, second, third = canonical_order(objects)
+    return f"{phrase(first)}, {phrase(second)} and {phrase(third)}"
+
+
+def parse_caption(text: str) -> dict | None:
+    """Inverse of the caption grammar.
+
+    Returns ``{"objects": [{shape, color, size}, ...], "relation": str | None}`` (objects in caption
+    order; ``relation`` is the relation of objects[0] to objects[1] for 2-object captions, else
+    None), or None when the text is not a grammatical caption.
+    """
+    text = _normalize(text, "text").rstrip(".").rstrip()
+    for pattern in (_CAPTION_1, _CAPTION_2, _CAPTION_3):
+        m = pattern.match(text)
+        if m is None:
+            continue
+        groups = list(m.groups())
+        relation = None
+        if pattern is _CAPTION_2:
+            relation = groups.pop(3)
+        objects = [
+            {"shape": groups[i + 2], "color": groups[i + 1], "size": groups[i]} for i in range(0, len(groups), 3)
+        ]
+        return {"objects": objects, "relation": relation}
+    return None
+
+
+def _find(objects: list[dict], color: str | None = None, shape: str | None = None) -> list[dict]:
+    return [o for o in objects if (color is None or o["color"] == color) and (shape is None or o["shape"] == shape)]
+
+
+def questions_for(objects: list[dict], rng: np.random.Generator, num_questions: int = 3) -> tuple[list[str], list[str]]:
+    """Up to ``num_questions`` questions of distinct kinds (drawn at random) and their answers."""
+    objects = _check_objects(objects, need_xy=True)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}")
+    makers = []
+    unique_shapes = [s for s in SHAPES if len(_find(objects, shape=s)) == 1]
+    unique_colors = [c for c in COLOR_NAMES if len(_find(objects, color=c)) == 1]
+    if unique_shapes:
+        def ask_color():
+            s = unique_shapes[int(rng.integers(0, len(unique_shapes)))]
+            return f"what color is the {s}?", _find(objects, shape=s)[0]["color"]
+        makers.append(ask_color)
+    if unique_colors:
+        def ask_shape():
+            c = unique_colors[int(rng.integers(0, len(unique_colors)))]
+            return f"what shape is the {c} object?", _find(objects, color=c)[0]["shape"]
+        makers.append(ask_shape)
+
+    def ask_size():
+        o = objects[int(rng.integers(0, len(objects)))]
+        return f"what size is the {o['color']} {o['shape']}?", o["size"]
+    makers.append(ask_size)
+    makers.append(lambda: ("how many objects are there?", count_word(len(objects))))
+    if len(objects) >= 2:
+        def ask_relation():
+            i, j = (int(v) for v in rng.choice(len(objects), size=2, replace=False))
+            a, b = objects[i], objects[j]
+            options = clear_relations(a, b)
+            relation = options[int(rng.integers(0, len(options)))]
+            yes = bool(rng.random() < 0.5)
+            if not yes:
+                relation = OPPOSITE[relation]
+            q = f"is the {a['color']} {a['shape']} {relation} the {b['color']} {b['shape']}?"
+            return q, "yes" if yes else "no"
+        makers.append(ask_relation)
+    picks = rng.permutation(len(makers))[: max(0, int(num_questions))]
+    questions, answers = [], []
+    for p in sorted(int(v) for v in picks):
+        q, a = makers[p]()
+        questions.append(q)
+        answers.append(a)
+    return questions, answers
+
+
+def answer_question(objects: list[dict], question: str) -> str:
+    """Answer a Shapes question from an object list; "unknown" when the referent is missing/ambiguous."""
+    if not isinstance(objects, (list, tuple)):
+        raise TypeError(f"objects must be a list of object dicts, got {type(objects).__name__}")
+    q = _normalize(question, "question")
+    if (m := _Q_COLOR.match(q)) is not None:
+        found = _find(objects, shape=m.group(1))
+        return found[0]["color"] if len(found) == 1 else "unknown"
+    if (m := _Q_SHAPE.match(q)) is not None:
+        found = _find(objects, color=m.group(1))
+        return found[0]["shape"] if len(found) == 1 else "unknown"
+    if (m := _Q_SIZE.match(q)) is not None:
+        found = _find(objects, color=m.group(1), shape=m.group(2))
+        return found[0]["size"] if len(found) == 1 else "unknown"
+    if _Q_COUNT.match(q) is not None:
+        return count_word(len(objects))
+    if (m := _Q_REL.match(q)) is not None:
+        a = _find(objects, color=m.group(1), shape=m.group(2))
+        b = _find(objects, color=m.group(4), shape=m.group(5))
+        if len(a) != 1 or len(b) != 1:
+            return "unknown"
+        return "yes" if relation_holds(a[0], b[0], m.group(3)) else "no"
+    raise ValueError(f"question is not in the Shapes question grammar: {question!r}")
+
+
+def scene_matches_caption(objects: list[dict], caption: str) -> dict:
+    """GenEval-style score of a (parsed) scene against a caption.
+
+    Caption objects are matched one-to-one to scene objects by the assignment with the most
+    agreeing attributes (ties: the relation holding). Sub-scores:
+    - ``count``: the scene has exactly as many objects as the caption;
+    - ``color`` / ``shape`` / ``size``: every caption object is matched and agrees on it;
+    - ``relation``: 2-object captions only (else None): the matched objects satisfy it by centres;
+    - ``correct``: all of the above that apply are True (the exact scene).
+    """
+    if not isinstance(objects, (list, tuple)):
+        raise TypeError(f"objects must be a list of object dicts, got {type(objects).__name__}")
+    parsed = parse_caption(caption)
+    if parsed is None:
+        raise ValueError(f"caption is not in the Shapes caption grammar: {caption!r}")
+    want, relation = parsed["objects"], parsed["relation"]
+    k, m = len(want), len(objects)
+    best = None  # (score, relation_ok, pairs)
+    if m >= k:
+        candidates = [list(zip(range(k), perm)) for perm in itertools.permutations(range(m), k)]
+    else:
+        candidates = [list(zip(perm, range(m))) for perm in itertools.permutations(range(k), m)]
+    for pairs in candidates:
+        score = sum(sum(want[i][a] == objects[j][a] for a in ("color", "shape", "size")) for i, j in pairs)
+        rel_ok = False
+        if relation is not None and len(pairs) == 2:
+            where = dict(pairs)
+            rel_ok = relation_holds(objects[where[0]], objects[where[1]], relation)
+        if best is None or (score, rel_ok) > best[:2]:
+            best = (score, rel_ok, pairs)
+    pairs = best[2] if best is not None else []
+    matched = len(pairs) == k
+
+    def agree(attr: str) -> bool:
+        return matched and all(want[i][attr] == objects[j][attr] for i, j in pairs)
+
+    result = {
+        "count": m == k,
+        "color": agree("color"),
+        "shape": agree("shape"),
+        "size": agree("size"),
+        "relation": (matched and best[1]) if relation is not None else None,
+    }
+    result["correct"] = all(v for v in result.values() if v is not None)
+    return result
+
+
+def sample_prompts(num: int, seed: int = 0, exclude=None, image_size: int = 32) -> list[str]:
+    """``num`` distinct captions of random scenes, none of them in ``exclude`` (held-out prompts)."""
+    if not isinstance(num, (int, np.integer)) or num < 0:
+        raise ValueError(f"num must be a non-negative int, got {num!r}")
+    check_image_size(image_size)
+    exclude = set() if exclude is None else set(exclude)
+    rng = np.random.default_rng(seed)
+    out: list[str] = []
+    seen: set[str] = set()
+    attempts = 0
+    while len(out) < num:
+        attempts += 1
+        if attempts > 1000 + 100 * num:
+            raise ValueError(f"could not find {num} distinct captions outside `exclude` (found {len(out)})")
+        caption = caption_for(sample_scene(rng, image_size), rng)
+        if caption in exclude or caption in seen:
+            continue
+        seen.add(caption)
+        out.append(caption)
+    return out

@@ -1,0 +1,144 @@
+"""Shapes language: caption grammar, parse_caption, questions/answers, GenEval-style scoring, prompts."""
+
+import re
+
+import numpy as np
+import pytest
+
+from gaussiantoken.data import shapes
+from gaussiantoken.data.shapes_world import relation_holds
+
+RED_CIRCLE = {"shape": "circle", "color": "red", "size": "small", "x": 6.0, "y": 16.0}
+BLUE_SQUARE = {"shape": "square", "color": "blue", "size": "large", "x": 24.0, "y": 15.0}
+GREEN_TRIANGLE = {"shape": "triangle", "color": "green", "size": "small", "x": 14.0, "y": 4.0}
+
+
+def test_caption_grammar_hand_cases():
+    assert shapes.caption_for([{"shape": "circle", "color": "red", "size": "large", "x": 9.0, "y": 9.0}]) == \
+        "a large red circle"
+    assert shapes.caption_for([RED_CIRCLE, BLUE_SQUARE]) == "a small red circle to the left of a large blue square"
+    assert shapes.caption_for([BLUE_SQUARE, RED_CIRCLE]) == "a large blue square to the right of a small red circle"
+    below = dict(BLUE_SQUARE, x=8.0, y=26.0)
+    assert shapes.caption_for([RED_CIRCLE, below]) == "a small red circle above a large blue square"
+    assert shapes.caption_for([BLUE_SQUARE, GREEN_TRIANGLE, RED_CIRCLE]) == \
+        "a small red circle, a small green triangle and a large blue square"  # left to right
+
+
+def test_generated_captions_true_and_grammatical():
+    rng = np.random.default_rng(11)
+    relations = set()
+    for _ in range(600):
+        scene = shapes.sample_scene(rng, 32)
+        caption = shapes.caption_for(scene, rng)
+        parsed = shapes.parse_caption(caption)
+        assert parsed is not None
+        assert sorted((o["shape"], o["color"], o["size"]) for o in parsed["objects"]) == \
+            sorted((o["shape"], o["color"], o["size"]) for o in scene)
+        if len(scene) == 2:
+            by_key = {(o["color"], o["shape"]): o for o in scene}
+            a, b = (by_key[(o["color"], o["shape"])] for o in parsed["objects"])
+            relations.add(parsed["relation"])
+            assert relation_holds(a, b, parsed["relation"])
+            dx, dy = abs(a["x"] - b["x"]), abs(a["y"] - b["y"])
+            axis = dx if parsed["relation"] in ("to the left of", "to the right of") else dy
+            assert axis >= 0.5 * max(dx, dy) and axis >= 5  # clearly separated on that axis
+        elif len(scene) == 3:
+            names = [(o["color"], o["shape"]) for o in parsed["objects"]]
+            assert names == [(o["color"], o["shape"]) for o in shapes.canonical_order(scene)]
+            assert re.fullmatch(r"a [a-z ]+, a [a-z ]+ and a [a-z ]+", caption)
+        assert shapes.scene_matches_caption(scene, caption)["correct"]
+    assert relations == set(shapes.RELATIONS)
+
+
+def _unparse(parsed):
+    phrases = [f"a {o['size']} {o['color']} {o['shape']}" for o in parsed["objects"]]
+    if len(phrases) == 2:
+        return f"{phrases[0]} {parsed['relation']} {phrases[1]}"
+    if len(phrases) == 3:
+        return f"{phrases[0]}, {phrases[1]} and {phrases[2]}"
+    return phrases[0]
+
+
+def test_parse_caption_inverts_caption_for():
+    rng = np.random.default_rng(12)
+    for _ in range(500):
+        scene = shapes.sample_scene(rng, 64)
+        caption = shapes.caption_for(scene, rng)
+        parsed = shapes.parse_caption(caption)
+        assert _unparse(parsed) == caption
+        assert (parsed["relation"] is not None) == (len(scene) == 2)
+        assert len(parsed["objects"]) == len(scene)
+    assert shapes.parse_caption("  A Large Red Circle. ") == {
+        "objects": [{"shape": "circle", "color": "red", "size": "large"}], "relation": None}
+    for bad in ("a large red", "a huge red circle", "a large red circle near a small blue square",
+                "a small red circle and a large blue square", ""):
+        assert shapes.parse_caption(bad) is None
+
+
+def test_answer_question_agrees_with_stored_answers():
+    ds = shapes.make_dataset(300, seed=3)
+    kinds = {"color": 0, "shape": 0, "size": 0, "many": 0, "is": 0}
+    for row in ds:
+        for q, a in zip(row["questions"], row["answers"]):
+            assert shapes.answer_question(row["objects"], q) == a
+            assert shapes.answer_question(shapes.parse_scene(row["image"]), q) == a
+            kinds[q.split()[1] if q.startswith("what") else q.split()[0] if q.startswith("is") else "many"] += 1
+    assert all(v > 20 for v in kinds.values()), kinds
+
+
+def test_answer_question_hand_cases():
+    scene = [RED_CIRCLE, BLUE_SQUARE]
+    assert shapes.answer_question(scene, "what color is the circle?") == "red"
+    assert shapes.answer_question(scene, "what shape is the blue object?") == "square"
+    assert shapes.answer_question(scene, "what size is the blue square?") == "large"
+    assert shapes.answer_question(scene, "how many objects are there?") == "two"
+    assert shapes.answer_question(scene, "is the red circle to the left of the blue square?") == "yes"
+    assert shapes.answer_question(scene, "is the red circle above the blue square?") == "no"
+    assert shapes.answer_question(scene, "what color is the triangle?") == "unknown"
+    with pytest.raises(ValueError, match="grammar"):
+        shapes.answer_question(scene, "why is the sky blue?")
+
+
+def test_questions_only_unambiguous():
+    scene = [dict(RED_CIRCLE), dict(BLUE_SQUARE, shape="circle"), GREEN_TRIANGLE]  # two circles
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        qs, ans = shapes.questions_for(scene, rng)
+        assert "what color is the circle?" not in qs and len(qs) == 3
+        assert all(a != "unknown" for a in ans)
+
+
+def test_scene_matches_caption_subscores():
+    cap = "a small red circle to the left of a large blue square"
+    good = [RED_CIRCLE, BLUE_SQUARE]
+    assert shapes.scene_matches_caption(good, cap) == {
+        "count": True, "color": True, "shape": True, "size": True, "relation": True, "correct": True}
+    swapped = [dict(RED_CIRCLE, x=28.0), dict(BLUE_SQUARE, x=10.0)]
+    r = shapes.scene_matches_caption(swapped, cap)
+    assert r["relation"] is False and r["color"] and r["shape"] and r["size"] and not r["correct"]
+    wrong_color = [dict(RED_CIRCLE, color="yellow"), BLUE_SQUARE]
+    r = shapes.scene_matches_caption(wrong_color, cap)
+    assert r["color"] is False and r["shape"] and r["size"] and r["count"] and r["relation"]
+    r = shapes.scene_matches_caption([RED_CIRCLE], cap)
+    assert r["count"] is False and r["color"] is False and r["relation"] is False
+    extra = [RED_CIRCLE, BLUE_SQUARE, GREEN_TRIANGLE]
+    r = shapes.scene_matches_caption(extra, cap)
+    assert r["count"] is False and r["color"] and r["relation"] and not r["correct"]
+    r = shapes.scene_matches_caption([dict(RED_CIRCLE, size="large")], "a small red circle")
+    assert r == {"count": True, "color": True, "shape": True, "size": False, "relation": None, "correct": False}
+    r = shapes.scene_matches_caption([], "a small red circle")
+    assert r["count"] is False and r["correct"] is False
+    three = "a small red circle, a small green triangle and a large blue square"
+    assert shapes.scene_matches_caption([GREEN_TRIANGLE, BLUE_SQUARE, RED_CIRCLE], three)["correct"]
+    with pytest.raises(ValueError, match="grammar"):
+        shapes.scene_matches_caption(good, "a red thing")
+
+
+def test_sample_prompts_deterministic_and_excluding():
+    a = shapes.sample_prompts(50, seed=1)
+    assert a == shapes.sample_prompts(50, seed=1) and len(set(a)) == 50
+    assert all(shapes.parse_caption(p) is not None for p in a)
+    b = shapes.sample_prompts(50, seed=1, exclude=set(a[:25]))
+    assert not set(b) & set(a[:25])
+    train = set(shapes.make_dataset(200, seed=0)["caption"])
+    assert not set(shapes.sample_prompts(30, seed=9, exclude=train)) & train
