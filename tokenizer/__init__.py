@@ -9,6 +9,12 @@ import importlib
 
 _LAZY = {
     "splat": ".render",
+    "GaussianTokenizerConfig": ".configuration",
+    "GaussianTokenizer": ".modeling",
+    "GaussianTokenizerOutput": ".modeling",
+    "TokenSlot": ".geometry",
+    "GaussianTokenizerImageProcessor": ".image_processing",
+    "draw_gaussians": ".visualize",
 }
 
 
@@ -16,3 +22,10 @@ def __getattr__(name: str):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = list(_LAZY)

@@ -1,0 +1,333 @@
+"""`GaussianTokenizer`: image <-> M quantized 2D Gaussians <-> a fully discrete token sequence.
+
+Pipeline (DESIGN.md sections 1 and 4):
+    pixels [B, 3, S, S] --CNN encoder--> multi-scale maps --deformable encoder layers-->
+    M anchor queries --num_decoder_layers x (deformable cross-attention, FFN, xy refine)--> heads:
+    position, log-scale, rotation, feature z [B, M, codebook_dim]
+    z --EMA VQ--> feature code;  geometry --uniform bins--> geometry tokens (straight-through)
+    ids [B, M * (1 + n_geometry_slots)] (Gaussian-major, anchor slot order; see `token_layout`)
+    code vectors --MLP--> splat features [B, M, splat_channels] --splat--> [B, C, R, R] --CNN--> RGB
+In eval mode `forward` rebuilds the Gaussians from its own ids, exactly as `decode` does, so
+decode(encode(x)) equals the forward reconstruction bit for bit. In training mode the values are
+equal to the bin centres / code vectors (straight-through / rotation trick), gradients flow through.
+Output activation: tanh (config.output_activation="tanh"; "clamp" clips to [-1, 1]).
+Opacity is fixed to 1 (redundant with the feature magnitude under the plain-sum splat rule).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration import GaussianTokenizerConfig
+from .deformable import DeformableEncoderLayer, GaussianLayer, flatten_levels, level_centres, sine_embedding, split_levels
+from .encoder import CNNDecoder, CNNEncoder
+from .geometry import GeometryQuantizer, TokenSlot, build_token_layout
+from .quantizer import EMAVectorQuantizer
+from .render import splat
+
+
+@dataclass
+class GaussianTokenizerOutput(ModelOutput):
+    """What `GaussianTokenizer.forward` returns (the trainer adds the pixel losses itself)."""
+
+    reconstruction: torch.FloatTensor | None = None  # [B, 3, S, S] in [-1, 1]
+    quantization_loss: torch.FloatTensor | None = None  # scalar, already weighted
+    ids: torch.LongTensor | None = None  # [B, T]
+    gaussians: dict | None = None  # means [B,M,2], scales [B,M,2], rotations [B,M], features [B,M,d]
+    codebook_usage: float | None = None  # fraction of codes used in this batch
+    codebook_perplexity: float | None = None
+    codebook_restarts: int | None = None  # dead codes re-seeded in this step (training only)
+
+
+def check_model_type(path: str | os.PathLike, expected: str) -> None:
+    """Raise ValueError when a local checkpoint directory holds a model of another kind."""
+    cfg = os.path.join(os.fspath(path), "config.json")
+    if os.path.isdir(os.fspath(path)) and os.path.isfile(cfg):
+        with open(cfg, encoding="utf-8") as f:
+            found = json.load(f).get("model_type")
+        if found != expected:
+            raise ValueError(
+                f"{os.fspath(path)!r} holds a model of type {found!r}, not a {expected!r} "
+                f"(GaussianTokenizer); load it with the class for {found!r}"
+            )
+
+
+def _anchor_grid(m: int) -> torch.Tensor:
+    """M anchor centres on a ceil(sqrt(M)) square grid, row-major: [M, 2] (x, y) in (-1, 1)."""
+    g = math.ceil(math.sqrt(m))
+    c = (2 * torch.arange(g, dtype=torch.float32) + 1) / g - 1
+    gy, gx = torch.meshgrid(c, c, indexing="ij")
+    return torch.stack([gx.reshape(-1), gy.reshape(-1)], -1)[:m]
+
+
+class GaussianTokenizer(PreTrainedModel):
+    config_class = GaussianTokenizerConfig
+    base_model_prefix = "gaussian_tokenizer"
+    main_input_name = "pixel_values"
+    _no_split_modules: list[str] = []
+
+    def __init__(self, config: GaussianTokenizerConfig):
+        super().__init__(config)
+        c = config
+        D, M = c.hidden_size, c.num_gaussians
+        self.encoder = CNNEncoder(
+            c.in_channels, c.encoder_channels, c.encoder_channel_mult, c.encoder_num_res_blocks,
+            c.encoder_out_channels, c.num_feature_levels, c.encoder_stem_stride,
+        )
+        self.input_proj = nn.ModuleList(nn.Conv2d(c.encoder_out_channels, D, 1) for _ in range(c.num_feature_levels))
+        self.level_embed = nn.Parameter(torch.zeros(c.num_feature_levels, D))
+        L, nH, P, F_ = c.num_feature_levels, c.num_heads, c.num_points, c.ffn_dim
+        self.encoder_layers = nn.ModuleList(DeformableEncoderLayer(D, nH, L, P, F_) for _ in range(c.num_encoder_layers))
+        self.memory_norm = nn.LayerNorm(D)
+        # learnable anchor Gaussians: query embedding, position, scale, rotation
+        grid = _anchor_grid(M)
+        self.query_embed = nn.Parameter(torch.randn(M, D) * 0.02)
+        if c.position_mode == "absolute":
+            self.anchor_position = nn.Parameter(torch.atanh(grid.clamp(-0.999, 0.999)))  # pre-tanh
+        else:
+            self.anchor_position = nn.Parameter(grid.clone())  # the anchor itself; offsets are quantized
+        log_lo, log_hi = math.log(c.scale_min), math.log(c.scale_max)
+        frac = min(max((math.log(c.init_scale) - log_lo) / (log_hi - log_lo), 1e-3), 1 - 1e-3)
+        self.anchor_scale = nn.Parameter(torch.full((M, 2), math.log(frac / (1 - frac))))  # pre-sigmoid
+        self.anchor_rotation = nn.Parameter(torch.zeros(M))
+        self.query_pos = nn.Sequential(nn.Linear(D, D), nn.GELU(), nn.Linear(D, D))
+        self.gaussian_layers = nn.ModuleList(GaussianLayer(D, nH, L, P, F_) for _ in range(c.num_decoder_layers))
+        self.xy_heads = nn.ModuleList(nn.Linear(D, 2) for _ in range(c.num_decoder_layers))
+        self.head_norm = nn.LayerNorm(D)
+        self.scale_head = nn.Linear(D, 2)
+        self.rotation_head = nn.Linear(D, 1)
+        self.feature_head = nn.Linear(D, c.codebook_dim)
+        # quantizers
+        self.quantizer = EMAVectorQuantizer(
+            c.codebook_size, c.codebook_dim, decay=c.codebook_decay, commitment_weight=c.commitment_weight,
+            l2_normalize=c.codebook_l2_normalize, kmeans_init=c.kmeans_init, kmeans_iters=c.kmeans_iters,
+            dead_code_threshold=c.dead_code_threshold, gradient_estimator=c.gradient_estimator,
+        )
+        self.geometry = GeometryQuantizer(c)
+        # rendering + decoder
+        if c.feature_mlp_hidden > 0:
+            self.feature_mlp = nn.Sequential(
+                nn.Linear(c.codebook_dim, c.feature_mlp_hidden), nn.GELU(), nn.Linear(c.feature_mlp_hidden, c.splat_channels)
+            )
+        else:
+            self.feature_mlp = nn.Linear(c.codebook_dim, c.splat_channels)
+        self.decoder = CNNDecoder(
+            c.splat_channels, c.decoder_channels, c.decoder_num_res_blocks, c.render_size, c.image_size,
+            c.output_activation,
+        )
+        for head in list(self.xy_heads) + [self.scale_head, self.rotation_head]:
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+        self.token_layout: list[TokenSlot] = build_token_layout(c.codebook_size, self.geometry)
+        self.post_init()
+
+    def _init_weights(self, module):
+        """Modules initialise themselves in their constructors (deformable offsets, zeroed heads)."""
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def tokens_per_image(self) -> int:
+        return self.config.num_gaussians * len(self.token_layout)
+
+    @property
+    def vocab_size(self) -> int:
+        last = self.token_layout[-1]
+        return last.start + last.size
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        check_model_type(pretrained_model_name_or_path, cls.config_class.model_type)
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
+    # ------------------------------------------------------------------ validation
+    def _check_pixels(self, pixel_values) -> None:
+        S = self.config.image_size
+        if not isinstance(pixel_values, torch.Tensor):
+            raise ValueError(f"pixel_values must be a torch.Tensor [B, 3, {S}, {S}], got {type(pixel_values).__name__}")
+        if not pixel_values.is_floating_point():
+            raise ValueError(f"pixel_values must be a float tensor in [-1, 1], got dtype {pixel_values.dtype}")
+        if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != (self.config.in_channels, S, S):
+            raise ValueError(
+                f"pixel_values must have shape [B, {self.config.in_channels}, {S}, {S}], got {tuple(pixel_values.shape)}"
+            )
+        if pixel_values.shape[0] == 0:
+            raise ValueError("pixel_values has an empty batch")
+        lo, hi = float(pixel_values.min()), float(pixel_values.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError("pixel_values contains NaN or infinite values")
+        if lo < -1.001 or hi > 1.001:
+            raise ValueError(
+                f"pixel_values must be in [-1, 1], got min {lo:.4g}, max {hi:.4g} "
+                "(use GaussianTokenizerImageProcessor to convert images)"
+            )
+
+    def _check_ids(self, ids) -> None:
+        T = self.tokens_per_image
+        if not isinstance(ids, torch.Tensor):
+            raise ValueError(f"ids must be a LongTensor [B, {T}], got {type(ids).__name__}")
+        if ids.is_floating_point() or ids.dtype == torch.bool or ids.is_complex():
+            raise ValueError(f"ids must be an integer tensor, got dtype {ids.dtype}")
+        if ids.dim() != 2 or ids.shape[1] != T or ids.shape[0] == 0:
+            raise ValueError(f"ids must have shape [B, {T}] (tokens_per_image = {T}), got {tuple(ids.shape)}")
+        G = len(self.token_layout)
+        starts = torch.tensor([s.start for s in self.token_layout], device=ids.device).repeat(self.config.num_gaussians)
+        sizes = torch.tensor([s.size for s in self.token_layout], device=ids.device).repeat(self.config.num_gaussians)
+        bad = (ids < starts) | (ids >= starts + sizes)  # [B, T]
+        if bool(bad.any()):
+            b, t = (int(i) for i in bad.nonzero()[0])
+            v = int(ids[b, t])
+            slot = self.token_layout[t % G]
+            where = f"ids[{b}, {t}] = {v} at position {t} (Gaussian {t // G}, slot {slot.name!r})"
+            if 0 <= v < self.vocab_size:
+                other = next(s.name for s in self.token_layout if s.start <= v < s.start + s.size)
+                raise ValueError(
+                    f"{where} is a {other!r} token, but this position takes {slot.name!r} ids in "
+                    f"[{slot.start}, {slot.start + slot.size}) (wrong slot kind)"
+                )
+            raise ValueError(
+                f"{where} is out of range: this position takes ids in [{slot.start}, {slot.start + slot.size}) "
+                f"and the vocabulary is [0, {self.vocab_size})"
+            )
+
+    # ------------------------------------------------------------------ encoder side
+    def _encode_continuous(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Continuous Gaussian attributes before quantization: x, y (absolute or anchor offsets),
+        scale_x, scale_y (log), rotation [B, M] each, and z [B, M, codebook_dim]."""
+        c = self.config
+        maps = [proj(m) for proj, m in zip(self.input_proj, self.encoder(pixel_values))]  # L x [B, D, h, w]
+        shapes = [tuple(m.shape[-2:]) for m in maps]
+        B = pixel_values.shape[0]
+        if self.encoder_layers:
+            tokens = flatten_levels(maps)  # [B, N, D]
+            centres = level_centres(shapes, tokens.device, tokens.dtype)  # [N, 2]
+            lvl = torch.cat([self.level_embed[i].expand(h * w, -1) for i, (h, w) in enumerate(shapes)], 0)  # [N, D]
+            pos = sine_embedding(centres, c.hidden_size) + lvl  # [N, D]
+            ref = centres.unsqueeze(0).expand(B, -1, -1)  # [B, N, 2]
+            for layer in self.encoder_layers:
+                tokens = layer(tokens, pos, ref, shapes)
+            maps = split_levels(self.memory_norm(tokens), shapes)
+        queries = self.query_embed.unsqueeze(0).expand(B, -1, -1)  # [B, M, D]
+        u = self.anchor_position.unsqueeze(0).expand(B, -1, -1)  # [B, M, 2]
+        if c.position_mode == "absolute":
+            xy = torch.tanh(u)
+        else:
+            anchor, u = u, torch.zeros_like(u)
+            xy = anchor.clone()
+        for layer, xy_head in zip(self.gaussian_layers, self.xy_heads):
+            ref = xy.detach()
+            queries = layer(queries, self.query_pos(sine_embedding(ref, c.hidden_size)), ref, maps)
+            u = u + xy_head(queries)
+            xy = torch.tanh(u) if c.position_mode == "absolute" else anchor + c.offset_range * torch.tanh(u)
+        h = self.head_norm(queries)
+        log_lo, log_hi = math.log(c.scale_min), math.log(c.scale_max)
+        log_scale = log_lo + (log_hi - log_lo) * torch.sigmoid(self.anchor_scale + self.scale_head(h))  # [B, M, 2]
+        rotation = self.anchor_rotation + self.rotation_head(h).squeeze(-1)  # [B, M]
+        pos_values = torch.tanh(u) if c.position_mode == "absolute" else c.offset_range * torch.tanh(u)  # [B, M, 2]
+        return {
+            "x": pos_values[..., 0], "y": pos_values[..., 1],
+            "scale_x": log_scale[..., 0], "scale_y": log_scale[..., 1], "rotation": rotation,
+            "z": self.feature_head(h),
+        }
+
+    def _assemble(self, attrs: dict[str, torch.Tensor], features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Quantized attributes + code vectors -> the Gaussian dict the renderer takes."""
+        xy = torch.stack([attrs["x"], attrs["y"]], -1)  # [B, M, 2]
+        if self.config.position_mode == "anchor_offset":
+            xy = self.anchor_position.unsqueeze(0) + xy
+        scales = torch.exp(torch.stack([attrs["scale_x"], attrs["scale_y"]], -1))  # [B, M, 2]
+        return {"means": xy, "scales": scales, "rotations": attrs["rotation"], "features": features}
+
+    def _pack(self, codes: torch.Tensor, geometry_indices: torch.Tensor) -> torch.Tensor:
+        """codes [B, M], slot-relative geometry indices [B, M, S] -> ids [B, M * (1 + S)]."""
+        starts = torch.tensor([s.start for s in self.token_layout[1:]], device=codes.device)  # [S]
+        ids = torch.cat([codes.unsqueeze(-1), geometry_indices + starts], -1)  # [B, M, 1 + S]
+        return ids.reshape(codes.shape[0], -1)
+
+    def _tokenize(self, pixel_values: torch.Tensor):
+        cont = self._encode_continuous(pixel_values)
+        z = self.quantizer._prepare(cont["z"])
+        codes = self.quantizer.assign(z)  # [B, M]
+        geom = self.geometry.encode({k: v for k, v in cont.items() if k != "z"})  # [B, M, S]
+        return self._pack(codes, geom), cont
+
+    @torch.no_grad()
+    def encode(self, pixel_values: torch.Tensor) -> torch.LongTensor:
+        """pixels [B, 3, S, S] in [-1, 1] -> local ids [B, tokens_per_image]. Never changes the model."""
+        self._check_pixels(pixel_values)
+        return self._tokenize(pixel_values)[0]
+
+    @torch.no_grad()
+    def encode_gaussians(self, pixel_values: torch.Tensor, quantized: bool = True) -> dict[str, torch.Tensor]:
+        """pixels -> Gaussians: the quantized ones the decoder sees (default) or the continuous ones."""
+        self._check_pixels(pixel_values)
+        ids, cont = self._tokenize(pixel_values)
+        if quantized:
+            return self.ids_to_gaussians(ids)
+        z = self.quantizer._prepare(cont["z"])
+        return self._assemble({k: v for k, v in cont.items() if k != "z"}, z)
+
+    # ------------------------------------------------------------------ decoder side
+    def ids_to_gaussians(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Validated ids [B, T] -> quantized Gaussians (bin centres, code vectors)."""
+        self._check_ids(ids)
+        ids = ids.long()
+        G = len(self.token_layout)
+        grouped = ids.view(ids.shape[0], self.config.num_gaussians, G)  # [B, M, G]
+        starts = torch.tensor([s.start for s in self.token_layout[1:]], device=ids.device)
+        attrs = self.geometry.decode(grouped[..., 1:] - starts, self.quantizer.codebook.dtype)
+        return self._assemble(attrs, self.quantizer.lookup(grouped[..., 0]))
+
+    def decode_gaussians(self, gaussians: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Gaussians (means, scales, rotations, features = code vectors [B, M, codebook_dim]) -> pixels."""
+        for key in ("means", "scales", "rotations", "features"):
+            if key not in gaussians:
+                raise ValueError(f"gaussians is missing {key!r} (needs means, scales, rotations, features)")
+        feats = gaussians["features"]
+        if feats.dim() != 3 or feats.shape[-1] != self.config.codebook_dim:
+            raise ValueError(f"gaussians['features'] must be [B, M, {self.config.codebook_dim}], got {tuple(feats.shape)}")
+        R = self.config.render_size
+        rendered = splat(
+            gaussians["means"], gaussians["scales"], gaussians["rotations"], self.feature_mlp(feats), R, R,
+            opacities=gaussians.get("opacities"), backend=self.config.splat_backend,
+        )  # [B, C, R, R]
+        return self.decoder(rendered)
+
+    @torch.no_grad()
+    def decode(self, ids: torch.Tensor) -> torch.FloatTensor:
+        """local ids [B, tokens_per_image] -> pixels [B, 3, S, S] in [-1, 1]."""
+        return self.decode_gaussians(self.ids_to_gaussians(ids))
+
+    # ------------------------------------------------------------------ training forward
+    def forward(self, pixel_values: torch.Tensor, return_dict: bool = True, **kwargs: Any) -> GaussianTokenizerOutput:
+        self._check_pixels(pixel_values)
+        cont = self._encode_continuous(pixel_values)
+        z_q, codes, qloss, stats = self.quantizer(cont["z"])
+        attrs = {k: v for k, v in cont.items() if k != "z"}
+        geom_idx, attrs_st = self.geometry.straight_through(attrs)
+        ids = self._pack(codes, geom_idx)
+        if self.training:
+            gaussians = self._assemble(attrs_st, z_q)
+        else:
+            gaussians = self.ids_to_gaussians(ids)
+        reconstruction = self.decode_gaussians(gaussians)
+        out = GaussianTokenizerOutput(
+            reconstruction=reconstruction, quantization_loss=qloss, ids=ids, gaussians=gaussians,
+            codebook_usage=stats["usage"], codebook_perplexity=stats["perplexity"],
+            codebook_restarts=stats["restarted"],
+        )
+        return out if return_dict else out.to_tuple()
+
+
+AutoModel.register(GaussianTokenizerConfig, GaussianTokenizer, exist_ok=True)
+
+__all__ = ["GaussianTokenizer", "GaussianTokenizerOutput", "TokenSlot", "check_model_type"]
