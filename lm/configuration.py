@@ -1,0 +1,178 @@
+"""The multimodal LM's architecture config: `GaussianTokenLMConfig` (model_type "gaussiantoken_lm").
+
+Owns the vocabulary layout of stage two. The LM's vocabulary is the text tokenizer's vocabulary
+(ids [0, image_token_offset), including the special tokens bos/eos/pad/unk and the markers
+"<boi>", "<eoi>", "<image>") followed by the image tokenizer's codes:
+
+    LM id = image_token_offset + local id,   local id in [0, image_vocab_size)
+
+so `vocab_size = image_token_offset + image_vocab_size` (the backbone's `text_config.vocab_size` is set
+to it). Image token ids are computed, never parsed out of token strings.
+
+Two sub-configs travel inside config.json: `text_config` (any causal-LM config that AutoConfig knows,
+e.g. LlamaConfig) and `tokenizer_config` (GaussianTokenizerConfig), so the saved LM directory alone can
+turn pixels into tokens and back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from transformers import AutoConfig, PretrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+from gaussiantoken.tokenizer.configuration import GaussianTokenizerConfig
+
+MODEL_TYPE = "gaussiantoken_lm"
+_TOKENIZER_MODEL_TYPE = GaussianTokenizerConfig.model_type
+
+
+def _dir_model_type(path) -> str | None:
+    """model_type recorded in a local directory's config.json (None when there is none)."""
+    cfg = Path(path) / "config.json"
+    if not cfg.is_file():
+        return None
+    try:
+        return json.loads(cfg.read_text()).get("model_type")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def check_model_dir_kind(path, expected: str, what: str) -> None:
+    """Raise ValueError when local dir `path` holds a different kind of checkpoint than `expected`."""
+    if path is None or not os.path.isdir(str(path)):
+        return
+    kind = _dir_model_type(path)
+    if kind is not None and kind != expected:
+        raise ValueError(
+            f"{what}: {path} holds a {kind!r} checkpoint, expected {expected!r} "
+            f"(kinds: {MODEL_TYPE!r} = multimodal LM, {_TOKENIZER_MODEL_TYPE!r} = image tokenizer)"
+        )
+
+
+def _as_text_config(value) -> PretrainedConfig:
+    if value is None:
+        from transformers import LlamaConfig
+
+        return LlamaConfig()
+    if isinstance(value, PretrainedConfig):
+        return value
+    if isinstance(value, dict):
+        value = dict(value)
+        model_type = value.pop("model_type", "llama")
+        if model_type == MODEL_TYPE:
+            raise ValueError("text_config must be a causal-LM backbone config, not another gaussiantoken_lm config")
+        return AutoConfig.for_model(model_type, **value)
+    raise TypeError(f"text_config must be a dict or PretrainedConfig, got {type(value).__name__}")
+
+
+def _as_tokenizer_config(value) -> GaussianTokenizerConfig:
+    if value is None:
+        return GaussianTokenizerConfig()
+    if isinstance(value, GaussianTokenizerConfig):
+        return value
+    if isinstance(value, PretrainedConfig):
+        raise ValueError(
+            f"tokenizer_config must be a GaussianTokenizerConfig, got a {type(value).__name__} "
+            f"(model_type {getattr(value, 'model_type', '?')!r})"
+        )
+    if isinstance(value, dict):
+        value = dict(value)
+        kind = value.pop("model_type", GaussianTokenizerConfig.model_type)
+        if kind != GaussianTokenizerConfig.model_type:
+            raise ValueError(f"tokenizer_config has model_type {kind!r}, expected {GaussianTokenizerConfig.model_type!r}")
+        return GaussianTokenizerConfig(**value)
+    raise TypeError(f"tokenizer_config must be a dict or GaussianTokenizerConfig, got {type(value).__name__}")
+
+
+class GaussianTokenLMConfig(PretrainedConfig):
+    """Config of `GaussianTokenForCausalLM`: backbone config + image tokenizer config + vocabulary layout.
+
+    Args:
+        text_config: backbone causal-LM config (dict with "model_type" or a PretrainedConfig; default llama).
+        tokenizer_config: GaussianTokenizerConfig (or its dict) of the frozen image tokenizer.
+        image_token_offset: LM id of local image code 0 (= len(text tokenizer incl. specials)).
+        image_vocab_size: number of local image codes (GaussianTokenizer.vocab_size).
+        tokens_per_image: image tokens per image (GaussianTokenizer.tokens_per_image).
+        boi_token_id / eoi_token_id / image_token_id: text ids of "<boi>", "<eoi>", "<image>" (placeholder).
+    """
+
+    model_type = MODEL_TYPE
+    sub_configs_defaults = {
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama"),
+        "tokenizer_config": SubConfigSpec(config_class=GaussianTokenizerConfig),
+    }
+
+    def __init__(
+        self,
+        text_config=None,
+        tokenizer_config=None,
+        image_token_offset: int | None = None,
+        image_vocab_size: int | None = None,
+        tokens_per_image: int | None = None,
+        boi_token_id: int | None = None,
+        eoi_token_id: int | None = None,
+        image_token_id: int | None = None,
+        **kwargs,
+    ):
+        self.text_config = _as_text_config(text_config)
+        self.tokenizer_config = _as_tokenizer_config(tokenizer_config)
+        self.image_token_offset = None if image_token_offset is None else int(image_token_offset)
+        self.image_vocab_size = None if image_vocab_size is None else int(image_vocab_size)
+        if tokens_per_image is None:
+            tokens_per_image = self.tokenizer_config.tokens_per_image
+        self.tokens_per_image = int(tokens_per_image)
+        self.boi_token_id = boi_token_id
+        self.eoi_token_id = eoi_token_id
+        self.image_token_id = image_token_id
+        kwargs.setdefault("tie_word_embeddings", getattr(self.text_config, "tie_word_embeddings", False))
+        for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            kwargs.setdefault(key, getattr(self.text_config, key, None))
+        super().__init__(**kwargs)
+        self.validate_layout()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        check_model_dir_kind(pretrained_model_name_or_path, MODEL_TYPE, f"{cls.__name__}.from_pretrained")
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
+    def validate_layout(self) -> None:
+        """Raise ValueError naming the field when the vocabulary layout is inconsistent."""
+        if self.tokens_per_image <= 0:
+            raise ValueError(f"tokens_per_image must be positive, got {self.tokens_per_image}")
+        if self.tokens_per_image != self.tokenizer_config.tokens_per_image:
+            raise ValueError(
+                f"tokens_per_image {self.tokens_per_image} does not match the tokenizer config's "
+                f"{self.tokenizer_config.tokens_per_image}"
+            )
+        if self.image_token_offset is None:
+            return
+        if self.image_token_offset <= 0:
+            raise ValueError(f"image_token_offset must be positive, got {self.image_token_offset}")
+        for name in ("boi_token_id", "eoi_token_id", "image_token_id"):
+            value = getattr(self, name)
+            if value is None or not 0 <= int(value) < self.image_token_offset:
+                raise ValueError(f"{name} must be a text id in [0, {self.image_token_offset}), got {value}")
+        if self.image_vocab_size is not None:
+            vocab = getattr(self.text_config, "vocab_size", None)
+            if vocab is not None and vocab != self.image_token_offset + self.image_vocab_size:
+                raise ValueError(
+                    f"text_config.vocab_size {vocab} != image_token_offset {self.image_token_offset} + "
+                    f"image_vocab_size {self.image_vocab_size}: tokenizer/LM vocabulary mismatch"
+                )
+
+    @property
+    def vocab_size(self) -> int:
+        return self.text_config.vocab_size
+
+    def get_text_config(self, decoder=None, encoder=None) -> PretrainedConfig:
+        return self.text_config
+
+    @property
+    def max_position_embeddings(self) -> int | None:
+        return getattr(self.text_config, "max_position_embeddings", None)
+
+
+__all__ = ["GaussianTokenLMConfig", "MODEL_TYPE", "check_model_dir_kind"]

@@ -1,0 +1,175 @@
+"""Training data of the multimodal LM: mixed-task sequences from extracted codes, and their collator.
+
+Owns `MultiTaskSequenceDataset` (a map-style torch Dataset over an extract-codes dataset) and
+`SequenceCollator`. Item i picks its record (i mod rows), its task and (for VQA) its question from an RNG
+seeded by (seed, i), so the data is a pure function of (seed, index): identical across processes, reruns
+and resumes. Tasks are mixed by `ratios` (text_to_image / caption / vqa; normalised); the text-to-image
+caption is replaced by "" with probability `caption_dropout` (classifier-free guidance). Sequences come
+from `lm.sequences` (the one place for prompt formats and loss masks). `repeats` > 1 makes one epoch see
+each record several times with fresh task draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from gaussiantoken.lm.sequences import (
+    IGNORE_INDEX,
+    TASKS,
+    VocabLayout,
+    build_caption,
+    build_text_to_image,
+    build_vqa,
+)
+
+REQUIRED_COLUMNS = {"text_to_image": ("caption",), "caption": ("caption",), "vqa": ("questions", "answers")}
+
+
+def normalize_ratios(ratios: dict) -> dict[str, float]:
+    unknown = sorted(set(ratios) - set(TASKS))
+    if unknown:
+        raise ValueError(f"unknown task(s) in data.ratios: {unknown}; known: {list(TASKS)}")
+    values = {t: float(ratios.get(t, 0.0)) for t in TASKS}
+    if any(v < 0 for v in values.values()) or sum(values.values()) <= 0:
+        raise ValueError(f"data.ratios must be non-negative with a positive sum, got {ratios}")
+    total = sum(values.values())
+    return {t: v / total for t, v in values.items()}
+
+
+def validate_codes_dataset(dataset, ratios: dict, layout: VocabLayout) -> None:
+    """Raise ValueError when the dataset lacks the columns the tasks need or its codes do not fit the LM."""
+    cols = set(dataset.column_names)
+    if "codes" not in cols:
+        raise ValueError(f"the codes dataset has no 'codes' column (columns: {sorted(cols)}); run extract-codes")
+    for task, weight in normalize_ratios(ratios).items():
+        missing = [c for c in REQUIRED_COLUMNS[task] if c not in cols]
+        if weight > 0 and missing:
+            raise ValueError(
+                f"task {task!r} has ratio {weight:.2f} but the dataset lacks column(s) {missing} "
+                f"(columns: {sorted(cols)}); set data.ratios.{task}=0 or use a dataset with them"
+            )
+    if len(dataset) == 0:
+        raise ValueError("the codes dataset is empty")
+    first = dataset[0]["codes"]
+    if len(first) != layout.tokens_per_image:
+        raise ValueError(
+            f"codes have {len(first)} tokens per image but the LM expects tokens_per_image={layout.tokens_per_image}: "
+            "the codes were extracted with a different image tokenizer"
+        )
+    if max(first) >= layout.image_vocab_size:
+        raise ValueError(f"codes reach {max(first)} >= image_vocab_size {layout.image_vocab_size}: tokenizer/LM vocabulary mismatch")
+
+
+class MultiTaskSequenceDataset(torch.utils.data.Dataset):
+    """Item i -> {"input_ids", "labels", "task"} (lists of ints); see the module docstring."""
+
+    def __init__(
+        self,
+        dataset,
+        tokenizer,
+        layout: VocabLayout,
+        ratios: dict | None = None,
+        caption_dropout: float = 0.1,
+        seed: int = 0,
+        max_length: int | None = None,
+        repeats: int = 1,
+    ):
+        ratios = ratios if ratios is not None else {"text_to_image": 1.0, "caption": 1.0, "vqa": 1.0}
+        if not 0.0 <= caption_dropout <= 1.0:
+            raise ValueError(f"caption_dropout must be in [0, 1], got {caption_dropout}")
+        if repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {repeats}")
+        validate_codes_dataset(dataset, ratios, layout)
+        self.dataset, self.tokenizer, self.layout = dataset, tokenizer, layout
+        self.ratios = normalize_ratios(ratios)
+        self._tasks = [t for t in TASKS if self.ratios[t] > 0]
+        self._probs = np.array([self.ratios[t] for t in self._tasks])
+        self.caption_dropout, self.seed, self.max_length, self.repeats = caption_dropout, seed, max_length, repeats
+
+    def __len__(self) -> int:
+        return len(self.dataset) * self.repeats
+
+    def plan(self, index: int) -> tuple[int, str, bool, int]:
+        """(record, task, caption dropped, question index) of item `index` (pure function of seed, index)."""
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        rng = np.random.default_rng([self.seed, index])
+        task = self._tasks[int(rng.choice(len(self._tasks), p=self._probs))]
+        drop = bool(rng.random() < self.caption_dropout)
+        q = int(rng.integers(1 << 30))
+        return index % len(self.dataset), task, drop, q
+
+    def __getitem__(self, index: int) -> dict:
+        record, task, drop, q = self.plan(index)
+        row = self.dataset[record]
+        codes = row["codes"]
+        if task == "text_to_image":
+            seq = build_text_to_image(self.tokenizer, "" if drop else row["caption"], codes, self.layout, self.max_length)
+        elif task == "caption":
+            seq = build_caption(self.tokenizer, row["caption"], codes, self.layout, self.max_length)
+        else:
+            questions, answers = row["questions"], row["answers"]
+            if not questions or len(questions) != len(answers):
+                raise ValueError(f"row {record}: questions/answers must be non-empty and of equal length")
+            k = q % len(questions)
+            seq = build_vqa(self.tokenizer, questions[k], answers[k], codes, self.layout, self.max_length)
+        seq["task"] = task
+        return seq
+
+    def longest_sequence(self) -> int:
+        """Upper bound of the sequence length over all records and tasks (checks the context before training)."""
+        T = self.layout.tokens_per_image
+        count = _token_counter(self.tokenizer)
+        cols = self.dataset.column_names
+        captions = list(self.dataset["caption"]) if "caption" in cols else [""]
+        cap = max(count(c) for c in captions) if captions else 0
+        longest = 0
+        if self.ratios["text_to_image"] > 0:
+            longest = max(longest, len(build_text_to_image(self.tokenizer, "", [0] * T, self.layout)["input_ids"]) + cap)
+        if self.ratios["caption"] > 0:
+            longest = max(longest, len(build_caption(self.tokenizer, "", [0] * T, self.layout)["input_ids"]) + cap)
+        if self.ratios["vqa"] > 0:
+            q = max((count(x) for qs in self.dataset["questions"] for x in qs), default=0)
+            a = max((count(x) for ans in self.dataset["answers"] for x in ans), default=0)
+            longest = max(longest, len(build_vqa(self.tokenizer, "", "", [0] * T, self.layout)["input_ids"]) + q + a)
+        return longest
+
+
+def _token_counter(tokenizer):
+    @lru_cache(maxsize=None)
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 1  # +1: merge slack at the seam
+
+    return count
+
+
+@dataclass
+class SequenceCollator:
+    """Pads a list of {"input_ids", "labels"} on the right: input_ids with pad, labels with -100."""
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(f["input_ids"]) for f in features)
+        if self.pad_to_multiple_of:
+            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        n = len(features)
+        input_ids = torch.full((n, width), self.pad_token_id, dtype=torch.long)  # [B, L]
+        labels = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)  # [B, L]
+        attention_mask = torch.zeros((n, width), dtype=torch.long)  # [B, L]
+        for i, f in enumerate(features):
+            L = len(f["input_ids"])
+            if len(f["labels"]) != L:
+                raise ValueError("input_ids and labels must have the same length")
+            input_ids[i, :L] = torch.as_tensor(f["input_ids"])
+            labels[i, :L] = torch.as_tensor(f["labels"])
+            attention_mask[i, :L] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+__all__ = ["MultiTaskSequenceDataset", "SequenceCollator", "validate_codes_dataset", "normalize_ratios"]

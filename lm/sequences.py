@@ -1,0 +1,199 @@
+"""THE one place for the multimodal LM's prompt formats and training sequences (with loss masks).
+
+Special tokens (text ids of the text tokenizer): "<boi>" begins an image span, "<eoi>" ends it, "<image>"
+is the placeholder that the processor expands to `<boi> + T x <image> + <eoi>` (T = tokens_per_image) and
+that the model replaces by the image's codes (LM id = image_token_offset + local id).
+
+Prompt formats (strings; tokenized with the text tokenizer, bos added by the tokenizer):
+- text-to-image:  text_to_image_prompt(caption) = "Generate an image: {caption}<boi>"
+  It ENDS WITH "<boi>": generation continues directly with the T image tokens, then "<eoi>" and eos.
+  The caption-dropped (unconditional, classifier-free guidance) prompt is text_to_image_prompt("") ==
+  unconditional_prompt() = "Generate an image: <boi>"; training drops the caption with probability
+  `caption_dropout` so this prompt is in-distribution.
+- captioning:     caption_prompt() = "<image>Describe the image."  ; target: caption + eos
+- VQA:            vqa_prompt(question) = "<image>Question: {question} Answer:"  ; target: answer + eos
+
+Training sequences are built at the id level: the prompt is tokenized as a string (exactly as at
+inference), each "<image>" placeholder id is expanded to <boi> + codes + <eoi>, and the target is
+tokenized separately (without specials) and appended with eos. Labels are -100 where no loss applies:
+  text-to-image: loss on the T image tokens, <eoi> and eos (not on the prompt, not on <boi>)
+  captioning:    loss on the caption tokens and eos
+  VQA:           loss on the answer tokens and eos
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+BOI_TOKEN = "<boi>"
+EOI_TOKEN = "<eoi>"
+IMAGE_TOKEN = "<image>"
+SPECIAL_IMAGE_TOKENS = (BOI_TOKEN, EOI_TOKEN, IMAGE_TOKEN)
+IGNORE_INDEX = -100
+TASKS = ("text_to_image", "caption", "vqa")
+
+_T2I_PREFIX = "Generate an image: "
+_CAPTION_INSTRUCTION = "Describe the image."
+
+
+def text_to_image_prompt(caption: str) -> str:
+    """Prompt for text-to-image; ends with "<boi>" (generation starts with the first image token)."""
+    if not isinstance(caption, str):
+        raise TypeError(f"caption must be a str, got {type(caption).__name__}")
+    return f"{_T2I_PREFIX}{caption.strip()}{BOI_TOKEN}"
+
+
+def unconditional_prompt() -> str:
+    """The caption-dropped text-to-image prompt (the negative/unconditional branch of CFG)."""
+    return text_to_image_prompt("")
+
+
+def caption_prompt() -> str:
+    """Prompt for captioning: the image placeholder, then the instruction."""
+    return f"{IMAGE_TOKEN}{_CAPTION_INSTRUCTION}"
+
+
+def vqa_prompt(question: str) -> str:
+    """Prompt for visual question answering: the image placeholder, the question, "Answer:"."""
+    if not isinstance(question, str):
+        raise TypeError(f"question must be a str, got {type(question).__name__}")
+    return f"{IMAGE_TOKEN}Question: {question.strip()} Answer:"
+
+
+@dataclass(frozen=True)
+class VocabLayout:
+    """The id facts that sequence building needs (taken from the LM config or the processor)."""
+
+    image_token_offset: int
+    image_vocab_size: int
+    tokens_per_image: int
+    boi_token_id: int
+    eoi_token_id: int
+    image_token_id: int
+    bos_token_id: int | None
+    eos_token_id: int
+    pad_token_id: int
+
+    @classmethod
+    def from_config(cls, config, tokenizer=None) -> "VocabLayout":
+        """From a GaussianTokenLMConfig (+ the text tokenizer for bos/eos/pad when given)."""
+        source = tokenizer if tokenizer is not None else config
+        eos = source.eos_token_id
+        pad = source.pad_token_id if source.pad_token_id is not None else eos
+        return cls(
+            image_token_offset=config.image_token_offset,
+            image_vocab_size=config.image_vocab_size,
+            tokens_per_image=config.tokens_per_image,
+            boi_token_id=config.boi_token_id,
+            eoi_token_id=config.eoi_token_id,
+            image_token_id=config.image_token_id,
+            bos_token_id=source.bos_token_id,
+            eos_token_id=eos,
+            pad_token_id=pad,
+        )
+
+
+def image_span(codes: Sequence[int], layout: VocabLayout) -> list[int]:
+    """<boi> + LM ids of the codes + <eoi>; `codes` are LOCAL tokenizer ids (validated)."""
+    codes = [int(c) for c in codes]
+    if len(codes) != layout.tokens_per_image:
+        raise ValueError(f"image has {len(codes)} codes, expected tokens_per_image={layout.tokens_per_image}")
+    bad = [c for c in codes if not 0 <= c < layout.image_vocab_size]
+    if bad:
+        raise ValueError(f"image codes out of range [0, {layout.image_vocab_size}): e.g. {bad[:3]}")
+    return [layout.boi_token_id, *(layout.image_token_offset + c for c in codes), layout.eoi_token_id]
+
+
+def expand_image_placeholders(
+    ids: Sequence[int], layout: VocabLayout, images_codes: Sequence[Sequence[int]] | None = None
+) -> list[int]:
+    """Replace each "<image>" id in `ids` by an image span.
+
+    With `images_codes` (one list of local codes per placeholder, in order) the span holds the codes;
+    without, it holds T placeholder ids (<boi> + T x <image> + <eoi>), which the model fills from
+    pixel_values. Raises ValueError when the number of placeholders and images differ.
+    """
+    count = sum(1 for i in ids if i == layout.image_token_id)
+    if images_codes is not None and count != len(images_codes):
+        raise ValueError(f"text has {count} {IMAGE_TOKEN} placeholder(s) but {len(images_codes)} image(s) were given")
+    out: list[int] = []
+    k = 0
+    for i in ids:
+        if i != layout.image_token_id:
+            out.append(int(i))
+        elif images_codes is None:
+            out += [layout.boi_token_id, *([layout.image_token_id] * layout.tokens_per_image), layout.eoi_token_id]
+        else:
+            out += image_span(images_codes[k], layout)
+            k += 1
+    return out
+
+
+def _tokenize(tokenizer, text: str, add_special_tokens: bool) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+
+def _prompt_ids(tokenizer, text: str, layout: VocabLayout) -> list[int]:
+    ids = _tokenize(tokenizer, text, add_special_tokens=True)
+    if layout.bos_token_id is not None and (not ids or ids[0] != layout.bos_token_id):
+        ids = [layout.bos_token_id] + ids
+    return ids
+
+
+def _target_ids(tokenizer, text: str, layout: VocabLayout) -> list[int]:
+    return _tokenize(tokenizer, text.strip(), add_special_tokens=False) + [layout.eos_token_id]
+
+
+def _check_length(ids: list[int], max_length: int | None, what: str) -> None:
+    if max_length is not None and len(ids) > max_length:
+        raise ValueError(
+            f"{what} sequence has {len(ids)} tokens, longer than max_length={max_length} (the model's context); "
+            "shorten the text, raise data.max_length / the backbone's max_position_embeddings, or use fewer "
+            "tokens per image"
+        )
+
+
+def build_text_to_image(
+    tokenizer, caption: str, codes: Sequence[int], layout: VocabLayout, max_length: int | None = None
+) -> dict[str, list[int]]:
+    """[bos] prompt(caption) (ending <boi>) codes <eoi> eos; loss on codes, <eoi>, eos."""
+    prompt = _prompt_ids(tokenizer, text_to_image_prompt(caption), layout)
+    if prompt[-1] != layout.boi_token_id:
+        raise ValueError("the text-to-image prompt must tokenize to ids ending with <boi>; check the tokenizer's specials")
+    span = image_span(codes, layout)[1:]  # prompt already ends with <boi>
+    input_ids = prompt + span + [layout.eos_token_id]
+    labels = [IGNORE_INDEX] * len(prompt) + span + [layout.eos_token_id]
+    _check_length(input_ids, max_length, "text-to-image")
+    return {"input_ids": input_ids, "labels": labels}
+
+
+def _image_prompt_sequence(tokenizer, prompt_text, target, codes, layout, max_length, what):
+    prompt = expand_image_placeholders(_prompt_ids(tokenizer, prompt_text, layout), layout, [codes])
+    answer = _target_ids(tokenizer, target, layout)
+    input_ids = prompt + answer
+    labels = [IGNORE_INDEX] * len(prompt) + answer
+    _check_length(input_ids, max_length, what)
+    return {"input_ids": input_ids, "labels": labels}
+
+
+def build_caption(
+    tokenizer, caption: str, codes: Sequence[int], layout: VocabLayout, max_length: int | None = None
+) -> dict[str, list[int]]:
+    """[bos] <boi> codes <eoi> "Describe the image." caption eos; loss on caption + eos."""
+    return _image_prompt_sequence(tokenizer, caption_prompt(), caption, codes, layout, max_length, "captioning")
+
+
+def build_vqa(
+    tokenizer, question: str, answer: str, codes: Sequence[int], layout: VocabLayout, max_length: int | None = None
+) -> dict[str, list[int]]:
+    """[bos] <boi> codes <eoi> "Question: q Answer:" answer eos; loss on answer + eos."""
+    return _image_prompt_sequence(tokenizer, vqa_prompt(question), answer, codes, layout, max_length, "VQA")
+
+
+__all__ = [
+    "BOI_TOKEN", "EOI_TOKEN", "IMAGE_TOKEN", "SPECIAL_IMAGE_TOKENS", "IGNORE_INDEX", "TASKS",
+    "text_to_image_prompt", "unconditional_prompt", "caption_prompt", "vqa_prompt",
+    "VocabLayout", "image_span", "expand_image_placeholders",
+    "build_text_to_image", "build_caption", "build_vqa",
+]

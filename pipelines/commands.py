@@ -1,0 +1,134 @@
+"""The `gaussiantoken generate | caption | ask` commands (thin wrappers over the pipelines).
+
+    gaussiantoken generate "PROMPT" --model DIR --out grid.png [--num-images N --guidance G --seed S
+        --temperature T --top-k K --top-p P --negative-prompt TEXT --batch-size B --device cpu|cuda]
+    gaussiantoken caption IMAGE --model DIR [--max-new-tokens N]
+    gaussiantoken ask IMAGE "QUESTION" --model DIR [--max-new-tokens N]
+
+Each returns 0 on success and 2 with a one-line error on bad input (bad model directory, bad image,
+bad argument), so scripts can tell them apart from crashes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+
+def image_grid(images, columns: int | None = None):
+    """List of equally sized PIL images -> one PIL image, row-major, `columns` wide (default ~square)."""
+    from PIL import Image
+
+    if not images:
+        raise ValueError("no images to put in a grid")
+    columns = columns or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
+    w, h = images[0].size
+    grid = Image.new("RGB", (columns * w, rows * h))
+    for i, image in enumerate(images):
+        grid.paste(image, ((i % columns) * w, (i // columns) * h))
+    return grid
+
+
+def _check_model_dir(path: str) -> str:
+    if not os.path.isdir(path) or not os.path.isfile(os.path.join(path, "config.json")):
+        raise ValueError(f"--model {path!r} is not a saved model directory (no config.json)")
+    return path
+
+
+def _pipeline(task: str, model: str, device: str | None):
+    import gaussiantoken.pipelines as gp
+
+    gp.register()
+    from transformers import pipeline
+
+    return pipeline(task, model=_check_model_dir(model), device=device)
+
+
+def _run(fn, argv) -> int:
+    try:
+        return fn(argv)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"gaussiantoken: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _generate(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="gaussiantoken generate", description="text-to-image: write a grid of samples")
+    p.add_argument("prompt")
+    p.add_argument("--model", required=True, help="saved gaussiantoken_lm directory")
+    p.add_argument("--out", required=True, help="output image file (PNG grid)")
+    p.add_argument("--num-images", type=int, default=4)
+    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (>= 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--negative-prompt", default=None)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    args = p.parse_args(argv)
+    import torch
+
+    pipe = _pipeline("text-to-image", args.model, args.device)
+    generator = torch.Generator(device=pipe.device).manual_seed(args.seed)
+    images = pipe(args.prompt, negative_prompt=args.negative_prompt, guidance_scale=args.guidance,
+                  num_images_per_prompt=args.num_images, generator=generator, temperature=args.temperature,
+                  top_k=args.top_k, top_p=args.top_p, batch_size=args.batch_size)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    image_grid(images).save(args.out)
+    print(f"wrote {len(images)} image(s) for {args.prompt!r} to {args.out}")
+    return 0
+
+
+def _caption(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="gaussiantoken caption", description="describe an image")
+    p.add_argument("image")
+    p.add_argument("--model", required=True)
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--device", default=None)
+    args = p.parse_args(argv)
+    from gaussiantoken.pipelines.image_text_to_text import CAPTION_TASK
+
+    pipe = _pipeline(CAPTION_TASK, args.model, args.device)
+    print(pipe(args.image, max_new_tokens=args.max_new_tokens)[0]["generated_text"])
+    return 0
+
+
+def _ask(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="gaussiantoken ask", description="answer a question about an image")
+    p.add_argument("image")
+    p.add_argument("question")
+    p.add_argument("--model", required=True)
+    p.add_argument("--max-new-tokens", type=int, default=8)
+    p.add_argument("--device", default=None)
+    args = p.parse_args(argv)
+    if not args.question.strip():
+        raise ValueError("the question is empty")
+    from gaussiantoken.pipelines.image_text_to_text import VQA_TASK
+
+    pipe = _pipeline(VQA_TASK, args.model, args.device)
+    print(pipe(args.image, args.question, max_new_tokens=args.max_new_tokens)[0]["generated_text"])
+    return 0
+
+
+def generate(argv: list[str] | None = None) -> int:
+    return _run(_generate, sys.argv[1:] if argv is None else argv)
+
+
+def caption(argv: list[str] | None = None) -> int:
+    return _run(_caption, sys.argv[1:] if argv is None else argv)
+
+
+def ask(argv: list[str] | None = None) -> int:
+    return _run(_ask, sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    commands = {"generate": generate, "caption": caption, "ask": ask}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        print("usage: python -m gaussiantoken.pipelines.commands {generate,caption,ask} ...", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(commands[sys.argv[1]](sys.argv[2:]))

@@ -1,0 +1,94 @@
+"""Prompt formats and training sequences: loss masks exactly where each task says, id-level expansion, errors."""
+
+import pytest
+
+from gaussiantoken.lm.sequences import (
+    IGNORE_INDEX,
+    VocabLayout,
+    build_caption,
+    build_text_to_image,
+    build_vqa,
+    caption_prompt,
+    expand_image_placeholders,
+    text_to_image_prompt,
+    unconditional_prompt,
+    vqa_prompt,
+)
+
+
+@pytest.fixture()
+def layout(text_tokenizer):
+    tok = text_tokenizer
+    boi, eoi, img = tok.convert_tokens_to_ids(["<boi>", "<eoi>", "<image>"])
+    return VocabLayout(
+        image_token_offset=len(tok), image_vocab_size=16, tokens_per_image=6, boi_token_id=boi, eoi_token_id=eoi,
+        image_token_id=img, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )
+
+
+CODES = [3, 0, 15, 7, 7, 1]
+
+
+def test_prompt_formats():
+    assert text_to_image_prompt("a large red circle") == "Generate an image: a large red circle<boi>"
+    assert unconditional_prompt() == text_to_image_prompt("") == "Generate an image: <boi>"
+    assert "<image>" in caption_prompt() and "Describe the image." in caption_prompt()
+    assert vqa_prompt("what color is the circle?") == "<image>Question: what color is the circle? Answer:"
+    with pytest.raises(TypeError):
+        text_to_image_prompt(None)
+
+
+def test_text_to_image_loss_mask(text_tokenizer, layout):
+    seq = build_text_to_image(text_tokenizer, "a small blue square", CODES, layout)
+    ids, labels = seq["input_ids"], seq["labels"]
+    prompt = text_tokenizer(text_to_image_prompt("a small blue square"))["input_ids"]
+    assert ids[: len(prompt)] == prompt and ids[len(prompt) - 1] == layout.boi_token_id
+    image = [layout.image_token_offset + c for c in CODES]
+    assert ids[len(prompt):] == image + [layout.eoi_token_id, layout.eos_token_id]
+    # loss exactly on the T codes, <eoi> and eos; never on the prompt or <boi>
+    assert labels == [IGNORE_INDEX] * len(prompt) + image + [layout.eoi_token_id, layout.eos_token_id]
+
+
+def test_caption_loss_mask(text_tokenizer, layout):
+    seq = build_caption(text_tokenizer, "a large red circle", CODES, layout)
+    ids, labels = seq["input_ids"], seq["labels"]
+    T = layout.tokens_per_image
+    assert ids[0] == layout.bos_token_id and ids[1] == layout.boi_token_id and ids[2 + T] == layout.eoi_token_id
+    assert ids[2:2 + T] == [layout.image_token_offset + c for c in CODES]
+    target = [i for i, l in zip(ids, labels) if l != IGNORE_INDEX]
+    first = labels.index(next(l for l in labels if l != IGNORE_INDEX))
+    assert all(l == IGNORE_INDEX for l in labels[:first]) and labels[first:] == ids[first:]
+    assert target[-1] == layout.eos_token_id
+    assert text_tokenizer.decode(target[:-1]) == "a large red circle"
+    prompt_text = text_tokenizer.decode(ids[2 + T + 1:first])
+    assert prompt_text.strip() == "Describe the image."
+
+
+def test_vqa_loss_mask(text_tokenizer, layout):
+    seq = build_vqa(text_tokenizer, "what color is the circle?", "red", CODES, layout)
+    ids, labels = seq["input_ids"], seq["labels"]
+    target = [l for l in labels if l != IGNORE_INDEX]
+    assert text_tokenizer.decode(target[:-1]) == "red" and target[-1] == layout.eos_token_id
+    n = len(target)
+    assert labels[-n:] == ids[-n:] and all(l == IGNORE_INDEX for l in labels[:-n])
+    assert "Question: what color is the circle? Answer:" in text_tokenizer.decode(ids[:-n])
+
+
+def test_expand_placeholders(text_tokenizer, layout):
+    ids = text_tokenizer("<image>x<image>")["input_ids"]
+    out = expand_image_placeholders(ids, layout)
+    T = layout.tokens_per_image
+    assert out.count(layout.image_token_id) == 2 * T and out.count(layout.boi_token_id) == 2
+    with_codes = expand_image_placeholders(ids, layout, [CODES, list(reversed(CODES))])
+    assert layout.image_token_id not in with_codes
+    with pytest.raises(ValueError, match="placeholder"):
+        expand_image_placeholders(ids, layout, [CODES])
+
+
+def test_bad_codes_and_length(text_tokenizer, layout):
+    with pytest.raises(ValueError, match="tokens_per_image"):
+        build_caption(text_tokenizer, "a", CODES[:-1], layout)
+    with pytest.raises(ValueError, match="out of range"):
+        build_caption(text_tokenizer, "a", CODES[:-1] + [16], layout)
+    with pytest.raises(ValueError, match="max_length"):
+        build_text_to_image(text_tokenizer, "a large red circle", CODES, layout, max_length=10)
