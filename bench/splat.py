@@ -5,7 +5,10 @@ Methods, side by side in one run on the same inputs:
               calling our fastest renderer for the device (cuda on GPU, reference on CPU)
   dense     - the un-chunked PyTorch formula (reference.splat_dense)
   reference - our chunked reference backend (backend="torch")
-  cuda      - our CUDA backend (GPU only)
+  cuda      - our CUDA backend (GPU only), default (tile) backward
+  cuda_gauss - the same with GAUSSIANTOKEN_SPLAT_BWD=gaussian (the first, warp-per-Gaussian backward)
+For the cuda methods, "kernel fwd/bwd us" times the extension calls alone (no Python autograd or
+dispatch layers): CUDA events around --iters back-to-back calls, divided by --iters.
 Workloads: A (B=256, M=256, C=8, 32x32), B (B=64, M=1024, C=64, 64x64), cpu (B=32, M=64, C=8, 16x16).
 GPU timings: CUDA events after warm-up, median of --iters runs; CPU: perf_counter, median of --cpu-iters.
 Peak memory: torch.cuda.max_memory_allocated on GPU; on CPU the growth of the process's max RSS
@@ -19,6 +22,7 @@ Each method's output is checked against the reference (max |diff| / max |ref|).
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
 import sys
@@ -57,7 +61,7 @@ def render_fn(method, H, W, device):
         return fn
     if method == "dense":
         return lambda m, s, r, f, o: splat_dense(m, s, r, f, H, W, o)
-    backend = {"reference": "torch", "cuda": "cuda"}[method]
+    backend = {"reference": "torch", "cuda": "cuda", "cuda_gauss": "cuda"}[method]
     return lambda m, s, r, f, o: splat(m, s, r, f, H, W, o, backend=backend)
 
 
@@ -85,7 +89,47 @@ class Timer:
         return statistics.median(times)
 
 
+def kernel_times(inputs, grad, H, W, iters):
+    """(forward us, backward us) of the extension calls alone, back to back on the stream."""
+    from gaussiantoken.tokenizer.render.cuda import DEFAULT_TILE, _ext, backward_variant
+
+    ext = _ext()
+    a = [t.detach().float().contiguous() for t in inputs]
+    g = grad.float().contiguous()
+    variant = backward_variant()
+
+    def loop(fn):
+        for _ in range(3):
+            fn()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize()
+        start.record()
+        for _ in range(iters):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) * 1e3 / iters
+
+    fwd = loop(lambda: ext.forward(*a, H, W, *DEFAULT_TILE))
+    bwd = loop(lambda: ext.backward(g, *a, H, W, variant))
+    return fwd, bwd
+
+
 def bench_one(method, name, inputs, ref_out, args, timer):
+    if method == "cuda_gauss":
+        previous = os.environ.get("GAUSSIANTOKEN_SPLAT_BWD")
+        os.environ["GAUSSIANTOKEN_SPLAT_BWD"] = "gaussian"
+        try:
+            return _bench_one(method, name, inputs, ref_out, args, timer)
+        finally:
+            if previous is None:
+                os.environ.pop("GAUSSIANTOKEN_SPLAT_BWD", None)
+            else:
+                os.environ["GAUSSIANTOKEN_SPLAT_BWD"] = previous
+    return _bench_one(method, name, inputs, ref_out, args, timer)
+
+
+def _bench_one(method, name, inputs, ref_out, args, timer):
     B, M, C, H, W = WORKLOADS[name]
     fn = render_fn(method, H, W, args.device)
     leaves = [t.clone().requires_grad_(True) for t in inputs]
@@ -112,23 +156,36 @@ def bench_one(method, name, inputs, ref_out, args, timer):
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
         peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024  # KiB -> MiB (Linux)
-    return {"workload": name, "method": method, "fwd_us": fwd, "bwd_us": bwd, "peak_mib": peak, "rel_err": err}
+    kfwd = kbwd = float("nan")
+    if method.startswith("cuda"):
+        kfwd, kbwd = kernel_times(inputs, grad, H, W, iters)
+    return {
+        "workload": name,
+        "method": method,
+        "fwd_us": fwd,
+        "bwd_us": bwd,
+        "kernel_fwd_us": kfwd,
+        "kernel_bwd_us": kbwd,
+        "peak_mib": peak,
+        "rel_err": err,
+    }
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--workloads", default=None, help="comma list of A,B,cpu (default: all on cuda, cpu on cpu)")
-    p.add_argument("--methods", default="loop,dense,reference,cuda")
+    p.add_argument("--methods", default="loop,dense,reference,cuda,cuda_gauss")
     p.add_argument("--iters", type=int, default=30, help="timed runs per GPU measurement")
     p.add_argument("--cpu-iters", type=int, default=3, help="timed runs per CPU measurement")
     p.add_argument("--skip-dense-large", action="store_true", help="on CPU, skip dense (and loop) on workloads A/B")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's own choice)")
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)
-    if args.device == "cpu":
-        torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     names = (args.workloads or ("A,B,cpu" if args.device == "cuda" else "cpu")).split(",")
-    methods = [m for m in args.methods.split(",") if m != "cuda" or args.device == "cuda"]
+    methods = [m for m in args.methods.split(",") if not m.startswith("cuda") or args.device == "cuda"]
     timer = Timer(args.device)
     rows = []
     for name in names:
@@ -143,9 +200,15 @@ def main(argv=None):
             rows.append(row)
             print(f"  measured {name:>3} {method:<9} fwd {row['fwd_us']:.1f} us  bwd {row['bwd_us']:.1f} us", file=sys.stderr, flush=True)
     print(f"\nsplat benchmark on {args.device} ({torch.cuda.get_device_name() if args.device == 'cuda' else 'CPU, %d threads' % torch.get_num_threads()}), torch {torch.__version__}")
-    print(f"{'workload':<9}{'method':<11}{'forward us':>12}{'backward us':>13}{'peak MiB':>10}{'max|d|/max|ref|':>17}")
+    print(
+        f"{'workload':<9}{'method':<11}{'forward us':>12}{'backward us':>13}{'kernel fwd us':>15}{'kernel bwd us':>15}"
+        f"{'peak MiB':>10}{'max|d|/max|ref|':>17}"
+    )
     for r in rows:
-        print(f"{r['workload']:<9}{r['method']:<11}{r['fwd_us']:>12.1f}{r['bwd_us']:>13.1f}{r['peak_mib']:>10.1f}{r['rel_err']:>17.2e}")
+        print(
+            f"{r['workload']:<9}{r['method']:<11}{r['fwd_us']:>12.1f}{r['bwd_us']:>13.1f}{r['kernel_fwd_us']:>15.1f}"
+            f"{r['kernel_bwd_us']:>15.1f}{r['peak_mib']:>10.1f}{r['rel_err']:>17.2e}"
+        )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"device": args.device, "torch": torch.__version__, "rows": rows}, fh, indent=2)

@@ -1,8 +1,10 @@
 """Tests of the CUDA splatting backend.
 
 CPU part (always runs): a PyTorch emulation of the kernels' logic - the opacity-aware culling box,
-per-tile culling, and the backward's six geometric sums with their closing formulas - checked against
-the reference, so the kernel design is verified without a GPU. GPU part (`@pytest.mark.cuda`): the
+per-tile culling, the backward's six geometric sums with their closing formulas, and the tile
+backward's bookkeeping (tile counts, slot offsets, per-tile partial sums, fixed-order reduction) -
+checked against the reference, so the kernel design is verified without a GPU. GPU tests of the
+backward run once per backward variant (GAUSSIANTOKEN_SPLAT_BWD = tile | gaussian). GPU part (`@pytest.mark.cuda`): the
 real kernels against the float64 reference, regressions of the paper kernel's defects, determinism,
 tile-size independence, autocast, torch.compile, dispatch.
 """
@@ -179,10 +181,114 @@ def test_emulated_backward_formulas_equal_reference_autograd():
     assert all(x.abs().max() > 0 for x in ref)
 
 
+def emu_backward_tile(grad_out, means, scales, rotations, features, opacities, H, W, CB=2, tile=16):
+    """The tile backward's bookkeeping, step by step (float64 sums): counts of tiles per Gaussian box,
+    slot offsets (inclusive cumsum), per-(image, tile, culled Gaussian, channel pass) partial sums over
+    box ∩ tile written to slot `offset + row-major tile position in the box's tile range`, then the
+    fixed-order reduction over slots and passes. Returns the gradients and the slot write counts."""
+    B, M, C = features.shape
+    m, s, r, f, o = (t.to(F64) for t in (means, scales, rotations, features, opacities))
+    x0, x1, y0, y1 = emu_box(means, scales, rotations, opacities, H, W)  # [B, M] each
+    visible = (x0 <= x1) & (y0 <= y1)
+    counts = torch.where(visible, (x1 // tile - x0 // tile + 1) * (y1 // tile - y0 // tile + 1), 0).flatten()
+    slot_end = torch.cumsum(counts, 0)  # [B*M] inclusive
+    passes = (C + CB - 1) // CB
+    SW = C + 6 * passes
+    ws = torch.full((int(slot_end[-1]), SW), float("nan"), dtype=F64)
+    writes = torch.zeros(int(slot_end[-1]), SW, dtype=torch.long)
+    alpha, u, v, e, keep = emu_alpha(m, s, r, o, H, W)  # [B, M, P]
+    G = grad_out.to(F64).flatten(2)  # [B, C, P]
+    tiles_x, tiles_y = (W + tile - 1) // tile, (H + tile - 1) // tile
+    for z in range(passes):
+        c0, c1 = z * CB, min(C, z * CB + CB)
+        for b in range(B):
+            for t in range(tiles_x * tiles_y):
+                tx, ty = t % tiles_x, t // tiles_x
+                tx0, ty0 = tx * tile, ty * tile
+                tx1, ty1 = min(tx0 + tile, W) - 1, min(ty0 + tile, H) - 1
+                for g in range(M):  # index order, culled exactly like the forward
+                    if not (visible[b, g] and x0[b, g] <= tx1 and x1[b, g] >= tx0 and y0[b, g] <= ty1 and y1[b, g] >= ty0):
+                        continue
+                    rx0, rx1 = max(int(x0[b, g]), tx0), min(int(x1[b, g]), tx1)
+                    ry0, ry1 = max(int(y0[b, g]), ty0), min(int(y1[b, g]), ty1)
+                    ii, jj = torch.meshgrid(torch.arange(ry0, ry1 + 1), torch.arange(rx0, rx1 + 1), indexing="ij")
+                    pix = (ii * W + jj).flatten()  # box ∩ tile
+                    k = keep[b, g, pix]
+                    pix = pix[k]
+                    a, uu, vv, ee = alpha[b, g, pix], u[b, g, pix], v[b, g, pix], e[b, g, pix]
+                    Gp = G[b, c0:c1][:, pix]  # [CBz, n]
+                    da = f[b, g, c0:c1] @ Gp  # [n]
+                    ed = ee * da
+                    w = o[b, g] * ed
+                    S = torch.stack([ed.sum(), (w * uu).sum(), (w * vv).sum(), (w * uu * uu).sum(), (w * vv * vv).sum(), (w * uu * vv).sum()])
+                    idx = b * M + g
+                    ntx = int(x1[b, g]) // tile - int(x0[b, g]) // tile + 1
+                    slot = (0 if idx == 0 else int(slot_end[idx - 1])) + (ty - int(y0[b, g]) // tile) * ntx + (tx - int(x0[b, g]) // tile)
+                    assert (0 if idx == 0 else int(slot_end[idx - 1])) <= slot < int(slot_end[idx])
+                    ws[slot, c0:c1] = Gp @ a
+                    ws[slot, C + 6 * z : C + 6 * z + 6] = S
+                    writes[slot, c0:c1] += 1
+                    writes[slot, C + 6 * z : C + 6 * z + 6] += 1
+    g_feat = torch.zeros(B * M, C, dtype=F64)
+    S = torch.zeros(B * M, 6, dtype=F64)
+    for idx in range(B * M):
+        for q in range(0 if idx == 0 else int(slot_end[idx - 1]), int(slot_end[idx])):  # tiles in fixed order
+            g_feat[idx] += ws[q, :C]
+            for z in range(passes):
+                S[idx] += ws[q, C + 6 * z : C + 6 * z + 6]
+    S = S.view(B, M, 6).unbind(-1)
+    sx, sy = s[..., 0], s[..., 1]
+    sn, cs = torch.sin(r), torch.cos(r)
+    g_means = torch.stack([S[1] * cs / sx - S[2] * sn / sy, S[1] * sn / sx + S[2] * cs / sy], -1)
+    g_scales = torch.stack([S[3] / sx, S[4] / sy], -1)
+    g_rot = -S[5] * (sy / sx - sx / sy)
+    return (g_means, g_scales, g_rot, g_feat.view(B, M, C), S[0]), writes
+
+
+def test_emulated_tile_backward_bookkeeping_and_gradients():
+    # 37 x 29 pixels: 3 x 2 tiles, partial edge tiles; C = 5 with CB = 2: 3 channel passes, the last partial
+    H, W, C = 37, 29, 5
+    m, s, r, f, o = random_gaussians(2, 40, C, H, W, px_scale=(0.8, 6.0), seed=29)
+    s[0, :3] *= 12.0  # a few Gaussians spanning many tiles
+    o[1, :4] = ALPHA_CUTOFF * 0.5  # never visible: no slots, zero gradients
+    grad_out = torch.randn(2, C, H, W, dtype=F64, generator=torch.Generator().manual_seed(3))
+    grads, writes = emu_backward_tile(grad_out, m, s, r, f, o, H, W, CB=2)
+    assert writes.numel() > 0 and bool((writes == 1).all())  # every slot value written exactly once
+    assert int(writes.shape[0]) > 2 * 40  # some Gaussians really span several tiles
+    inputs32 = [t.double().requires_grad_(True) for t in (m, s, r, f, o)]
+    out32 = splat_reference(*inputs32[:4], H, W, inputs32[4])
+    ref = torch.autograd.grad((out32 * grad_out).sum(), inputs32)
+    for name, a, b in zip(["means", "scales", "rotations", "features", "opacities"], grads, ref):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-9 * b.abs().max()), name
+    assert all(x.abs().max() > 0 for x in ref)
+    for g in grads:
+        assert bool((g[1, :4] == 0).all())
+
+
 # ------------------------------------------------------------------------------------------------
 # GPU tests
 # ------------------------------------------------------------------------------------------------
 NAMES = ["means", "scales", "rotations", "features", "opacities"]
+BWD_VARIANTS = ["tile", "gaussian"]
+
+
+@pytest.fixture(params=BWD_VARIANTS)
+def bwd_variant(request, monkeypatch):
+    """Runs a test once per backward kernel (GAUSSIANTOKEN_SPLAT_BWD)."""
+    monkeypatch.setenv("GAUSSIANTOKEN_SPLAT_BWD", request.param)
+    return request.param
+
+
+def test_backward_variant_switch(monkeypatch):
+    from gaussiantoken.tokenizer.render.cuda import BWD_ENV, backward_variant
+
+    monkeypatch.delenv(BWD_ENV, raising=False)
+    assert backward_variant() == 0  # the GPU-verified warp-per-Gaussian kernel by default
+    monkeypatch.setenv(BWD_ENV, "tile")
+    assert backward_variant() == 1
+    monkeypatch.setenv(BWD_ENV, "atomic")
+    with pytest.raises(ValueError, match=BWD_ENV):
+        backward_variant()
 
 
 def band_mask(m, s, r, o, H, W, rel=1e-4):
@@ -231,14 +337,16 @@ def compare_to_reference(B, M, C, H, W, seed=0, tile=(16, 16), px_scale=(0.5, 3.
         (1, 256, 64, 32, 32),
         (1, 64, 3, 256, 256),
         (3, 7, 64, 8, 8),
+        (2, 300, 5, 37, 29),
+        (2, 64, 40, 48, 80),
     ],
 )
-def test_cuda_matches_float64_reference(B, M, C, H, W):
+def test_cuda_matches_float64_reference(B, M, C, H, W, bwd_variant):
     compare_to_reference(B, M, C, H, W, seed=B * M + C)
 
 
 @pytest.mark.cuda
-def test_cuda_more_than_256_gaussians_on_one_tile_and_last_of_tile():
+def test_cuda_more_than_256_gaussians_on_one_tile_and_last_of_tile(bwd_variant):
     # 600 Gaussians all on one 16x16 tile: the paper's forward stopped at 256, its backward skipped the last
     B, M, C, H, W = 1, 600, 4, 16, 16
     from gaussiantoken.tokenizer.render.cuda import splat_cuda
@@ -276,7 +384,7 @@ def test_cuda_ring_between_3_and_3_33_sigma_crosses_tile_border():
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("theta", [0.3, 1.1, -2.0, math.pi / 2])
-def test_cuda_rotations(theta):
+def test_cuda_rotations(theta, bwd_variant):
     from gaussiantoken.tokenizer.render.cuda import splat_cuda
 
     m, s, r, f, o = random_gaussians(2, 16, 3, 24, 24, px_scale=(0.5, 4.0), seed=11)
@@ -292,7 +400,7 @@ def test_cuda_rotations(theta):
 
 
 @pytest.mark.cuda
-def test_cuda_tile_size_does_not_change_output_and_runs_are_bitwise_equal():
+def test_cuda_tile_size_does_not_change_output_and_runs_are_bitwise_equal(bwd_variant):
     from gaussiantoken.tokenizer.render.cuda import splat_cuda
 
     ins = [t.cuda().requires_grad_(True) for t in random_gaussians(3, 300, 5, 37, 29, seed=13)]
@@ -308,7 +416,7 @@ def test_cuda_tile_size_does_not_change_output_and_runs_are_bitwise_equal():
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_cuda_autocast_low_precision_inputs(dtype):
+def test_cuda_autocast_low_precision_inputs(dtype, bwd_variant):
     m, s, r, f, o = random_gaussians(2, 64, 8, 32, 32, seed=17)
     ins = [t.cuda().to(dtype).requires_grad_(True) for t in (m, s, r, f, o)]
     with torch.autocast("cuda", dtype=dtype):
@@ -323,9 +431,10 @@ def test_cuda_autocast_low_precision_inputs(dtype):
 
 
 @pytest.mark.cuda
-def test_cuda_torch_compile_fullgraph():
+def test_cuda_torch_compile_fullgraph(bwd_variant):
     from gaussiantoken.tokenizer.render.cuda import splat_cuda
 
+    torch._dynamo.reset()  # the backward variant is read while tracing: trace afresh for each
     ins = [t.cuda().requires_grad_(True) for t in random_gaussians(2, 32, 4, 16, 16, seed=19)]
 
     def fn(m, s, r, f, o):
@@ -339,6 +448,31 @@ def test_cuda_torch_compile_fullgraph():
     g2 = torch.autograd.grad(fn(*ins), ins)
     for a, b in zip(g1, g2):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.cuda
+def test_cuda_backward_variants_agree_and_invisible_gaussians_get_zero(monkeypatch):
+    from gaussiantoken.tokenizer.render.cuda import splat_cuda
+
+    m, s, r, f, o = random_gaussians(2, 500, 33, 40, 56, px_scale=(0.5, 12.0), seed=31)
+    o[1] = ALPHA_CUTOFF * 0.5  # image 1: nothing visible (the tile backward's empty-workspace path)
+    grads = {}
+    for variant in BWD_VARIANTS:
+        monkeypatch.setenv("GAUSSIANTOKEN_SPLAT_BWD", variant)
+        ins = [t.cuda().requires_grad_(True) for t in (m, s, r, f, o)]
+        out = splat_cuda(*ins[:4], 40, 56, ins[4])
+        g = torch.linspace(-1, 1, out.numel(), device=out.device).view_as(out)
+        grads[variant] = torch.autograd.grad((out * g).sum(), ins)
+    for name, a, b in zip(NAMES, grads["tile"], grads["gaussian"]):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * b.abs().max()), name
+        assert bool((a[1] == 0).all()), name
+    monkeypatch.setenv("GAUSSIANTOKEN_SPLAT_BWD", "tile")
+    o_all = torch.full_like(o, ALPHA_CUTOFF * 0.5)  # nothing visible anywhere
+    ins = [t.cuda().requires_grad_(True) for t in (m, s, r, f, o_all)]
+    out = splat_cuda(*ins[:4], 40, 56, ins[4])
+    assert bool((out == 0).all())
+    for t, gr in zip(ins, torch.autograd.grad(out.sum(), ins)):
+        assert bool((gr == 0).all())
 
 
 @pytest.mark.cuda

@@ -91,6 +91,7 @@ def test_cuda_backend_without_gpu_is_clear(monkeypatch):
     from gaussiantoken.tokenizer.render import cuda as cuda_mod
 
     monkeypatch.setattr(cuda_mod, "cuda_status", lambda device=None: cuda_mod.CudaStatus(False, "no CUDA toolkit found"))
+    monkeypatch.setattr(cuda_mod, "_READY", False)  # a GPU test earlier in the session may have set it
 
     class FakeCuda(torch.Tensor):
         @property

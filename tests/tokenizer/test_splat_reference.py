@@ -172,6 +172,52 @@ def test_chunked_equals_unchunked_values_and_gradients():
         assert torch.allclose(a, b, atol=1e-12)
 
 
+@pytest.mark.parametrize("max_elements", [64, 195, 1430])  # columns of a row / 3 rows / 2 whole images
+def test_every_chunking_equals_unchunked(max_elements):
+    inputs = [t.requires_grad_(True) for t in random_gaussians(3, 5, 3, scale=(0.05, 0.3), seed=13)]
+    m, s, r, f, o = inputs
+    w = torch.randn(3, 3, 11, 13, dtype=F64, generator=torch.Generator().manual_seed(1))
+    full = splat_reference(m, s, r, f, 11, 13, o)
+    chunked = splat_reference(m, s, r, f, 11, 13, o, max_elements=max_elements)
+    assert torch.allclose(full, chunked, atol=1e-14)
+    for a, b in zip(torch.autograd.grad((full * w).sum(), inputs), torch.autograd.grad((chunked * w).sum(), inputs)):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
+def autograd_splat(means, scales, rotations, features, height, width, opacities):
+    """The same formula differentiated by autograd alone (no analytic backward): the backward's oracle."""
+    from gaussiantoken.tokenizer.render.reference import _alpha, _cutoff_threshold
+
+    ys = (2 * torch.arange(height, dtype=F64) + 1) / height - 1
+    xs = (2 * torch.arange(width, dtype=F64) + 1) / width - 1
+    dx, dy = xs - means[..., 0:1], ys - means[..., 1:2]  # [B, M, W], [B, M, H]
+    cs, sn = torch.cos(rotations).unsqueeze(-1), torch.sin(rotations).unsqueeze(-1)
+    isx, isy = 1.0 / scales[..., 0:1], 1.0 / scales[..., 1:2]
+    alpha = _alpha(cs * isx * dx, sn * isx * dy, cs * isy * dy, sn * isy * dx, opacities, _cutoff_threshold(F64))[0]
+    B, M, C = features.shape
+    return torch.bmm(features.transpose(1, 2), alpha.view(B, M, -1)).view(B, C, height, width)
+
+
+def test_analytic_backward_equals_autograd_with_cut_pixels():
+    # small Gaussians: most pixels are cut, some Gaussians are cut everywhere, one has opacity 0
+    inputs = [t.requires_grad_(True) for t in random_gaussians(2, 9, 4, scale=(0.04, 0.4), seed=21)]
+    with torch.no_grad():
+        inputs[4][0, 0] = 0.0
+        inputs[4][1, :2] = ALPHA_CUTOFF * 0.9
+    m, s, r, f, o = inputs
+    w = torch.randn(2, 4, 15, 18, dtype=F64, generator=torch.Generator().manual_seed(2))
+    out = splat_reference(m, s, r, f, 15, 18, o)
+    ref = autograd_splat(m, s, r, f, 15, 18, o)
+    assert torch.allclose(out, ref, atol=1e-14)
+    assert bool((ref == 0).any())  # the cutoff is active somewhere
+    for name, a, b in zip("msrfo", torch.autograd.grad((out * w).sum(), inputs), torch.autograd.grad((ref * w).sum(), inputs)):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12), name
+    # gradients wrt a subset of the inputs (the backward skips the rest)
+    gf = torch.autograd.grad((splat_reference(m.detach(), s.detach(), r.detach(), f, 15, 18, o.detach()) * w).sum(), f)[0]
+    gf_ref = torch.autograd.grad((autograd_splat(m, s, r, f, 15, 18, o) * w).sum(), f)[0]
+    assert torch.allclose(gf, gf_ref, atol=1e-12)
+
+
 def single_gaussian_loss(s, theta, n=32):
     """The golden-value setup: one Gaussian, scales in pixels, at the centre of an n x n grid, loss
     sum(out * w) with a fixed asymmetric weight w (so the rotation gradient is non-zero)."""

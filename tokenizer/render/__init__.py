@@ -20,7 +20,25 @@ from .reference import ALPHA_CUTOFF, pixel_centers, splat_reference
 BACKENDS = ("auto", "torch", "cuda")
 
 
+def _inputs_ok(means, scales, rotations, features, height, width, opacities) -> bool:
+    """Fast path of `_check_inputs`: True when everything is plainly valid (one dtype, one device)."""
+    if type(height) is not int or type(width) is not int or height <= 0 or width <= 0:
+        return False
+    if not isinstance(features, torch.Tensor) or features.dim() != 3 or not features.is_floating_point():
+        return False
+    B, M, C = features.shape
+    dtype, device = features.dtype, features.device
+    for t, shape in ((means, (B, M, 2)), (scales, (B, M, 2)), (rotations, (B, M)), (opacities, (B, M))):
+        if t is None and shape == (B, M) and opacities is None:
+            continue
+        if not isinstance(t, torch.Tensor) or t.shape != shape or t.dtype != dtype or t.device != device:
+            return False
+    return C > 0
+
+
 def _check_inputs(means, scales, rotations, features, height, width, opacities) -> None:
+    if _inputs_ok(means, scales, rotations, features, height, width, opacities):
+        return
     tensors = {"means": means, "scales": scales, "rotations": rotations, "features": features}
     if opacities is not None:
         tensors["opacities"] = opacities
@@ -74,9 +92,9 @@ def splat(
     if backend == "auto":
         backend = "torch"
         if features.is_cuda:
-            from .cuda import cuda_status
+            from . import cuda
 
-            if cuda_status().available:
+            if cuda._READY or cuda.cuda_status().available:
                 backend = "cuda"
     if backend == "cuda":
         from .cuda import splat_cuda

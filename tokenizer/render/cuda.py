@@ -5,6 +5,15 @@ Public: `cuda_status()` (is the backend usable here, and if not, why) and `splat
 ops `gaussiantoken::splat_fwd` and `gaussiantoken::splat_bwd` (with fake implementations and an
 autograd formula), so `torch.compile(fullgraph=True)` traces through them as single opaque nodes.
 
+Backward variants (env var `GAUSSIANTOKEN_SPLAT_BWD`, read at each backward call):
+- "tile" (default): per-(image, 16x16 tile) partial sums over the tile's culled Gaussians, with
+  dL/dout staged in shared memory once per tile, then a fixed-order reduction over tiles per Gaussian.
+- "gaussian": the first version, one warp per Gaussian walking its box (kept as a fallback).
+Both are deterministic (no float atomics) and compute the same gradients up to float32 rounding.
+
+Call path: in eager mode `splat_cuda` goes through a plain `torch.autograd.Function` that calls the
+extension directly (the least Python per call); under `torch.compile` it calls the custom ops.
+
 Precision: the kernels compute and accumulate in float32. Inputs of any floating dtype (fp16/bf16
 under autocast, float64) are cast to float32 here; the output has the features' dtype, like the
 reference backend, and gradients flow back in each input's own dtype. Second derivatives are not
@@ -12,12 +21,16 @@ supported. Nothing is compiled at import: the extension is built on the first CU
 """
 
 import dataclasses
+import os
 from typing import Optional
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 DEFAULT_TILE = (16, 16)  # (tile_w, tile_h): one thread per pixel, one block per (tile, image)
+BWD_ENV = "GAUSSIANTOKEN_SPLAT_BWD"
+BWD_VARIANTS = {"gaussian": 0, "tile": 1}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +40,8 @@ class CudaStatus:
 
 
 _BUILD_STATUS: Optional[CudaStatus] = None
+_READY = False  # set once a call found the backend available: later calls skip the status check
+_MODULE = None
 
 
 def cuda_status(device=None) -> CudaStatus:
@@ -59,9 +74,26 @@ def cuda_status(device=None) -> CudaStatus:
 
 
 def _ext():
-    from .build import load_extension
+    global _MODULE
+    if _MODULE is None:
+        from .build import load_extension
 
-    return load_extension()
+        _MODULE = load_extension()
+    return _MODULE
+
+
+def backward_variant() -> int:
+    """The backward kernel to use: GAUSSIANTOKEN_SPLAT_BWD = "gaussian" (default) or "tile".
+
+    "gaussian" (warp per Gaussian) is the variant verified on an H200. "tile" (per-tile partial sums,
+    dL/dout read once per tile) is compile-checked and its bookkeeping is emulated on CPU in the tests,
+    but it has not yet run on a GPU: opt in, and run `pytest -m cuda` first.
+    """
+    name = os.environ.get(BWD_ENV, "gaussian") or "gaussian"
+    try:
+        return BWD_VARIANTS[name]
+    except KeyError:
+        raise ValueError(f"{BWD_ENV} must be one of {sorted(BWD_VARIANTS)}, got {name!r}") from None
 
 
 @torch.library.custom_op("gaussiantoken::splat_fwd", mutates_args=())
@@ -95,13 +127,14 @@ def splat_bwd(
     opacities: Tensor,
     height: int,
     width: int,
+    variant: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    grads = _ext().backward(grad_out, means, scales, rotations, features, opacities, height, width)
+    grads = _ext().backward(grad_out, means, scales, rotations, features, opacities, height, width, variant)
     return tuple(grads)
 
 
 @splat_bwd.register_fake
-def _splat_bwd_fake(grad_out, means, scales, rotations, features, opacities, height, width):
+def _splat_bwd_fake(grad_out, means, scales, rotations, features, opacities, height, width, variant):
     return tuple(torch.empty_like(t) for t in (means, scales, rotations, features, opacities))
 
 
@@ -111,13 +144,37 @@ def _setup_context(ctx, inputs, output):
     ctx.size = (height, width)
 
 
+def _as_f32(t: Tensor) -> Tensor:
+    """t itself when already contiguous float32 (no dispatcher round trip), else a float32 copy."""
+    return t if t.dtype == torch.float32 and t.is_contiguous() else t.float().contiguous()
+
+
 def _backward(ctx, grad_out):
     means, scales, rotations, features, opacities = ctx.saved_tensors
-    grads = splat_bwd(grad_out.float().contiguous(), means, scales, rotations, features, opacities, *ctx.size)
+    grads = splat_bwd(_as_f32(grad_out), means, scales, rotations, features, opacities, *ctx.size, backward_variant())
     return (*grads, None, None, None, None)
 
 
 splat_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _SplatFunction(torch.autograd.Function):
+    """Eager-mode path: the same kernels as the custom ops, without the custom-op Python layers."""
+
+    @staticmethod
+    def forward(ctx, means, scales, rotations, features, opacities, height, width, tile_w, tile_h):
+        ctx.save_for_backward(means, scales, rotations, features, opacities)
+        ctx.size = (height, width)
+        return _ext().forward(means, scales, rotations, features, opacities, height, width, tile_w, tile_h)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        means, scales, rotations, features, opacities = ctx.saved_tensors
+        grads = _ext().backward(
+            _as_f32(grad_out), means, scales, rotations, features, opacities, *ctx.size, backward_variant()
+        )
+        return (*grads, None, None, None, None)
 
 
 def splat_cuda(
@@ -131,22 +188,41 @@ def splat_cuda(
     tile: tuple = DEFAULT_TILE,  # (tile_w, tile_h); tile_w * tile_h a multiple of 32, <= 1024
 ) -> Tensor:  # [B, C, H, W], the features' dtype
     """Render on the GPU (inputs validated by `render.splat`); raises RuntimeError when unusable."""
+    global _READY
     if not features.is_cuda:
         raise RuntimeError(f"backend='cuda' needs CUDA tensors, got inputs on {features.device}")
-    tile_w, tile_h = (int(t) for t in tile)
-    if tile_w <= 0 or tile_h <= 0 or (tile_w * tile_h) % 32 or tile_w * tile_h > 1024:
-        raise ValueError(f"tile must be (w, h) with w*h a positive multiple of 32 and <= 1024, got {tile}")
-    if not torch.compiler.is_compiling():
+    if tile is DEFAULT_TILE:
+        tile_w, tile_h = DEFAULT_TILE
+    else:
+        tile_w, tile_h = (int(t) for t in tile)
+        if tile_w <= 0 or tile_h <= 0 or (tile_w * tile_h) % 32 or tile_w * tile_h > 1024:
+            raise ValueError(f"tile must be (w, h) with w*h a positive multiple of 32 and <= 1024, got {tile}")
+    compiling = torch.compiler.is_compiling()
+    if not _READY and not compiling:
         status = cuda_status(features.device)
         if not status.available:
             raise RuntimeError(f"backend='cuda' is unavailable: {status.reason}")
+        _READY = True
     out_dtype = features.dtype
-    B, M, _ = features.shape
     if opacities is None:
+        B, M, _ = features.shape
         opacities = torch.ones(B, M, device=features.device, dtype=torch.float32)
-    args = [t.float().contiguous() for t in (means, scales, rotations, features, opacities)]
-    out = splat_fwd(*args, height, width, tile_w, tile_h)  # [B, C, H, W] float32
-    return out.to(out_dtype)
+    args = (_as_f32(means), _as_f32(scales), _as_f32(rotations), _as_f32(features), _as_f32(opacities))
+    if compiling:
+        out = splat_fwd(*args, height, width, tile_w, tile_h)  # [B, C, H, W] float32
+    else:
+        out = _SplatFunction.apply(*args, height, width, tile_w, tile_h)  # [B, C, H, W] float32
+    return out if out_dtype == torch.float32 else out.to(out_dtype)
 
 
-__all__ = ["CudaStatus", "cuda_status", "splat_cuda", "splat_fwd", "splat_bwd", "DEFAULT_TILE"]
+__all__ = [
+    "CudaStatus",
+    "cuda_status",
+    "splat_cuda",
+    "splat_fwd",
+    "splat_bwd",
+    "backward_variant",
+    "DEFAULT_TILE",
+    "BWD_ENV",
+    "BWD_VARIANTS",
+]

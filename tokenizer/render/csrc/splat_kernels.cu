@@ -13,9 +13,19 @@
 // in fp32 registers. The per-pixel sum order is the Gaussian index order whatever the tiling, and
 // culled Gaussians have alpha = 0 exactly, so the output is bitwise independent of the tile size.
 //
-// Backward: one warp per (image, Gaussian, channel pass) walks the pixels of the Gaussian's exact
-// box, reads dL/dout there, and accumulates dL/df and six geometric sums in registers, then reduces
-// them over the warp with a fixed xor butterfly: no atomics, so run-to-run bitwise deterministic.
+// Backward, two deterministic variants (no float atomics; chosen by the binding, see cuda.py):
+// - tile (opt-in, GAUSSIANTOKEN_SPLAT_BWD=tile; compile-checked and CPU-emulated, not yet run on a GPU):
+//   a prep kernel stores every Gaussian's parameters and box and counts the 16x16
+//   tiles its box meets; the host forms slot offsets (inclusive cumsum). One block per (tile, image,
+//   channel pass) stages the tile's dL/dout in shared memory once, culls like the forward (index
+//   order), and gives each culled Gaussian to one warp, which walks box ∩ tile, sums per lane, and
+//   adds the 32 lanes in fixed order through a shared-memory transpose into the Gaussian's slot for
+//   that tile. A reduce kernel then adds each Gaussian's slots in row-major tile order (and its
+//   channel passes' geometric sums in pass order) and applies the closing formulas below.
+//   dL/dout is read from global memory once per channel pass instead of once per overlapping Gaussian.
+// - gaussian (default; verified on an H200): one warp per (image, Gaussian, channel pass) walks the pixels of the Gaussian's exact
+//   box, reads dL/dout there, and accumulates dL/df and six geometric sums in registers, then reduces
+//   them over the warp with a fixed xor butterfly.
 // The geometric gradient is the exact one (the symmetric-conic form of DESIGN.md section 3,
 // written in the Gaussian's own axes): with w = alpha * <f, G_p>, u, v as above,
 //   dL/dmu_x = sum w (u cos/s_x - v sin/s_y),  dL/dmu_y = sum w (u sin/s_x + v cos/s_y),
@@ -307,6 +317,217 @@ __global__ void splat_backward_epilogue(const float* __restrict__ partial, int p
   finish_geometry(S, scales, rotations, idx, grad_means, grad_scales, grad_rotations, grad_opacities);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Backward, tile variant (opt-in): per-(image, tile) partial sums, then a fixed-order reduce
+// ---------------------------------------------------------------------------------------------
+constexpr int kBwdTile = kBackwardTile;            // backward tiles are 16 x 16 pixels (splat.h)
+constexpr int kBwdThreads = kBwdTile * kBwdTile;  // one thread per pixel when staging and culling
+constexpr int kBwdTileWarps = kBwdThreads / 32;   // 8 warps, each takes one culled Gaussian at a time
+
+// Number of backward tiles the (non-empty) box meets: its partial-sum slots, in row-major tile order.
+__device__ __forceinline__ int box_tile_count(const Box& box) {
+  return (box.x1 / kBwdTile - box.x0 / kBwdTile + 1) * (box.y1 / kBwdTile - box.y0 / kBwdTile + 1);
+}
+
+// Per Gaussian idx = b*M + g: its parameters and culling box, stored once (prep_g, prep_box) so the
+// tile kernel's culling and the slot layout use the very same box (no recomputation that could round
+// differently), and counts[idx] = the number of tiles the box meets (0 when never visible).
+__global__ void splat_backward_count_kernel(const float* __restrict__ means, const float* __restrict__ scales,
+                                            const float* __restrict__ rotations,
+                                            const float* __restrict__ opacities, long long* __restrict__ counts,
+                                            Gauss* __restrict__ prep_g, Box* __restrict__ prep_box, long long BM,
+                                            int H, int W) {
+  const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= BM) return;
+  Gauss G;
+  Box box;
+  const bool visible = load_gauss(means, scales, rotations, opacities, idx, H, W, G, box);
+  if (!visible) box = Box{1, 0, 1, 0};
+  prep_g[idx] = G;
+  prep_box[idx] = box;
+  counts[idx] = visible ? box_tile_count(box) : 0;
+}
+
+// One block per (tile, image, channel pass), 256 threads. The block stages the tile's dL/dout for
+// this pass in shared memory (read from global memory exactly once), culls the image's Gaussians
+// against the tile exactly as the forward does (same box, index order), and hands each culled
+// Gaussian to one warp. The warp walks the pixels of (box ∩ tile), recomputes alpha, and
+// accumulates dL/df (this pass's channels) and the six geometric sums per lane; the lanes' values
+// are then summed in fixed lane order through a per-warp shared-memory transpose and written to
+// the Gaussian's slot for this tile in the workspace (slot = the tile's position in the row-major
+// range of tiles its box meets, after the Gaussian's offset `slot_end[idx - 1]`). No atomics.
+template <int CB>
+__global__ void __launch_bounds__(kBwdThreads) splat_backward_tile_kernel(
+    const float* __restrict__ grad_out, const float* __restrict__ features, const Gauss* __restrict__ prep_g,
+    const Box* __restrict__ prep_box, const long long* __restrict__ slot_end, float* __restrict__ ws, int M,
+    int C, int H, int W, int tiles_x, int SW) {
+  constexpr int NV = CB + 6;                          // values per (Gaussian, tile): dL/df[CB], S[6]
+  constexpr int RS = (NV % 2 == 0) ? NV + 1 : NV;     // odd row strides: conflict-free transposes
+  constexpr int GS = (CB % 2 == 0) ? CB + 1 : CB;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  Gauss* gs = reinterpret_cast<Gauss*>(smem_raw);                       // [256] culled Gaussians
+  Box* boxes = reinterpret_cast<Box*>(gs + kBwdThreads);                // [256] their boxes
+  float* Gt = reinterpret_cast<float*>(boxes + kBwdThreads);            // [256 pixels, GS] dL/dout
+  float* red = Gt + kBwdThreads * GS;                                   // [8 warps, 32 lanes, RS]
+  int* ids = reinterpret_cast<int*>(red + kBwdTileWarps * 32 * RS);     // [256] Gaussian indices
+  int* wcount = ids + kBwdThreads;                                      // [8]
+  float* cx = reinterpret_cast<float*>(wcount + kBwdTileWarps);         // [16] pixel-centre x of the columns
+  float* cy = cx + kBwdTile;                                            // [16] pixel-centre y of the rows
+
+  const int b = blockIdx.y, z = blockIdx.z, c0 = z * CB;
+  const int tile_x = blockIdx.x % tiles_x, tile_y = blockIdx.x / tiles_x;
+  const int tx0 = tile_x * kBwdTile, ty0 = tile_y * kBwdTile;
+  const int tx1 = min(tx0 + kBwdTile, W) - 1, ty1 = min(ty0 + kBwdTile, H) - 1;
+  const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
+  const long long gbase = (long long)b * M;
+  const long long plane = (long long)H * W;
+
+  // 1. stage dL/dout of this tile and pass: Gt[local pixel][c], zero outside the image / channels
+  {
+    const int px = tx0 + (t % kBwdTile), py = ty0 + (t / kBwdTile);
+    float* row = Gt + t * GS;
+    if (px < W && py < H) {
+      const float* src = grad_out + ((long long)b * C + c0) * plane + (long long)py * W + px;
+#pragma unroll
+      for (int c = 0; c < CB; ++c) row[c] = (c0 + c < C) ? src[c * plane] : 0.0f;
+    } else {
+#pragma unroll
+      for (int c = 0; c < CB; ++c) row[c] = 0.0f;
+    }
+  }
+  if (t < kBwdTile) cx[t] = pixel_coord(tx0 + t, W);  // the forward's exact pixel coordinates
+  else if (t < 2 * kBwdTile) cy[t - kBwdTile] = pixel_coord(ty0 + t - kBwdTile, H);
+  float* myred = red + warp * 32 * RS;
+
+  for (int base = 0; base < M; base += kBwdThreads) {
+    // 2. cull a chunk of Gaussians against the tile, compact the survivors in index order
+    const int g = base + t;
+    Gauss G;
+    Box box;
+    bool hit = false;
+    if (g < M) {
+      box = prep_box[gbase + g];  // empty (x0 > x1) when never visible
+      hit = box.x0 <= box.x1 && box.y0 <= box.y1 && box.x0 <= tx1 && box.x1 >= tx0 && box.y0 <= ty1 &&
+            box.y1 >= ty0;
+      if (hit) G = prep_g[gbase + g];
+    }
+    const unsigned mask = __ballot_sync(0xffffffffu, hit);
+    if (lane == 0) wcount[warp] = __popc(mask);
+    __syncthreads();  // (the first time, also publishes the staged Gt)
+    int off = 0, n = 0;
+    for (int w = 0; w < kBwdTileWarps; ++w) {
+      const int cnt = wcount[w];
+      off += (w < warp) ? cnt : 0;
+      n += cnt;
+    }
+    if (hit) {
+      const int pos = off + __popc(mask & ((1u << lane) - 1u));
+      gs[pos] = G;
+      boxes[pos] = box;
+      ids[pos] = g;
+    }
+    __syncthreads();
+    // 3. one warp per culled Gaussian: partial sums over (box ∩ tile)
+    for (int k = warp; k < n; k += kBwdTileWarps) {
+      const Gauss Gk = gs[k];
+      const Box bx = boxes[k];
+      const long long idx = gbase + ids[k];
+      const int rx0 = max(bx.x0, tx0), rx1 = min(bx.x1, tx1), ry0 = max(bx.y0, ty0), ry1 = min(bx.y1, ty1);
+      const int rw = rx1 - rx0 + 1;
+      const int npx = rw * (ry1 - ry0 + 1);  // >= 1: the box meets the tile
+      float f[CB], dF[CB];
+#pragma unroll
+      for (int c = 0; c < CB; ++c) {
+        f[c] = (c0 + c < C) ? __ldg(features + idx * C + c0 + c) : 0.0f;
+        dF[c] = 0.0f;
+      }
+      float S[6] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+      // lane's pixel (lx, ly) in the rw-wide rectangle, advanced by 32 pixels per step without divisions
+      const int step_y = 32 / rw, step_x = 32 % rw;
+      int ly = lane / rw, lx = lane % rw;
+      for (int i = lane; i < npx; i += 32) {
+        const int px = rx0 + lx - tx0, py = ry0 + ly - ty0;  // tile-local
+        lx += step_x;
+        ly += step_y;
+        if (lx >= rw) {
+          lx -= rw;
+          ++ly;
+        }
+        float u, v, e;
+        const float alpha = eval_alpha(Gk, cx[px], cy[py], u, v, e);
+        if (alpha >= kAlphaCutoff) {
+          const float* row = Gt + (py * kBwdTile + px) * GS;
+          float da = 0.0f;  // <f, G_p> over this pass's channels
+#pragma unroll
+          for (int c = 0; c < CB; ++c) {
+            const float gv = row[c];
+            da = fmaf(f[c], gv, da);
+            dF[c] = fmaf(alpha, gv, dF[c]);
+          }
+          const float ed = e * da;
+          const float w = Gk.o * ed;
+          S[0] += ed;
+          S[1] = fmaf(w, u, S[1]);
+          S[2] = fmaf(w, v, S[2]);
+          S[3] = fmaf(w * u, u, S[3]);
+          S[4] = fmaf(w * v, v, S[4]);
+          S[5] = fmaf(w * u, v, S[5]);
+        }
+      }
+      // 4. sum the 32 lanes in fixed order (transpose through shared memory), write the slot
+#pragma unroll
+      for (int c = 0; c < CB; ++c) myred[lane * RS + c] = dF[c];
+#pragma unroll
+      for (int q = 0; q < 6; ++q) myred[lane * RS + CB + q] = S[q];
+      __syncwarp();
+      const int ntx = bx.x1 / kBwdTile - bx.x0 / kBwdTile + 1;
+      const long long slot = (idx == 0 ? 0LL : slot_end[idx - 1]) +
+                             (long long)(tile_y - bx.y0 / kBwdTile) * ntx + (tile_x - bx.x0 / kBwdTile);
+      float* dst = ws + slot * SW;
+      for (int vv = lane; vv < NV; vv += 32) {
+        float sum = 0.0f;
+#pragma unroll 8
+        for (int r = 0; r < 32; ++r) sum += myred[r * RS + vv];
+        if (vv < CB) {
+          if (c0 + vv < C) dst[c0 + vv] = sum;
+        } else {
+          dst[C + 6 * z + (vv - CB)] = sum;
+        }
+      }
+      __syncwarp();  // the buffer is reused by this warp's next Gaussian
+    }
+    __syncthreads();  // gs / boxes / ids / wcount are rewritten by the next chunk
+  }
+}
+
+// One warp per Gaussian: sums its slots (tiles in row-major order, each slot's passes in order)
+// and finishes the gradients. Lanes own dL/df channels; lane 0 sums the geometric partials.
+__global__ void splat_backward_tile_reduce(const float* __restrict__ ws, const long long* __restrict__ slot_end,
+                                           long long BM, int C, int passes, int SW,
+                                           const float* __restrict__ scales, const float* __restrict__ rotations,
+                                           float* __restrict__ grad_means, float* __restrict__ grad_scales,
+                                           float* __restrict__ grad_rotations, float* __restrict__ grad_features,
+                                           float* __restrict__ grad_opacities) {
+  const int lane = threadIdx.x & 31;
+  const long long idx = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (idx >= BM) return;  // whole warps
+  const long long s0 = idx == 0 ? 0LL : slot_end[idx - 1], s1 = slot_end[idx];
+  for (int c = lane; c < C; c += 32) {
+    float sum = 0.0f;
+    for (long long q = s0; q < s1; ++q) sum += ws[q * SW + c];
+    grad_features[idx * C + c] = sum;
+  }
+  if (lane != 0) return;
+  float S[6] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+  for (long long q = s0; q < s1; ++q) {
+    const float* p = ws + q * SW + C;
+    for (int zz = 0; zz < passes; ++zz)
+#pragma unroll
+      for (int k = 0; k < 6; ++k) S[k] += p[6 * zz + k];
+  }
+  finish_geometry(S, scales, rotations, idx, grad_means, grad_scales, grad_rotations, grad_opacities);
+}
+
 // Channels per pass: the smallest compiled width >= C, or the widest with several passes.
 int forward_block_channels(int C) {
   const int widths[] = {1, 2, 4, 8, 16, 32, 64};
@@ -359,6 +580,41 @@ cudaError_t backward_impl(const float* grad_out, const float* means, const float
   return cudaGetLastError();
 }
 
+template <int CB>
+cudaError_t backward_tile_impl(const float* grad_out, const float* scales, const float* rotations,
+                               const float* features, const Gauss* prep_g, const Box* prep_box,
+                               const long long* slot_end, float* ws, float* grad_means, float* grad_scales,
+                               float* grad_rotations, float* grad_features, float* grad_opacities, int B, int M,
+                               int C, int H, int W, cudaStream_t stream) {
+  constexpr int NV = CB + 6;
+  constexpr int RS = (NV % 2 == 0) ? NV + 1 : NV;
+  constexpr int GS = (CB % 2 == 0) ? CB + 1 : CB;
+  const size_t smem = (size_t)kBwdThreads * (sizeof(Gauss) + sizeof(Box) + GS * sizeof(float) + sizeof(int)) +
+                      (size_t)kBwdTileWarps * 32 * RS * sizeof(float) + (size_t)kBwdTileWarps * sizeof(int) +
+                      (size_t)2 * kBwdTile * sizeof(float);
+  const int passes = (C + CB - 1) / CB;
+  const int SW = C + 6 * passes;
+  const int tiles_x = (W + kBwdTile - 1) / kBwdTile, tiles_y = (H + kBwdTile - 1) / kBwdTile;
+  if (ws != nullptr) {  // null: no Gaussian is visible anywhere, every gradient is a zero sum
+    if (smem > 48 * 1024) {
+      cudaError_t err = cudaFuncSetAttribute(splat_backward_tile_kernel<CB>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+      if (err != cudaSuccess) return err;
+    }
+    const dim3 grid(tiles_x * tiles_y, B, passes);
+    splat_backward_tile_kernel<CB><<<grid, kBwdThreads, smem, stream>>>(
+        grad_out, features, prep_g, prep_box, slot_end, ws, M, C, H, W, tiles_x, SW);
+    cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) return err;
+  }
+  const long long BM = (long long)B * M;
+  constexpr int kWarpsPerBlock = 8;
+  splat_backward_tile_reduce<<<(unsigned)((BM + kWarpsPerBlock - 1) / kWarpsPerBlock), kWarpsPerBlock * 32, 0,
+                               stream>>>(ws, slot_end, BM, C, passes, SW, scales, rotations, grad_means,
+                                         grad_scales, grad_rotations, grad_features, grad_opacities);
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 cudaError_t launch_splat_forward(const float* means, const float* scales, const float* rotations,
@@ -406,6 +662,55 @@ cudaError_t launch_splat_backward(const float* grad_out, const float* means, con
     GT_BWD(32);
   }
 #undef GT_BWD
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace gaussiantoken
+
+namespace gaussiantoken {
+
+int backward_tile_slot_floats(int C) {
+  const int CB = backward_block_channels(C);
+  return C + 6 * ((C + CB - 1) / CB);
+}
+
+long long backward_prep_bytes(int B, int M) { return (long long)B * M * (long long)(sizeof(Gauss) + sizeof(Box)); }
+
+cudaError_t launch_splat_backward_count(const float* means, const float* scales, const float* rotations,
+                                        const float* opacities, long long* counts, void* prep, int B, int M, int H,
+                                        int W, cudaStream_t stream) {
+  const long long BM = (long long)B * M;
+  if (BM == 0) return cudaSuccess;
+  Gauss* prep_g = reinterpret_cast<Gauss*>(prep);
+  Box* prep_box = reinterpret_cast<Box*>(prep_g + BM);
+  splat_backward_count_kernel<<<(unsigned)((BM + 255) / 256), 256, 0, stream>>>(
+      means, scales, rotations, opacities, counts, prep_g, prep_box, BM, H, W);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_splat_backward_tile(const float* grad_out, const float* scales, const float* rotations,
+                                       const float* features, const void* prep, const long long* slot_end,
+                                       float* ws, float* grad_means, float* grad_scales, float* grad_rotations,
+                                       float* grad_features, float* grad_opacities, int B, int M, int C, int H,
+                                       int W, cudaStream_t stream) {
+  if (B == 0 || M == 0) return cudaSuccess;
+  const long long BM = (long long)B * M;
+  const Gauss* prep_g = reinterpret_cast<const Gauss*>(prep);
+  const Box* prep_box = reinterpret_cast<const Box*>(prep_g + BM);
+#define GT_BWD_TILE(CB)                                                                                       \
+  case CB:                                                                                                    \
+    return backward_tile_impl<CB>(grad_out, scales, rotations, features, prep_g, prep_box, slot_end, ws,      \
+                                  grad_means, grad_scales, grad_rotations, grad_features, grad_opacities, B, M, \
+                                  C, H, W, stream)
+  switch (backward_block_channels(C)) {
+    GT_BWD_TILE(1);
+    GT_BWD_TILE(2);
+    GT_BWD_TILE(4);
+    GT_BWD_TILE(8);
+    GT_BWD_TILE(16);
+    GT_BWD_TILE(32);
+  }
+#undef GT_BWD_TILE
   return cudaErrorInvalidValue;
 }
 
