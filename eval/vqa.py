@@ -14,6 +14,14 @@ Owns:
   Unlike the official script, the per-type averages use each question's leave-one-out mean (the
   official code appends only the last subset's value there, a known slip).
 - `exact_match_accuracy(predictions, answers)`: for Shapes questions with one exact answer.
+Benchmark runner (added for the evaluation harness):
+- `shapes_question_type(question)`: color / shape / size / count / relation (the Shapes question kinds).
+- `score_shapes_vqa(predictions, answers, questions)`: exact match overall and per question type.
+- `run_vqa(model, processor, dataset, annotations=None, ...)`: answer every question of the dataset
+  (batched `lm.generation.generate_text`, one image per question) and score: a Shapes dataset
+  (columns image, questions, answers: several questions per image; ids "row_k") by exact match; a VQAv2
+  dataset (`data.loaders.load_vqav2` rows: image, question, question_id) against the annotations
+  (`eval.readers.read_vqa_annotations`) with `vqa_accuracy`.
 """
 
 from __future__ import annotations
@@ -156,3 +164,82 @@ def exact_match_accuracy(predictions: dict, answers: dict, answer_types: dict | 
             groups[answer_types.get(k, "other")].append(v)
         out["per_answer_type"] = {k: sum(v) / len(v) for k, v in sorted(groups.items())}
     return out
+
+
+_QUESTION_TYPES = (("what color", "color"), ("what shape", "shape"), ("what size", "size"),
+                   ("how many", "count"), ("is the", "relation"))
+
+
+def shapes_question_type(question: str) -> str:
+    """The kind of a Shapes question (by its opening words), "other" for anything else."""
+    q = question.strip().lower()
+    return next((kind for prefix, kind in _QUESTION_TYPES if q.startswith(prefix)), "other")
+
+
+def score_shapes_vqa(predictions: dict, answers: dict, questions: dict) -> dict:
+    """Exact-match accuracy of Shapes answers {qid: str} with per-question-type accuracy."""
+    types = {k: shapes_question_type(q) for k, q in questions.items()}
+    out = exact_match_accuracy(predictions, answers, answer_types=types)
+    return {"accuracy": out["overall"], "num_questions": out["num_questions"],
+            "per_question_type": out["per_answer_type"]}
+
+
+def _answer_all(model, processor, images: list, questions: list[str], batch_size: int, max_new_tokens: int) -> list[str]:
+    from gaussiantoken.lm.generation import generate_text
+
+    out: list[str] = []
+    for s in range(0, len(questions), batch_size):
+        out += generate_text(model, processor, [im.convert("RGB") for im in images[s:s + batch_size]],
+                             prompts=questions[s:s + batch_size], max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return out
+
+
+def run_vqa(model, processor, dataset, annotations: dict | None = None, batch_size: int = 32,
+            max_new_tokens: int = 8) -> tuple[dict, dict]:
+    """Answer and score every question of `dataset`. Returns (metrics, predictions {question_id: answer}).
+
+    Shapes rows (image, questions, answers): ids "row_k", exact match, per question type. VQAv2 rows
+    (image, question, question_id): `annotations` {question_id: annotation} (read_vqa_annotations) scored
+    with the VQAv2 accuracy; without annotations, the rows' `answers` lists (>= 2 human answers) are used.
+    """
+    if len(dataset) == 0:
+        raise ValueError("the VQA dataset is empty")
+    cols = dataset.column_names
+    if "questions" in cols and "answers" in cols:  # Shapes: several questions per image
+        ids, images, questions, answers = [], [], [], {}
+        for row in range(len(dataset)):
+            item = dataset[row]
+            if len(item["questions"]) != len(item["answers"]):
+                raise ValueError(f"row {row} has {len(item['questions'])} questions but {len(item['answers'])} answers")
+            for k, (q, a) in enumerate(zip(item["questions"], item["answers"])):
+                qid = f"{row}_{k}"
+                ids.append(qid)
+                images.append(item["image"])
+                questions.append(q)
+                answers[qid] = a
+        if not ids:
+            raise ValueError("the VQA dataset holds no questions")
+        texts = _answer_all(model, processor, images, questions, batch_size, max_new_tokens)
+        predictions = dict(zip(ids, texts))
+        return score_shapes_vqa(predictions, answers, dict(zip(ids, questions))), predictions
+    for col in ("image", "question", "question_id"):
+        if col not in cols:
+            raise ValueError(f"the VQA dataset needs a {col!r} column (VQAv2 rows) or questions/answers (Shapes); has {cols}")
+    qids = list(dataset["question_id"])
+    if len(set(qids)) != len(qids):
+        raise ValueError("the VQA dataset has duplicate question_id values")
+    texts = _answer_all(model, processor, list(dataset["image"]), list(dataset["question"]), batch_size, max_new_tokens)
+    predictions = dict(zip(qids, texts))
+    if annotations is None:
+        if "answers" not in cols:
+            raise ValueError("no annotations: give annotations= (read_vqa_annotations) or rows with 'answers'")
+        annotations = {q: {"question_id": q, "answers": [{"answer": a} for a in ans]}
+                       for q, ans in zip(qids, dataset["answers"])}
+    else:
+        from .readers import match_ids
+
+        annotations = match_ids(predictions, annotations, what="question_id", allow_subset=True)
+    result = vqa_accuracy(predictions, annotations)
+    metrics = {"accuracy": result["overall"], "num_questions": result["num_questions"],
+               "per_answer_type": result["per_answer_type"]}
+    return metrics, predictions

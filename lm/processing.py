@@ -183,8 +183,10 @@ class GaussianTokenProcessor(ProcessorMixin):
         """Load from a saved LM (or processor) directory; a tokenizer-only dir raises ValueError."""
         from transformers import AutoTokenizer
 
+        from gaussiantoken.lm.modeling import register_auto_classes
         from gaussiantoken.tokenizer import GaussianTokenizerImageProcessor
 
+        register_auto_classes()  # AutoTokenizer reads config.json: it must know our model_type
         path = Path(pretrained_model_name_or_path)
         proc_file = path / PROCESSOR_FILE
         if not proc_file.is_file():

@@ -1,0 +1,251 @@
+"""`gaussiantoken evaluate` end to end on tiny random models saved to disk: metrics.json + report.md with the
+expected keys and values in range, prediction files scored without a model, clear errors for bad configs and
+model dirs, and a failing task marking the report incomplete."""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+torch.set_num_threads(1)
+
+TOKENIZER_KWARGS = dict(
+    image_size=16, encoder_channels=8, encoder_channel_mult=[1, 2], hidden_size=32, num_heads=4, ffn_dim=32,
+    num_decoder_layers=1, num_gaussians=4, codebook_size=16, position_bins=8, scale_bins=4, rotation_bins=4,
+    splat_channels=8, feature_mlp_hidden=16, decoder_channels=8, decoder_num_res_blocks=1,
+)
+TEXT_CONFIG = dict(
+    model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+    num_key_value_heads=4, max_position_embeddings=128, tie_word_embeddings=False,
+)
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    """(lm_dir, tokenizer_dir): a tiny random image tokenizer and a tiny Llama LM built on it, saved."""
+    from transformers import AutoTokenizer
+
+    from gaussiantoken.lm.modeling import GaussianTokenForCausalLM
+    from gaussiantoken.lm.processing import GaussianTokenProcessor
+    from gaussiantoken.lm.text_tokenizer import default_corpus, train_text_tokenizer
+    from gaussiantoken.tokenizer import GaussianTokenizer, GaussianTokenizerConfig, GaussianTokenizerImageProcessor
+
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    tok = GaussianTokenizer(GaussianTokenizerConfig(**TOKENIZER_KWARGS)).eval()
+    tok.save_pretrained(root / "tokenizer")
+    GaussianTokenizerImageProcessor(image_size=16).save_pretrained(root / "tokenizer")
+    train_text_tokenizer(default_corpus(200, seed=1, image_size=16), vocab_size=320, out_dir=root / "text")
+    text_tokenizer = AutoTokenizer.from_pretrained(root / "text")
+    lm = GaussianTokenForCausalLM.from_parts(text_tokenizer, root / "tokenizer", text_config=dict(TEXT_CONFIG))
+    lm.save_pretrained(root / "lm")
+    GaussianTokenProcessor.from_model_config(lm.config, text_tokenizer).save_pretrained(root / "lm")
+    return root / "lm", root / "tokenizer"
+
+
+def _config(tmp_path, **changes) -> str:
+    cfg = {
+        "batch_size": 8,
+        "reconstruction": {"data": {"name": "shapes", "num_samples": 6, "seed": 5}},
+        "text_to_image": {"num_prompts": 5, "fid_real_samples": 8, "feature_net_train_samples": 16,
+                          "feature_net_epochs": 1, "kid_subset_size": 4, "grid_size": 4,
+                          "exclude_data": {"name": "shapes", "num_samples": 40, "seed": 0}},
+        "captioning": {"data": {"name": "shapes", "num_samples": 3, "seed": 7}, "meteor": False, "max_new_tokens": 6},
+        "vqa": {"data": {"name": "shapes", "num_samples": 2, "seed": 7}, "max_new_tokens": 3},
+    }
+    for key, value in changes.items():
+        node = cfg
+        *head, last = key.split(".")
+        for part in head:
+            node = node.setdefault(part, {})
+        node[last] = value
+    path = tmp_path / "eval.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def _metrics(out):
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_evaluate_all_tasks_writes_metrics_and_report(model_dirs, tmp_path):
+    from gaussiantoken.eval.run import main
+
+    lm_dir, _ = model_dirs
+    out = tmp_path / "out"
+    assert main([_config(tmp_path), "--model", str(lm_dir), "--out", str(out), "seed=3"]) == 0
+    m = _metrics(out)
+    assert m["status"] == "complete" and not any(k.startswith("failed.") for k in m)
+    assert m["config.seed"] == 3 and m["config.model"] == str(lm_dir)
+    for key in ("reconstruction.psnr", "reconstruction.ssim", "text_to_image.accuracy", "captioning.bleu4",
+                "captioning.cider", "captioning.rouge_l", "vqa.accuracy", "text_to_image.fid", "text_to_image.kid",
+                "captioning.exact_scene_accuracy"):
+        assert isinstance(m[key], float), key
+    assert "captioning.meteor" not in m  # switched off
+    assert 0.0 < m["reconstruction.psnr"] < 100.0 and -1.0 <= m["reconstruction.ssim"] <= 1.0
+    for key in ("text_to_image.accuracy", "text_to_image.color", "text_to_image.count", "captioning.bleu4",
+                "captioning.rouge_l", "captioning.exact_scene_accuracy", "vqa.accuracy"):
+        assert 0.0 <= m[key] <= 1.0, key
+    assert m["captioning.cider"] >= 0.0 and m["text_to_image.fid"] >= -1e-6
+    assert m["text_to_image.num_images"] == 5 and m["captioning.num_images"] == 3
+    assert m["vqa.num_questions"] == 6 and m["reconstruction.num_images"] == 6
+    report = (out / "report.md").read_text()
+    assert "**Status: complete.**" in report and "## text_to_image" in report and "## vqa" in report
+    assert "NOT with Inception" in report and "text_to_image_samples.png" in report
+    assert (out / "text_to_image_samples.png").is_file() and (out / "feature_net" / "config.json").is_file()
+    preds = json.loads((out / "captioning_predictions.json").read_text())
+    assert [p["image_id"] for p in preds] == [0, 1, 2] and all(isinstance(p["caption"], str) for p in preds)
+    assert len(json.loads((out / "vqa_predictions.json").read_text())) == 6
+
+
+def test_prediction_files_scored_without_model(tmp_path):
+    from gaussiantoken.data.shapes import make_dataset
+    from gaussiantoken.eval.run import main
+
+    ds = make_dataset(4, seed=9, image_size=32)
+    caps = tmp_path / "caps.json"
+    caps.write_text(json.dumps([{"image_id": i, "caption": c} for i, c in enumerate(ds["caption"])]))
+    answers = tmp_path / "answers.json"
+    answers.write_text(json.dumps([{"question_id": f"{r}_{k}", "answer": a}
+                                   for r, ans in enumerate(ds["answers"]) for k, a in enumerate(ans)]))
+    data = {"name": "shapes", "num_samples": 4, "seed": 9, "image_size": 32}
+    cfg = _config(tmp_path, tasks=["captioning", "vqa"], **{"captioning.data": data, "vqa.data": data,
+                                                           "captioning.predictions": str(caps),
+                                                           "vqa.predictions": str(answers)})
+    out = tmp_path / "out"
+    assert main([cfg, "--out", str(out)]) == 0
+    m = _metrics(out)
+    assert m["captioning.exact_scene_accuracy"] == 1.0 and m["vqa.accuracy"] == 1.0
+    assert m["captioning.bleu4"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_failing_task_marks_report_incomplete(model_dirs, tmp_path, capsys):
+    from gaussiantoken.eval.run import main
+
+    _, tok_dir = model_dirs
+    bad_caps = tmp_path / "caps.json"
+    bad_caps.write_text(json.dumps([{"image_id": 99, "caption": "a large red circle"}]))  # unknown id
+    broken = tmp_path / "answers.json"
+    broken.write_text('[{"question_id": "0_0", "answer": ')  # malformed JSON
+    cfg = _config(tmp_path, tasks=["reconstruction", "captioning", "vqa"],
+                  **{"captioning.predictions": str(bad_caps), "vqa.predictions": str(broken)})
+    out = tmp_path / "out"
+    assert main([cfg, "--model", str(tok_dir), "--out", str(out)]) == 1
+    m = _metrics(out)
+    assert m["status"] == "incomplete"
+    assert "no reference image_id" in m["failed.captioning"] and "malformed JSON" in m["failed.vqa"]
+    assert not any(k.startswith(("captioning.", "vqa.")) for k in m)  # no partial numbers
+    assert isinstance(m["reconstruction.psnr"], float)  # the tokenizer-only dir evaluates reconstruction
+    report = (out / "report.md").read_text()
+    assert "INCOMPLETE" in report and "`captioning`" in report
+
+
+@pytest.mark.parametrize("text, overrides, message", [
+    ("tasks: [reconstruction\n", [], "malformed YAML"),
+    ("batch_size: 8\n", ["bogus.key=1"], "unknown config key"),
+    ("batch_size: -1\n", [], "'batch_size' must be positive"),
+    ("tasks: [painting]\n", [], "unknown or repeated task"),
+    ("text_to_image: 3\n", [], "text_to_image"),
+    ("captioning: {data: 7}\n", [], "captioning.data"),
+])
+def test_malformed_config_gives_clear_error(tmp_path, capsys, text, overrides, message):
+    from gaussiantoken.eval.run import main
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    out = tmp_path / "out"
+    assert main([str(path), *overrides, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (out / "metrics.json").exists()
+
+
+def test_missing_model_dir_and_wrong_kind(model_dirs, tmp_path, capsys):
+    from gaussiantoken.eval.run import main
+
+    _, tok_dir = model_dirs
+    cfg = _config(tmp_path)
+    out = tmp_path / "out"
+    assert main([cfg, "--model", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert "model directory not found" in capsys.readouterr().err
+    assert main([cfg, "--out", str(out)]) == 2
+    assert "no model directory" in capsys.readouterr().err
+    assert main([cfg, "--model", str(tok_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "only 'reconstruction'" in err and "text_to_image" in err
+    assert main([str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+    assert not (out / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_meteor_switch_on(tmp_path):
+    from gaussiantoken.data.shapes import make_dataset
+    from gaussiantoken.eval.run import main
+
+    ds = make_dataset(3, seed=9, image_size=32)
+    caps = tmp_path / "caps.json"
+    caps.write_text(json.dumps([{"image_id": i, "caption": c} for i, c in enumerate(ds["caption"])]))
+    data = {"name": "shapes", "num_samples": 3, "seed": 9, "image_size": 32}
+    cfg = _config(tmp_path, tasks=["captioning"], **{"captioning.data": data, "captioning.predictions": str(caps),
+                                                     "captioning.meteor": True})
+    assert main([cfg, "--out", str(tmp_path / "out")]) == 0
+    assert _metrics(tmp_path / "out")["captioning.meteor"] == pytest.approx(1.0, abs=1e-3)
+
+
+def _coco_vqa_files(tmp_path):
+    """Two COCO images with captions, and VQAv2 questions/annotations on them."""
+    from gaussiantoken.data.shapes import make_dataset
+
+    ds = make_dataset(2, seed=4, image_size=16)
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, im in enumerate(ds["image"], start=1):
+        im.save(images / f"COCO_val2014_{i:012d}.png")
+    coco = {"images": [{"id": i, "file_name": f"COCO_val2014_{i:012d}.png"} for i in (1, 2)],
+            "annotations": [{"image_id": i, "id": 10 * i + k, "caption": c}
+                            for i, cap in ((1, ds["caption"][0]), (2, ds["caption"][1]))
+                            for k, c in enumerate([cap, cap.replace("a ", "one ", 1)])]}
+    (tmp_path / "captions.json").write_text(json.dumps(coco))
+    questions = {"questions": [{"question_id": 100 + i, "image_id": i, "question": "how many objects are there?"}
+                               for i in (1, 2)]}
+    anns = {"annotations": [{"question_id": 100 + i, "image_id": i, "answer_type": "number", "question_type": "how many",
+                             "answers": [{"answer": str(len(ds["objects"][i - 1]))}] * 10} for i in (1, 2)]}
+    (tmp_path / "questions.json").write_text(json.dumps(questions))
+    (tmp_path / "annotations.json").write_text(json.dumps(anns))
+    return ds, {"name": "coco_captions", "annotations_json": str(tmp_path / "captions.json"), "images_dir": str(images)}, \
+        {"name": "vqav2", "questions_json": str(tmp_path / "questions.json"),
+         "annotations_json": str(tmp_path / "annotations.json"), "images_dir": str(images)}
+
+
+def test_coco_and_vqav2_files(model_dirs, tmp_path):
+    from gaussiantoken.eval.run import main
+
+    lm_dir, _ = model_dirs
+    ds, coco, vqav2 = _coco_vqa_files(tmp_path)
+    # Generation on COCO / VQAv2 files with the tiny LM: scores in range, predictions in the results formats.
+    cfg = _config(tmp_path, tasks=["captioning", "vqa"], **{"captioning.data": coco, "vqa.data": vqav2})
+    out = tmp_path / "gen"
+    assert main([cfg, "--model", str(lm_dir), "--out", str(out)]) == 0
+    m = _metrics(out)
+    assert 0.0 <= m["captioning.bleu4"] <= 1.0 and 0.0 <= m["vqa.accuracy"] <= 1.0
+    assert m["captioning.num_images"] == 2 and m["vqa.num_questions"] == 2
+    assert "captioning.exact_scene_accuracy" not in m  # COCO has no scene truth
+    assert sorted(p["question_id"] for p in json.loads((out / "vqa_predictions.json").read_text())) == [101, 102]
+    # Results files: the true caption and a number word ("two" -> "2" under the VQAv2 normalisation) score 1.
+    caps, answers = tmp_path / "caps.json", tmp_path / "answers.json"
+    caps.write_text(json.dumps([{"image_id": i, "caption": ds["caption"][i - 1]} for i in (1, 2)]))
+    words = {1: "one", 2: "two", 3: "three"}
+    answers.write_text(json.dumps([{"question_id": 100 + i, "answer": words[len(ds["objects"][i - 1])]} for i in (1, 2)]))
+    cfg = _config(tmp_path, tasks=["captioning", "vqa"], **{"captioning.data": coco, "vqa.data": vqav2,
+                                                           "captioning.predictions": str(caps),
+                                                           "vqa.predictions": str(answers)})
+    assert main([cfg, "--out", str(tmp_path / "files")]) == 0
+    m = _metrics(tmp_path / "files")
+    assert m["vqa.accuracy"] == 1.0 and m["vqa.per_answer_type.number"] == 1.0
+    assert m["captioning.bleu1"] == pytest.approx(1.0, abs=1e-6)
+    # An empty prediction set is an error of that task, reported, never a number.
+    caps.write_text("[]")
+    assert main([cfg, "--out", str(tmp_path / "empty")]) == 1
+    m = _metrics(tmp_path / "empty")
+    assert "empty prediction set" in m["failed.captioning"] and "captioning.bleu1" not in m
