@@ -33,8 +33,10 @@ steps: dropping the deformable encoder layer (+36% steps) is the largest gain; l
 (+1.5 dB); at equal tokens, joint (x,y) bins beat per-attribute tokens (more Gaussians for the same
 tokens), anchor-relative offsets match absolute bins with a 2.5x smaller vocabulary (+0.4 dB); more
 Gaussians help (16 -> 32 -> 42: 21.8 -> 24.2 -> 25.4 dB). The shapes preset now combines fast + l2 +
-42 Gaussians (126 tokens); that combination was NOT measured on an idle machine (the 2-core build machine
-ran at load 6-8: 44 steps in 5 min, 14.7 dB, which says nothing about the model).
+42 Gaussians (126 tokens); that combination was NOT measured on an idle machine. On the shared 2-core
+build machine (5 min, 2 threads, same seeds) it gave: load 6-8: 44 steps, 14.66 dB; load 5-6: 123 steps,
+21.56 dB, parse 0.080; load ~3: 224 steps, 23.93 dB, parse 0.214, usage 1.000 (loss at step 200: 0.106
+vs 0.136 for `fast` above) - i.e. the time budget, not the model, bounds these numbers there.
 """
 
 from __future__ import annotations

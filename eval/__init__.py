@@ -9,6 +9,8 @@ Light at import: each name loads its module on first access.
 - vqa: `vqa_accuracy` (VQAv2 official normalisation and leave-one-out accuracy), exact match.
 - readers: COCO captions / VQAv2 / prediction files with validation.
 - report: `write_report`, `save_image_grid`, `save_plot`, atomic metrics.json.
+- reconstruction / text_to_image / captioning / vqa: one runner per benchmark; run: the
+  `gaussiantoken evaluate` harness over them (`evaluate(config)`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ _LAZY = {
     "read_vqa_predictions": ".readers", "match_ids": ".readers",
     "write_report": ".report", "ReportSection": ".report", "save_image_grid": ".report",
     "save_plot": ".report", "flatten_metrics": ".report", "write_json_atomic": ".report",
+    "evaluate_tokenizer": ".reconstruction", "load_fid": ".reconstruction",
+    "score_text_to_image": ".text_to_image", "run_text_to_image": ".text_to_image",
+    "run_captioning": ".captioning", "run_vqa": ".vqa",
+    "EvalConfig": ".run", "evaluate": ".run", "load_config": ".run",
 }
 __all__ = sorted(_LAZY)
 

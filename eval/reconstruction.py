@@ -102,7 +102,7 @@ def evaluate_tokenizer(model, processor, dataset, batch_size: int = 64, lpips=No
     return result
 
 
-def _load_fid(path: str):
+def load_fid(path: str):
     from .fid import make_fid
 
     p = Path(path)
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
             lpips = load_lpips(args.lpips_weights, device=args.device)
         if args.fid_weights:
-            fid = _load_fid(args.fid_weights)
+            fid = load_fid(args.fid_weights)
     except (ValueError, FileNotFoundError, OSError) as exc:
         print(f"eval-tokenizer: {exc}", file=sys.stderr)
         return 2

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -64,21 +63,9 @@ def flatten_metrics(metrics: dict, prefix: str = "") -> dict:
 
 def write_json_atomic(path, obj: Any) -> None:
     """Write obj as JSON to path so that readers see either the old file or the complete new one."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=False, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    from gaussiantoken.tokenizer.runtime import atomic_write_text
+
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def _to_uint8_hwc(img, value_range: tuple[float, float]) -> np.ndarray:

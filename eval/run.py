@@ -273,7 +273,7 @@ def _examples_section(title: str, header: tuple[str, ...], rows: list[tuple]):
 
 
 def run_reconstruction(cfg: EvalConfig, models: Models) -> tuple[dict, list]:
-    from .reconstruction import _load_fid, evaluate_tokenizer
+    from .reconstruction import load_fid, evaluate_tokenizer
 
     task = cfg.reconstruction
     tok, image_processor = models.image_tokenizer()
@@ -284,7 +284,7 @@ def run_reconstruction(cfg: EvalConfig, models: Models) -> tuple[dict, list]:
 
         lpips = load_lpips(task.lpips_weights, device=models.device)
     if task.fid_weights:
-        fid = _load_fid(task.fid_weights)
+        fid = load_fid(task.fid_weights)
     metrics = evaluate_tokenizer(tok, image_processor, ds, cfg.batch_size, lpips=lpips, fid=fid,
                                  parse_scenes=task.data["name"] == "shapes" and "objects" in ds.column_names,
                                  position_tolerance=task.position_tolerance, device=models.device)

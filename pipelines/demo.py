@@ -1,0 +1,281 @@
+"""`gaussiantoken demo`: the whole two-stage recipe on the built-in Shapes world, end to end.
+
+Stages (each one's outputs land under OUT; a finished stage leaves `OUT/stages/<name>.json`, so a
+rerun skips it, and an interrupted stage continues from its trainer's last checkpoint):
+
+1. data        make the Shapes splits (train / held-out) and a sample grid
+2. tokenizer   train the Gaussian tokenizer (configs/tokenizer/shapes.yaml)       -> OUT/tokenizer
+3. codes       encode the training split into image token ids                     -> OUT/codes
+4. text        train the sentencepiece text vocabulary                            -> OUT/text_tokenizer
+5. lm          train the multimodal LM with DeepSpeed (configs/lm/shapes.yaml)    -> OUT/lm
+6. evaluate    reconstruction, text-to-image, captioning, VQA (configs/eval/shapes.yaml)
+               -> OUT/metrics.json, OUT/report.md (+ grids and plots under OUT/eval)
+
+Budgets: the default demo is sized for about 15 minutes on 2 CPU cores, `--quick` for about 3
+(the CI smoke test). Every stage reads the same YAML recipes a user would run by hand; the demo only
+overrides paths, sizes and time budgets (see `PLANS`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+STAGES = ("data", "tokenizer", "codes", "text", "lm", "evaluate")
+
+
+@dataclass
+class Plan:
+    """Sizes and time budgets of one demo flavour."""
+
+    train_samples: int
+    tokenizer_minutes: float
+    tokenizer_steps: int
+    lm_minutes: float
+    lm_steps: int
+    lm_repeats: int
+    eval_prompts: int
+    eval_images: int
+    eval_meteor: bool
+    feature_net_samples: int
+    extra_tokenizer: list[str] = field(default_factory=list)
+    extra_lm: list[str] = field(default_factory=list)
+
+
+PLANS = {
+    "default": Plan(train_samples=6000, tokenizer_minutes=4.5, tokenizer_steps=3000, lm_minutes=6.5,
+                    lm_steps=1500, lm_repeats=4, eval_prompts=200, eval_images=200, eval_meteor=True,
+                    feature_net_samples=2000),
+    "quick": Plan(train_samples=800, tokenizer_minutes=0.6, tokenizer_steps=150, lm_minutes=0.6,
+                  lm_steps=60, lm_repeats=1, eval_prompts=16, eval_images=16, eval_meteor=False,
+                  feature_net_samples=200, extra_tokenizer=["train.eval_every=100", "train.sample_every=100"]),
+}
+TRAIN_SEED, HELDOUT_SEED = 0, 1234
+
+
+# ----------------------------------------------------------------------------- stage bookkeeping
+class Stages:
+    """Completion records under OUT/stages: one JSON per finished stage (written atomically)."""
+
+    def __init__(self, out: Path) -> None:
+        self.dir = out / "stages"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def done(self, name: str) -> dict | None:
+        path = self.dir / f"{name}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def finish(self, name: str, record: dict) -> None:
+        from gaussiantoken.tokenizer.runtime import atomic_write_text
+
+        atomic_write_text(self.dir / f"{name}.json", json.dumps(record, indent=2))
+
+
+def _banner(index: int, name: str, text: str) -> None:
+    print(f"\n[{index}/{len(STAGES)}] {name}: {text}", flush=True)
+
+
+# ----------------------------------------------------------------------------- the stages
+def stage_data(out: Path, plan: Plan) -> dict:
+    from gaussiantoken.data import shapes
+    from gaussiantoken.eval.report import save_image_grid
+
+    train = shapes.make_dataset(plan.train_samples, seed=TRAIN_SEED)
+    heldout = shapes.make_dataset(max(plan.eval_images, 64), seed=HELDOUT_SEED)
+    import numpy as np
+
+    images = [np.asarray(row["image"], dtype=np.float32) / 255.0 for row in train.select(range(16))]
+    save_image_grid(images, out / "data_samples.png", nrow=8, captions=list(train["caption"][:16]))
+    unique = len(set(train["caption"]))
+    return {"train_samples": len(train), "train_seed": TRAIN_SEED, "heldout_seed": HELDOUT_SEED,
+            "unique_train_captions": unique, "heldout_samples": len(heldout)}
+
+
+def stage_tokenizer(out: Path, plan: Plan) -> dict:
+    from gaussiantoken.tokenizer.train import load_config, train
+
+    run_dir = out / "runs" / "tokenizer"
+    config = load_config(REPO_CONFIGS / "tokenizer" / "shapes.yaml", [
+        f"train.output_dir={run_dir}",
+        f"train.max_minutes={plan.tokenizer_minutes}",
+        f"train.max_steps={plan.tokenizer_steps}",
+        f"data.num_samples={plan.train_samples}",
+        f"data.seed={TRAIN_SEED}",
+        *plan.extra_tokenizer,
+    ])
+    result = train(config, resume="auto")
+    if result.final_dir is None:
+        raise RuntimeError(f"tokenizer training stopped ({result.stop_reason}) without a final model")
+    _replace_dir(result.final_dir, out / "tokenizer")
+    return {"steps": result.step, "stop_reason": result.stop_reason, "dir": str(out / "tokenizer"),
+            **{k: v for k, v in result.last_metrics.items() if isinstance(v, (int, float))}}
+
+
+def stage_codes(out: Path, plan: Plan) -> dict:
+    from gaussiantoken.data import shapes
+    from gaussiantoken.lm.extract import extract_codes
+
+    dataset = shapes.make_dataset(plan.train_samples, seed=TRAIN_SEED)
+    codes = extract_codes(out / "tokenizer", dataset, out / "codes", batch_size=128)
+    return {"rows": len(codes), "dir": str(out / "codes")}
+
+
+def stage_text(out: Path, plan: Plan) -> dict:
+    from gaussiantoken.lm.text_tokenizer import default_corpus, train_text_tokenizer
+
+    tokenizer = train_text_tokenizer(default_corpus(num_samples=4000, seed=TRAIN_SEED), out_dir=out / "text_tokenizer")
+    return {"vocab_size": len(tokenizer), "dir": str(out / "text_tokenizer")}
+
+
+def stage_lm(out: Path, plan: Plan) -> dict:
+    from gaussiantoken.lm.train import LMRunConfig, train
+    from gaussiantoken.tokenizer.runtime import load_run_config
+
+    run_dir = out / "runs" / "lm"
+    cfg = load_run_config(LMRunConfig, REPO_CONFIGS / "lm" / "shapes.yaml", [
+        f"model.tokenizer={out / 'tokenizer'}",
+        f"model.text_tokenizer={out / 'text_tokenizer'}",
+        f"data.codes={out / 'codes'}",
+        f"data.repeats={plan.lm_repeats}",
+        f"train.output_dir={run_dir}",
+        f"train.max_minutes={plan.lm_minutes}",
+        f"train.max_steps={plan.lm_steps}",
+        f"train.deepspeed={REPO_CONFIGS / 'deepspeed' / 'zero2.json'}",
+        "train.resume=auto",
+        *plan.extra_lm,
+    ])
+    result = train(cfg)
+    _replace_dir(Path(result.final_dir), out / "lm")
+    losses = [h["loss"] for h in result.log_history if "loss" in h]
+    return {"steps": result.global_step, "stopped_early": result.stopped_early, "dir": str(out / "lm"),
+            "final_loss": losses[-1] if losses else None, "train_seconds": round(result.seconds, 1)}
+
+
+def stage_evaluate(out: Path, plan: Plan) -> dict:
+    from gaussiantoken.eval.run import evaluate, load_config
+
+    train_spec = {"name": "shapes", "num_samples": plan.train_samples, "seed": TRAIN_SEED}
+    heldout = {"name": "shapes", "num_samples": plan.eval_images, "seed": HELDOUT_SEED}
+    cfg = load_config(REPO_CONFIGS / "eval" / "shapes.yaml", [
+        f"model={out / 'lm'}",
+        f"out={out / 'eval'}",
+        f"reconstruction.data={json.dumps(heldout)}",
+        f"captioning.data={json.dumps(heldout)}",
+        f"vqa.data={json.dumps(heldout)}",
+        f"captioning.meteor={str(plan.eval_meteor).lower()}",
+        f"text_to_image.num_prompts={plan.eval_prompts}",
+        f"text_to_image.exclude_data={json.dumps(train_spec)}",
+        f"text_to_image.feature_net_train_samples={plan.feature_net_samples}",
+    ])
+    record = evaluate(cfg)
+    shutil.copyfile(out / "eval" / "metrics.json", out / "metrics.json")
+    return {k: v for k, v in record.items() if isinstance(v, (int, float, str))}
+
+
+RUNNERS = {
+    "data": stage_data,
+    "tokenizer": stage_tokenizer,
+    "codes": stage_codes,
+    "text": stage_text,
+    "lm": stage_lm,
+    "evaluate": stage_evaluate,
+}
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    from gaussiantoken.tokenizer.runtime import atomic_directory
+
+    with atomic_directory(dst) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+
+
+# ----------------------------------------------------------------------------- summary
+SUMMARY_KEYS = [
+    ("reconstruction.psnr", "reconstruction PSNR (dB)", 28.0),
+    ("reconstruction.ssim", "reconstruction SSIM", None),
+    ("reconstruction.scene_exact_rate", "scene recovered from reconstructions", 0.98),
+    ("text_to_image.accuracy", "text-to-image compositional accuracy", 0.80),
+    ("captioning.exact_scene_accuracy", "captioning exact-scene accuracy", 0.90),
+    ("captioning.cider", "captioning CIDEr", None),
+    ("vqa.accuracy", "VQA accuracy", 0.90),
+]
+
+
+def summary_table(metrics: dict, timings: dict) -> str:
+    lines = ["| metric | value | target |", "|---|---|---|"]
+    for key, label, target in SUMMARY_KEYS:
+        if key not in metrics:
+            continue
+        value = metrics[key]
+        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+        verdict = "" if target is None else (f">= {target} " + ("met" if value >= target else "NOT met"))
+        lines.append(f"| {label} (`{key}`) | {shown} | {verdict} |")
+    lines += ["", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {name} | {seconds:.0f} |" for name, seconds in timings.items()]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- entry point
+def run_demo(out: str | os.PathLike = "runs/demo", quick: bool = False, threads: int | None = None) -> dict:
+    """Run (or continue) the demo; returns the final metrics dict."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plan = PLANS["quick" if quick else "default"]
+    flavour = "quick" if quick else "default"
+    stages = Stages(out)
+    previous = stages.done("plan")
+    if previous is not None and previous.get("flavour") != flavour:
+        raise ValueError(f"{out} holds a {previous.get('flavour')!r} demo; use another --out for a {flavour!r} run")
+    stages.finish("plan", {"flavour": flavour})
+    timings: dict[str, float] = {}
+    for index, name in enumerate(STAGES, 1):
+        record = stages.done(name)
+        if record is not None:
+            _banner(index, name, "already complete, skipped")
+            timings[name] = record.get("seconds", 0.0)
+            continue
+        _banner(index, name, "running")
+        start = time.monotonic()
+        record = RUNNERS[name](out, plan)
+        record["seconds"] = round(time.monotonic() - start, 1)
+        timings[name] = record["seconds"]
+        stages.finish(name, record)
+    from gaussiantoken.tokenizer.runtime import atomic_write_text
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    table = summary_table(metrics, timings)
+    report = (out / "eval" / "report.md").read_text(encoding="utf-8")
+    report = report.replace("](", "](eval/")  # the eval report's image links, relative to OUT
+    atomic_write_text(out / "report.md", f"{report}\n\n## Demo summary ({flavour})\n\n{table}\n")
+    print("\n" + table)
+    print(f"\nOutputs in {out}: report.md, metrics.json, tokenizer/, lm/")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gaussiantoken demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    parser.add_argument("--quick", action="store_true", help="a ~3-minute smoke run instead of the ~15-minute demo")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    try:
+        run_demo(args.out, quick=args.quick, threads=args.threads)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"gaussiantoken demo: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The main job: `gaussiantoken demo --quick` end to end (the CI smoke test), then a rerun that skips."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+KEYS = ("reconstruction.psnr", "reconstruction.ssim", "text_to_image.accuracy", "captioning.bleu4",
+        "captioning.cider", "captioning.rouge_l", "vqa.accuracy")
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    env = dict(os.environ, OMP_NUM_THREADS="2", TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.run([sys.executable, "-m", "gaussiantoken", "demo", "--quick", "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+def test_demo_writes_report_metrics_and_loadable_models(demo_dir):
+    out, stdout = demo_dir
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "complete"
+    for key in KEYS:
+        assert isinstance(metrics[key], float), key
+    assert 0.0 <= metrics["text_to_image.accuracy"] <= 1.0 and 0.0 <= metrics["vqa.accuracy"] <= 1.0
+    report = (out / "report.md").read_text()
+    assert "Demo summary" in report and "reconstruction PSNR" in report
+    assert "| text-to-image compositional accuracy" in stdout  # the printed summary table
+    assert list((out / "eval").glob("*.png")), "the report has image grids"
+
+    import torch
+    import transformers
+
+    import gaussiantoken  # noqa: F401  (registers the text-to-image task)
+    from gaussiantoken.lm import GaussianTokenForCausalLM
+    from gaussiantoken.tokenizer import GaussianTokenizer
+
+    tokenizer = GaussianTokenizer.from_pretrained(out / "tokenizer")
+    lm = GaussianTokenForCausalLM.from_pretrained(out / "lm")
+    assert lm.config.tokens_per_image == tokenizer.tokens_per_image
+    pipe = transformers.pipeline("text-to-image", model=str(out / "lm"))
+    images = pipe("a large red circle", generator=torch.Generator().manual_seed(0), num_images_per_prompt=2)
+    assert len(images) == 2 and images[0].size == (32, 32)
+
+
+def test_demo_rerun_skips_finished_stages(demo_dir):
+    out, _ = demo_dir
+    before = (out / "metrics.json").read_bytes()
+    proc = subprocess.run([sys.executable, "-m", "gaussiantoken", "demo", "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("already complete, skipped") == 6
+    assert (out / "metrics.json").read_bytes() == before
+
+
+def test_demo_refuses_to_mix_flavours(demo_dir):
+    out, _ = demo_dir
+    proc = subprocess.run([sys.executable, "-m", "gaussiantoken", "demo", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "quick" in proc.stderr
