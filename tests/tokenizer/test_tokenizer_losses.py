@@ -88,7 +88,8 @@ def test_adaptive_gan_weight_is_gradient_norm_ratio():
 
 
 # ----------------------------------------------------------------------------- LPIPS
-def _random_lpips_file(tmp_path, net, names="lpips"):
+def _random_lpips_file(tmp_path, net, names="native"):
+    """A random LPIPS (non-negative heads) saved in one key layout: native, lpips package or torchvision."""
     torch.manual_seed(0)
     model = LPIPS(net)
     for p in model.parameters():
@@ -96,18 +97,29 @@ def _random_lpips_file(tmp_path, net, names="lpips"):
         if p.dim() == 4 and p.shape[0] == 1:  # linear heads are non-negative in LPIPS
             p.data.abs_()
     state = {k: v.clone().contiguous() for k, v in model.state_dict().items()}
-    if names == "torchvision":
-        import re
-
-        state = {re.sub(r"^net\.slice\d\.", "features.", k) if k.startswith("net.") else k: v for k, v in state.items()}
+    if names != "native":
+        ends = model.feature_net.stage_ends
+        renamed = {}
+        for key, value in state.items():
+            kind, idx, *rest = key.removeprefix("feature_net.").split(".")
+            if kind == "weights":  # head l: [1, C_l, 1, 1]
+                renamed[f"lin{idx}.model.1.weight" if names == "lpips" else f"lin{idx}.weight"] = value
+            elif names == "lpips":  # stage k holds torchvision indices [ends[k-2], ends[k-1])
+                k = 1 + sum(1 for e in ends if int(idx) >= e)
+                renamed[f"net.slice{k}.{idx}.{rest[0]}"] = value
+            else:
+                renamed[f"features.{idx}.{rest[0]}"] = value
+        state = renamed
+        if names == "lpips":  # the package's input-scaling constants, ignored by the loader
+            state["scaling_layer.shift"] = torch.zeros(1, 3, 1, 1)
     path = tmp_path / f"lpips_{net}_{names}.safetensors"
     save_file(state, str(path))
     return model, path
 
 
-@pytest.mark.parametrize("net", ["alex", "vgg"])
-def test_lpips_loads_and_matches_formula(tmp_path, net):
-    model, path = _random_lpips_file(tmp_path, net)
+@pytest.mark.parametrize("net,names", [("alex", "native"), ("vgg", "lpips")])
+def test_lpips_loads_and_matches_formula(tmp_path, net, names):
+    model, path = _random_lpips_file(tmp_path, net, names)
     loaded = load_lpips(path)
     assert loaded.net_name == net and not any(p.requires_grad for p in loaded.parameters())
     torch.manual_seed(1)
@@ -117,41 +129,52 @@ def test_lpips_loads_and_matches_formula(tmp_path, net):
     assert torch.allclose(d, model(x, y), atol=1e-6)
     assert torch.allclose(loaded(x, x), torch.zeros(2), atol=1e-7)
     assert torch.allclose(d, loaded(y, x), atol=1e-6)  # symmetric
-    # the formula by hand from the stage features
+    # the formula by hand from the five stage features and the [1, C, 1, 1] heads
     fx, fy = loaded.features(x), loaded.features(y)
+    assert [f.shape[1] for f in fx] == list(loaded.feature_net.channels)
     manual = torch.zeros(2)
     for k, (a, b) in enumerate(zip(fx, fy)):
         a = a / (a.norm(dim=1, keepdim=True) + 1e-10)
         b = b / (b.norm(dim=1, keepdim=True) + 1e-10)
-        w = getattr(loaded, f"lin{k}").model[1].weight.view(1, -1, 1, 1)
+        w = loaded.weights[k].view(1, -1, 1, 1)
         manual += ((a - b) ** 2 * w).sum(1).mean(dim=(1, 2))
     assert torch.allclose(d, manual, atol=1e-6)
+    with pytest.raises(ValueError, match="net='alex'"):
+        load_lpips(path, net="alex" if net == "vgg" else "vgg")
 
 
 def test_lpips_torchvision_names_and_errors(tmp_path):
     model, path = _random_lpips_file(tmp_path, "alex", names="torchvision")
     x, y = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
-    assert torch.allclose(load_lpips(path)(x, y), model(x, y), atol=1e-6)
-    broken = {k: v for k, v in model.state_dict().items() if not k.startswith("lin4")}
+    assert torch.allclose(load_lpips(path, net="alex")(x, y), model(x, y), atol=1e-6)
+    broken = {k: v for k, v in model.state_dict().items() if k != "weights.4"}
     save_file({k: v.contiguous() for k, v in broken.items()}, str(tmp_path / "broken.safetensors"))
     with pytest.raises(ValueError, match="lin4"):
         load_lpips(tmp_path / "broken.safetensors")
-    negative = {k: (-v if k == "lin0.model.1.weight" else v).contiguous() for k, v in model.state_dict().items()}
+    negative = {k: (-v if k == "weights.0" else v).contiguous() for k, v in model.state_dict().items()}
     save_file(negative, str(tmp_path / "negative.safetensors"))
     with pytest.raises(ValueError, match="non-negative"):
         load_lpips(tmp_path / "negative.safetensors")
+    extra = dict(model.state_dict(), **{"head.bias": torch.zeros(1)})
+    save_file({k: v.contiguous() for k, v in extra.items()}, str(tmp_path / "extra.safetensors"))
+    with pytest.raises(ValueError, match="head.bias"):
+        load_lpips(tmp_path / "extra.safetensors")
     with pytest.raises(FileNotFoundError):
         load_lpips(tmp_path / "missing.safetensors")
     with pytest.raises(ValueError, match="LPIPS net"):
         LPIPS("resnet")
+    with pytest.raises(ValueError, match="3, H, W"):
+        model(x[:, :1], y[:, :1])
 
 
-def test_lpips_agrees_with_eval_package(tmp_path):
-    perceptual = pytest.importorskip("gaussiantoken.eval.perceptual")
-    model, path = _random_lpips_file(tmp_path, "alex")
-    x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
-    theirs = perceptual.load_lpips(path)(x, y).reshape(-1)
-    assert torch.allclose(theirs, load_lpips(path)(x, y), atol=1e-5)
+def test_lpips_is_one_implementation_shared_with_eval():
+    from gaussiantoken.tokenizer import perceptual
+
+    eval_perceptual = pytest.importorskip("gaussiantoken.eval.perceptual")
+    for name in ("PerceptualDistance", "VGG16Features", "AlexNetFeatures", "LPIPS", "load_lpips"):
+        assert getattr(eval_perceptual, name) is getattr(perceptual, name)
+    assert LPIPS is perceptual.LPIPS and load_lpips is perceptual.load_lpips
+    assert issubclass(LPIPS, perceptual.PerceptualDistance)
 
 
 def test_patch_discriminator_shapes():
