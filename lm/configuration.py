@@ -41,10 +41,14 @@ def _dir_model_type(path) -> str | None:
 
 
 def check_model_dir_kind(path, expected: str, what: str) -> None:
-    """Raise ValueError when local dir `path` holds a different kind of checkpoint than `expected`."""
+    """Raise ValueError when local dir `path` holds a different kind of checkpoint than `expected`, or when
+    its config.json / safetensors weights are truncated or corrupted (`CheckpointError` naming the file)."""
+    from gaussiantoken.tokenizer.runtime import check_pretrained_dir
+
     if path is None or not os.path.isdir(str(path)):
         return
-    kind = _dir_model_type(path)
+    config = check_pretrained_dir(path)
+    kind = config.get("model_type") if config is not None else None
     if kind is not None and kind != expected:
         raise ValueError(
             f"{what}: {path} holds a {kind!r} checkpoint, expected {expected!r} "

@@ -23,7 +23,10 @@ Owns the LM run config (plain dataclasses from YAML, checked before anything hea
   `train.per_device_batch_size` x gradient_accumulation_steps x world size = the global batch.
 - Resume: `train.resume: auto` (default) continues from the last OUTPUT/checkpoint-* when there is one
   (Trainer's resume_from_checkpoint; model, optimizer, scheduler, RNG and data position); a path resumes
-  from that checkpoint; null starts fresh. `train.max_minutes` stops cleanly (checkpoint + final model)
+  from that checkpoint; null starts fresh. The Trainer writes checkpoints in place (not atomically) with
+  trainer_state.json last, so `auto` skips, with a warning, a newest checkpoint that lacks it (a run killed
+  while saving); a checkpoint whose files are truncated/corrupted stops the resume with a CheckpointError
+  naming it (`check_lm_checkpoint`). `train.max_minutes` stops cleanly (checkpoint + final model)
   after that wall time; `train.stop_at_step` checkpoints and exits at that step (the schedule still follows
   max_steps, so a resumed run reproduces an uninterrupted one); SIGTERM/SIGINT do the same.
 - Result: OUTPUT/final (atomic), loadable with GaussianTokenForCausalLM.from_pretrained and
@@ -36,11 +39,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -294,17 +299,69 @@ def make_training_arguments(cfg: LMRunConfig, on_cuda: bool):
     )
 
 
+_CHECKPOINT_RE = re.compile(r"checkpoint-(\d+)")
+
+
+def check_lm_checkpoint(path: str | os.PathLike) -> None:
+    """Raise `CheckpointError` naming checkpoint `path` when any of its files is missing, truncated or corrupted.
+
+    Checked without loading tensors: trainer_state.json (parses, has global_step), config.json and the
+    safetensors weights (`check_pretrained_dir`), the DeepSpeed shards named by `latest` (or, without
+    DeepSpeed, optimizer.pt and scheduler.pt) and rng_state*.pth (complete torch.save archives).
+    """
+    from gaussiantoken.tokenizer.runtime import CheckpointError, check_json_file, check_pretrained_dir, check_torch_file
+
+    path = Path(path)
+    try:
+        state = check_json_file(path / "trainer_state.json")
+        if not isinstance(state, dict) or "global_step" not in state:
+            raise CheckpointError(f"{path / 'trainer_state.json'} is corrupted: no global_step")
+        if not any(path.glob("model*.safetensors")):
+            raise CheckpointError(f"{path} holds no model*.safetensors weights")
+        check_pretrained_dir(path)
+        latest = path / "latest"
+        if latest.is_file():  # DeepSpeed engine state
+            tag = latest.read_text().strip()
+            shards = sorted((path / tag).glob("*.pt")) if tag else []
+            if not any("optim_states" in f.name for f in shards) or not any("model_states" in f.name for f in shards):
+                raise CheckpointError(f"{path / tag} lacks the DeepSpeed model/optimizer states named by {latest}")
+            for f in shards:
+                check_torch_file(f)
+        else:
+            for name in ("optimizer.pt", "scheduler.pt"):
+                check_torch_file(path / name)
+        for f in sorted(path.glob("rng_state*.pth")):
+            check_torch_file(f)
+    except CheckpointError as exc:
+        raise CheckpointError(f"cannot resume from checkpoint {path}: {exc}") from None
+
+
 def resolve_resume(cfg: LMRunConfig) -> str | bool | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    """The checkpoint to resume from (see the module docstring), checked with `check_lm_checkpoint`."""
+    from gaussiantoken.tokenizer.runtime import CheckpointError
 
     r = cfg.train.resume
     if r is None or str(r).lower() in ("none", "null", "false", "no"):
         return None
     if str(r) == "auto":
-        out = cfg.train.output_dir
-        return get_last_checkpoint(out) if os.path.isdir(out) else None
+        out = Path(cfg.train.output_dir)
+        found = [p for p in out.iterdir() if p.is_dir() and _CHECKPOINT_RE.fullmatch(p.name)] if out.is_dir() else []
+        found.sort(key=lambda p: int(_CHECKPOINT_RE.fullmatch(p.name).group(1)))
+        while found and not (found[-1] / "trainer_state.json").is_file():
+            warnings.warn(f"skipping incomplete checkpoint {found[-1]} (no trainer_state.json: the run was stopped "
+                          "while saving it); it will be overwritten", RuntimeWarning, stacklevel=2)
+            found.pop()
+        if not found:
+            return None
+        try:
+            check_lm_checkpoint(found[-1])
+        except CheckpointError as exc:
+            hint = f"; move it aside to resume from {found[-2]}" if len(found) > 1 else ""
+            raise CheckpointError(f"{exc}{hint}") from None
+        return str(found[-1])
     if not os.path.isdir(r):
         raise FileNotFoundError(f"train.resume checkpoint not found: {r}")
+    check_lm_checkpoint(r)
     return r
 
 
@@ -356,6 +413,7 @@ class TrainResult:
 def train(cfg: LMRunConfig) -> TrainResult:
     check_config(cfg)
     ensure_distributed_env()
+    use_deepspeed_before = os.environ.get("ACCELERATE_USE_DEEPSPEED")
     import torch
     from transformers import Trainer, set_seed
 
@@ -404,12 +462,29 @@ def train(cfg: LMRunConfig) -> TrainResult:
         os.replace(staging, final)
         shutil.rmtree(old, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
-    return TrainResult(final, list(trainer.state.log_history), trainer.state.global_step, callback.stopped_early,
-                       time.time() - start)
+    result = TrainResult(final, list(trainer.state.log_history), trainer.state.global_step, callback.stopped_early,
+                         time.time() - start)
+    _release_accelerator_state(use_deepspeed_before)
+    return result
+
+
+def _release_accelerator_state(use_deepspeed_before: str | None) -> None:
+    """Undo the process-wide DeepSpeed switch the Trainer's Accelerator leaves behind (it sets
+    ACCELERATE_USE_DEEPSPEED=true and keeps a shared AcceleratorState), so a later Accelerator in the
+    same process (tokenizer training in a notebook or a test session) does not inherit DeepSpeed.
+    The process group itself stays up."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    if use_deepspeed_before is None:
+        os.environ.pop("ACCELERATE_USE_DEEPSPEED", None)
+    else:
+        os.environ["ACCELERATE_USE_DEEPSPEED"] = use_deepspeed_before
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gaussiantoken.tokenizer.runtime import load_run_config
+    from gaussiantoken.tokenizer.runtime import CheckpointError, load_run_config
 
     parser = argparse.ArgumentParser(prog="gaussiantoken train-lm", description=__doc__.split("\n\n")[0])
     parser.add_argument("config", help="YAML run config, e.g. configs/lm/shapes.yaml")
@@ -417,7 +492,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     cfg = load_run_config(LMRunConfig, resolve_path(args.config), args.overrides)
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except CheckpointError as exc:
+        print(f"train-lm: checkpoint error: {exc}", file=sys.stderr)
+        return 1
     losses = [h["loss"] for h in result.log_history if "loss" in h]
     if int(os.environ.get("RANK", "0")) == 0:
         last = f", last logged loss {losses[-1]:.4f}" if losses else ""

@@ -16,14 +16,12 @@ Opacity is fixed to 1 (redundant with the feature magnitude under the plain-sum 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
@@ -50,11 +48,13 @@ class GaussianTokenizerOutput(ModelOutput):
 
 
 def check_model_type(path: str | os.PathLike, expected: str) -> None:
-    """Raise ValueError when a local checkpoint directory holds a model of another kind."""
-    cfg = os.path.join(os.fspath(path), "config.json")
-    if os.path.isdir(os.fspath(path)) and os.path.isfile(cfg):
-        with open(cfg, encoding="utf-8") as f:
-            found = json.load(f).get("model_type")
+    """Raise ValueError when a local checkpoint directory holds a model of another kind, or when its
+    config.json / safetensors weights are truncated or corrupted (`runtime.CheckpointError` naming the file)."""
+    from .runtime import check_pretrained_dir
+
+    config = check_pretrained_dir(path)  # None: not a local dir, or no config.json
+    if config is not None:
+        found = config.get("model_type")
         if found != expected:
             raise ValueError(
                 f"{os.fspath(path)!r} holds a model of type {found!r}, not a {expected!r} "

@@ -16,7 +16,10 @@ the training loop, on one CPU process, one GPU, or many (DDP via `accelerate lau
   `checkpoint_every` steps, on SIGTERM/SIGINT, on `stop_at_step` and at the end: model, EMA,
   discriminator (+ LeCam averages), both optimizers and schedulers, RNG states of every process,
   step, epoch and position in the epoch. The data order is a pure function of (seed, epoch), so
-  `--resume` (or `train.resume: auto`) continues exactly where the run stopped.
+  `--resume` (or `train.resume: auto`) continues exactly where the run stopped, also after a SIGKILL
+  (the temporaries of a killed checkpoint write are removed; a torn last log line is dropped). A damaged
+  latest checkpoint (truncated/corrupted file) stops the resume with a `CheckpointError` naming it and
+  the previous checkpoint (no silent fallback: checkpoints are atomic, so damage means a storage fault).
 - The result: OUTPUT/final, a `save_pretrained` directory (EMA weights, config.json,
   preprocessor_config.json, train_config.yaml) loadable with `GaussianTokenizer.from_pretrained`.
   It is written at the end of `max_steps`, or when `train.max_minutes` runs out.
@@ -36,7 +39,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runtime import StopFlag, atomic_directory, load_run_config, save_run_config
+from .runtime import CheckpointError, StopFlag, atomic_directory, load_run_config, save_run_config
 
 
 # ----------------------------------------------------------------------------- run config
@@ -293,7 +296,6 @@ def save_sample_grid(path: Path, originals, reconstructions, gaussians: dict | N
     import io
 
     import numpy as np
-    import torch
     from PIL import Image
 
     from gaussiantoken.tokenizer import draw_gaussians
@@ -329,9 +331,17 @@ class _JsonLog:
         self.path, self.enabled = path, enabled
 
     def truncate_after(self, step: int) -> None:
+        """Keep the lines of steps <= `step`; a line torn by a kill mid-write (unparseable) is dropped."""
         if not self.enabled or not self.path.exists():
             return
-        keep = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        keep = []
+        for ln in self.path.read_text().splitlines():
+            try:
+                record = json.loads(ln)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and record.get("step", step + 1) <= step:
+                keep.append(ln)
         self.path.write_text("".join(ln + "\n" for ln in keep))
 
     def write(self, record: dict) -> None:
@@ -400,14 +410,18 @@ def _run(config, accelerator, stop_flag, resume, step_callback, wall_start) -> T
 
     from .discriminator import PatchDiscriminator
     from .losses import LeCam, adaptive_gan_weight, hinge_d_loss, load_lpips, non_saturating_g_loss, pixel_loss
-    from .trainer_state import (ModelEMA, batches_for, capture_rng, checkpoint_dir, latest_checkpoint,
-                                prune_checkpoints, restore_rng, warmup_cosine)
+    from .trainer_state import (ModelEMA, batches_for, capture_rng, check_checkpoint, checkpoint_dir,
+                                clean_checkpoint_temporaries, latest_checkpoint, prune_checkpoints, restore_rng,
+                                warmup_cosine)
 
     t, lc = config.train, config.loss
     out = Path(t.output_dir)
     main_proc = accelerator.is_main_process
 
     # ---- resume decision (before building anything heavy)
+    if main_proc:
+        clean_checkpoint_temporaries(out)
+    accelerator.wait_for_everyone()
     ckpt = latest_checkpoint(out)
     if resume is True and ckpt is None:
         raise ValueError(f"--resume given but {out}/checkpoints holds no checkpoint")
@@ -415,6 +429,11 @@ def _run(config, accelerator, stop_flag, resume, step_callback, wall_start) -> T
         raise ValueError(f"{out} already holds checkpoints ({ckpt.name}); pass --resume (or train.resume=auto) "
                          "to continue, or choose another train.output_dir")
     resume_from = ckpt if resume in (True, "auto") else None
+    resume_state = None
+    if resume_from is not None:
+        if lc.gan_weight > 0 and not (resume_from / "discriminator.safetensors").exists():
+            raise ValueError(f"{resume_from} has no discriminator but loss.gan_weight > 0")
+        resume_state = check_checkpoint(resume_from, with_gan=lc.gan_weight > 0)  # CheckpointError if damaged
 
     # ---- models, data, optimizers (seeded identically on every process)
     set_seed(t.seed)
@@ -464,13 +483,11 @@ def _run(config, accelerator, stop_flag, resume, step_callback, wall_start) -> T
     if resume_from is not None:
         load_model(raw_model, str(resume_from / "model.safetensors"))
         load_model(ema.module, str(resume_from / "ema.safetensors"))
-        state = torch.load(resume_from / "state.pt", map_location="cpu", weights_only=True)
+        state = resume_state
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         ema.load_state_dict(state["ema"])
         if use_gan:
-            if not (resume_from / "discriminator.safetensors").exists():
-                raise ValueError(f"{resume_from} has no discriminator but loss.gan_weight > 0")
             load_model(raw_disc, str(resume_from / "discriminator.safetensors"))
             load_model(lecam, str(resume_from / "lecam.safetensors"))
             d_opt.load_state_dict(state["disc_optimizer"])
@@ -663,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
         "(OUTPUT = train.output_dir); checkpoints to OUTPUT/checkpoints. Multi-GPU / multi-node: "
         "`accelerate launch -m gaussiantoken.tokenizer.train CONFIG ...`. SIGTERM/SIGINT save a checkpoint "
         "and exit with status 143; train.max_minutes stops cleanly with a final save (status 0); "
-        "a config error exits with status 2.",
+        "a config error exits with status 2; a damaged checkpoint met by --resume exits with status 1.",
     )
     parser.add_argument("config", help="run config YAML (e.g. configs/tokenizer/shapes.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100")
@@ -677,7 +694,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
-    result = train(config, resume=True if args.resume else None)
+    try:
+        result = train(config, resume=True if args.resume else None)
+    except CheckpointError as exc:
+        print(f"train-tokenizer: checkpoint error: {exc}", file=sys.stderr)
+        return 1
     return 0 if result.stop_reason != "signal" else 128 + 15
 
 

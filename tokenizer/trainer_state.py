@@ -8,7 +8,9 @@ Owns:
 - `capture_rng()` / `restore_rng(state)`: python, numpy and torch (CPU + CUDA) generator states as
   plain tensors/ints (loadable with `torch.load(weights_only=True)`).
 - Checkpoint directories `OUTPUT/checkpoints/step-%08d` written with `runtime.atomic_directory`
-  (complete or absent): `list_checkpoints`, `latest_checkpoint`, `prune_checkpoints`.
+  (complete or absent): `list_checkpoints`, `latest_checkpoint`, `prune_checkpoints`,
+  `clean_checkpoint_temporaries` (what a process killed mid-write left behind), `check_checkpoint`
+  (every file complete and readable, else a `CheckpointError` naming the checkpoint).
 """
 
 from __future__ import annotations
@@ -153,6 +155,61 @@ def prune_checkpoints(output_dir: str | Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def clean_checkpoint_temporaries(output_dir: str | Path) -> list[Path]:
+    """Remove the `.step-*.tmp-*` directories of checkpoint writes that were killed (never complete, never
+    listed) and restore a checkpoint whose replacement died between its two renames; returns what was removed."""
+    import shutil
+
+    from .runtime import recover_directory
+
+    root = Path(output_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    removed = []
+    for tmp in sorted(root.glob(".step-*.tmp-*")):
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed.append(tmp)
+    for name in sorted({p.name.split(".old-")[0][1:] for p in root.glob(".step-*.old-*")}):
+        recover_directory(root / name)
+    return removed
+
+
+CHECKPOINT_WEIGHTS = ("model.safetensors", "ema.safetensors")
+GAN_WEIGHTS = ("discriminator.safetensors", "lecam.safetensors")
+
+
+def check_checkpoint(path: str | Path, with_gan: bool) -> dict:
+    """Check a trainer checkpoint and return its `state.pt` contents (loaded with weights_only=True).
+
+    Every weights file must pass `check_safetensors_file` and state.pt must load and hold the resume keys;
+    otherwise a `CheckpointError` names the checkpoint, the damaged file and the previous checkpoint.
+    """
+    from .runtime import CheckpointError, check_safetensors_file, check_torch_file
+
+    path = Path(path)
+    earlier = [p for p in list_checkpoints(path.parent.parent) if p.name < path.name]
+    hint = (f"; move it aside to resume from the previous checkpoint {earlier[-1]}" if earlier
+            else "; no earlier checkpoint exists, so the run must start again")
+    names = CHECKPOINT_WEIGHTS + (GAN_WEIGHTS if with_gan else ())
+    try:
+        for name in names:
+            check_safetensors_file(path / name)
+        check_torch_file(path / "state.pt")
+        try:
+            state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+        except Exception as exc:  # unpickling errors of many kinds: report them as corruption of this file
+            raise CheckpointError(f"{path / 'state.pt'} is truncated or corrupted: "
+                                  f"{type(exc).__name__}: {exc}") from None
+        needed = {"optimizer", "scheduler", "ema", "step", "epoch", "position", "rng"}
+        needed |= {"disc_optimizer", "disc_scheduler"} if with_gan else set()
+        missing = sorted(needed - set(state)) if isinstance(state, dict) else sorted(needed)
+        if missing:
+            raise CheckpointError(f"{path / 'state.pt'} is corrupted: it lacks {missing}")
+    except CheckpointError as exc:
+        raise CheckpointError(f"cannot resume from checkpoint {path}: {exc}{hint}") from None
+    return state
+
+
 __all__ = [
     "warmup_cosine",
     "ModelEMA",
@@ -164,4 +221,6 @@ __all__ = [
     "list_checkpoints",
     "latest_checkpoint",
     "prune_checkpoints",
+    "clean_checkpoint_temporaries",
+    "check_checkpoint",
 ]
