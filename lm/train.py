@@ -411,9 +411,17 @@ class TrainResult:
 
 
 def train(cfg: LMRunConfig) -> TrainResult:
+    """Train (or resume) as configured; returns where the final model is and the log history."""
     check_config(cfg)
+    saved = {k: os.environ.get(k) for k in _PROCESS_ENV}
     ensure_distributed_env()
-    use_deepspeed_before = os.environ.get("ACCELERATE_USE_DEEPSPEED")
+    try:
+        return _train(cfg)
+    finally:
+        _release_accelerator_state(saved)
+
+
+def _train(cfg: LMRunConfig) -> TrainResult:
     import torch
     from transformers import Trainer, set_seed
 
@@ -462,25 +470,24 @@ def train(cfg: LMRunConfig) -> TrainResult:
         os.replace(staging, final)
         shutil.rmtree(old, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
-    result = TrainResult(final, list(trainer.state.log_history), trainer.state.global_step, callback.stopped_early,
-                         time.time() - start)
-    _release_accelerator_state(use_deepspeed_before)
-    return result
+    return TrainResult(final, list(trainer.state.log_history), trainer.state.global_step, callback.stopped_early,
+                       time.time() - start)
 
 
-def _release_accelerator_state(use_deepspeed_before: str | None) -> None:
-    """Undo the process-wide DeepSpeed switch the Trainer's Accelerator leaves behind (it sets
-    ACCELERATE_USE_DEEPSPEED=true and keeps a shared AcceleratorState), so a later Accelerator in the
-    same process (tokenizer training in a notebook or a test session) does not inherit DeepSpeed.
-    The process group itself stays up."""
-    from accelerate.state import AcceleratorState, GradientState
+# environment that one in-process run sets (ours: the single-process rendezvous; accelerate's: DeepSpeed)
+_PROCESS_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "ACCELERATE_USE_DEEPSPEED")
 
-    if use_deepspeed_before is None:
-        os.environ.pop("ACCELERATE_USE_DEEPSPEED", None)
-    else:
-        os.environ["ACCELERATE_USE_DEEPSPEED"] = use_deepspeed_before
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+
+def _release_accelerator_state(saved_env: dict) -> None:
+    """Undo the process-wide variables a run leaves behind: the rendezvous variables we set, and the
+    DeepSpeed switch of the Trainer's Accelerator (ACCELERATE_USE_DEEPSPEED=true), so that child
+    processes started later do not inherit a rendezvous port this process holds, or DeepSpeed.
+    (accelerate's in-process shared state is left alone: the tokenizer trainer resets it itself.)"""
+    for key, value in saved_env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -368,6 +368,21 @@ class TrainResult:
     last_metrics: dict
 
 
+def _forget_inherited_deepspeed() -> None:
+    """The tokenizer trains two models (generator and discriminator) with DDP, never DeepSpeed. When an
+    HF Trainer + DeepSpeed run (the LM) happened earlier in this process, accelerate keeps its
+    DeepSpeed state process-wide; drop it so this run's Accelerator starts clean."""
+    from accelerate.state import AcceleratorState, DistributedType, GradientState
+
+    state = AcceleratorState._shared_state
+    if state and state.get("distributed_type") == DistributedType.DEEPSPEED:
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        raise ValueError("tokenizer training does not run under DeepSpeed (it trains a generator and a "
+                         "discriminator with DDP): launch it with `accelerate launch --multi_gpu`, not --use_deepspeed")
+
+
 def train(config: TokenizerRunConfig, resume: bool | str | None = None, stop_flag: StopFlag | None = None,
           step_callback=None) -> TrainResult:
     """Run (or resume) training as configured. `step_callback(step, metrics)` is called after each step."""
@@ -384,6 +399,7 @@ def train(config: TokenizerRunConfig, resume: bool | str | None = None, stop_fla
     mp = t.mixed_precision
     if mp == "auto":
         mp = "bf16" if torch.cuda.is_available() else "no"
+    _forget_inherited_deepspeed()
     accelerator = Accelerator(
         mixed_precision=mp,
         log_with="tensorboard" if t.log_with == "tensorboard" else None,

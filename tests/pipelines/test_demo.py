@@ -11,12 +11,20 @@ KEYS = ("reconstruction.psnr", "reconstruction.ssim", "text_to_image.accuracy", 
         "captioning.cider", "captioning.rouge_l", "vqa.accuracy")
 
 
+def _child_env() -> dict:
+    # a fresh single-process run: drop any torch.distributed rendezvous that earlier in-process tests
+    # set in this interpreter (their MASTER_PORT is still bound by this process's process group)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "ACCELERATE_USE_DEEPSPEED")}
+    env.update(OMP_NUM_THREADS="2", TOKENIZERS_PARALLELISM="false")
+    return env
+
+
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    env = dict(os.environ, OMP_NUM_THREADS="2", TOKENIZERS_PARALLELISM="false")
     proc = subprocess.run([sys.executable, "-m", "gaussiantoken", "demo", "--quick", "--out", str(out)],
-                          env=env, capture_output=True, text=True, timeout=900)
+                          env=_child_env(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, proc.stdout
 
@@ -52,7 +60,7 @@ def test_demo_rerun_skips_finished_stages(demo_dir):
     out, _ = demo_dir
     before = (out / "metrics.json").read_bytes()
     proc = subprocess.run([sys.executable, "-m", "gaussiantoken", "demo", "--quick", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+                          env=_child_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("already complete, skipped") == 6
     assert (out / "metrics.json").read_bytes() == before
@@ -61,5 +69,5 @@ def test_demo_rerun_skips_finished_stages(demo_dir):
 def test_demo_refuses_to_mix_flavours(demo_dir):
     out, _ = demo_dir
     proc = subprocess.run([sys.executable, "-m", "gaussiantoken", "demo", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+                          env=_child_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "quick" in proc.stderr
