@@ -10,38 +10,22 @@ import yaml
 
 torch.set_num_threads(1)
 
-TOKENIZER_KWARGS = dict(
-    image_size=16, encoder_channels=8, encoder_channel_mult=[1, 2], hidden_size=32, num_heads=4, ffn_dim=32,
-    num_decoder_layers=1, num_gaussians=4, codebook_size=16, position_bins=8, scale_bins=4, rotation_bins=4,
-    splat_channels=8, feature_mlp_hidden=16, decoder_channels=8, decoder_num_res_blocks=1,
-)
-TEXT_CONFIG = dict(
-    model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-    num_key_value_heads=4, max_position_embeddings=128, tie_word_embeddings=False,
-)
-
 
 @pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory):
-    """(lm_dir, tokenizer_dir): a tiny random image tokenizer and a tiny Llama LM built on it, saved."""
+def model_dirs(tmp_path_factory, image_tokenizer_dir, text_tokenizer_dir, tiny_text_config):
+    """(lm_dir, tokenizer_dir): the shared tiny random image tokenizer and a tiny Llama LM on it, saved."""
     from transformers import AutoTokenizer
 
     from gaussiantoken.lm.modeling import GaussianTokenForCausalLM
     from gaussiantoken.lm.processing import GaussianTokenProcessor
-    from gaussiantoken.lm.text_tokenizer import default_corpus, train_text_tokenizer
-    from gaussiantoken.tokenizer import GaussianTokenizer, GaussianTokenizerConfig, GaussianTokenizerImageProcessor
 
     root = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
-    tok = GaussianTokenizer(GaussianTokenizerConfig(**TOKENIZER_KWARGS)).eval()
-    tok.save_pretrained(root / "tokenizer")
-    GaussianTokenizerImageProcessor(image_size=16).save_pretrained(root / "tokenizer")
-    train_text_tokenizer(default_corpus(200, seed=1, image_size=16), vocab_size=320, out_dir=root / "text")
-    text_tokenizer = AutoTokenizer.from_pretrained(root / "text")
-    lm = GaussianTokenForCausalLM.from_parts(text_tokenizer, root / "tokenizer", text_config=dict(TEXT_CONFIG))
+    text_tokenizer = AutoTokenizer.from_pretrained(text_tokenizer_dir)
+    lm = GaussianTokenForCausalLM.from_parts(text_tokenizer, image_tokenizer_dir, text_config=dict(tiny_text_config))
     lm.save_pretrained(root / "lm")
     GaussianTokenProcessor.from_model_config(lm.config, text_tokenizer).save_pretrained(root / "lm")
-    return root / "lm", root / "tokenizer"
+    return root / "lm", image_tokenizer_dir
 
 
 def _config(tmp_path, **changes) -> str:

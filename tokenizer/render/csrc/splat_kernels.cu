@@ -113,6 +113,19 @@ __device__ __forceinline__ float eval_alpha(const Gauss& G, float fx, float fy, 
   return G.o * e;
 }
 
+// The six per-Gaussian sums both backward variants accumulate for one pixel, with ed = e <f, G_p>
+// (e = exp(-m^2/2)) and w = o ed: S = (sum ed, sum w u, sum w v, sum w u^2, sum w v^2, sum w u v); the
+// closing formulas (finish_geometry) turn them into the mean, scale, rotation and opacity gradients.
+__device__ __forceinline__ void accumulate_geometry(float* S, float ed, float o, float u, float v) {
+  const float w = o * ed;
+  S[0] += ed;
+  S[1] = fmaf(w, u, S[1]);
+  S[2] = fmaf(w, v, S[2]);
+  S[3] = fmaf(w * u, u, S[3]);
+  S[4] = fmaf(w * v, v, S[4]);
+  S[5] = fmaf(w * u, v, S[5]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Forward
 // ---------------------------------------------------------------------------------------------
@@ -274,14 +287,7 @@ __global__ void splat_backward_kernel(const float* __restrict__ grad_out, const 
           dF[c] = fmaf(alpha, gv, dF[c]);
         }
       }
-      const float ed = e * da;
-      const float w = G.o * ed;
-      S[0] += ed;
-      S[1] = fmaf(w, u, S[1]);
-      S[2] = fmaf(w, v, S[2]);
-      S[3] = fmaf(w * u, u, S[3]);
-      S[4] = fmaf(w * v, v, S[4]);
-      S[5] = fmaf(w * u, v, S[5]);
+      accumulate_geometry(S, e * da, G.o, u, v);
     }
   }
 #pragma unroll
@@ -464,14 +470,7 @@ __global__ void __launch_bounds__(kBwdThreads) splat_backward_tile_kernel(
             da = fmaf(f[c], gv, da);
             dF[c] = fmaf(alpha, gv, dF[c]);
           }
-          const float ed = e * da;
-          const float w = Gk.o * ed;
-          S[0] += ed;
-          S[1] = fmaf(w, u, S[1]);
-          S[2] = fmaf(w, v, S[2]);
-          S[3] = fmaf(w * u, u, S[3]);
-          S[4] = fmaf(w * v, v, S[4]);
-          S[5] = fmaf(w * u, v, S[5]);
+          accumulate_geometry(S, e * da, Gk.o, u, v);
         }
       }
       // 4. sum the 32 lanes in fixed order (transpose through shared memory), write the slot
