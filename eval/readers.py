@@ -72,18 +72,23 @@ def read_coco_captions(path) -> dict:
     return refs
 
 
-def read_caption_predictions(path) -> dict:
-    """COCO caption results [{image_id, caption}] -> {image_id: caption}; one caption per image."""
+def _read_predictions(path, id_key: str, value_key: str) -> dict:
+    """A results file [{id_key, value_key}] -> {id: value}; one prediction per id, at least one."""
     recs = _records(_load_json(path), path, None)
     preds: dict = {}
     for i, rec in enumerate(recs):
-        image_id, caption = _field(rec, "image_id", _ID, path, i), _field(rec, "caption", str, path, i)
-        if image_id in preds:
-            raise ValueError(f"{path}: duplicate prediction for image_id {image_id!r}")
-        preds[image_id] = caption
+        key, value = _field(rec, id_key, _ID, path, i), _field(rec, value_key, str, path, i)
+        if key in preds:
+            raise ValueError(f"{path}: duplicate prediction for {id_key} {key!r}")
+        preds[key] = value
     if not preds:
         raise ValueError(f"{path}: empty prediction set")
     return preds
+
+
+def read_caption_predictions(path) -> dict:
+    """COCO caption results [{image_id, caption}] -> {image_id: caption}; one caption per image."""
+    return _read_predictions(path, "image_id", "caption")
 
 
 def read_vqa_questions(path) -> dict:
@@ -121,16 +126,7 @@ def read_vqa_annotations(path) -> dict:
 
 def read_vqa_predictions(path) -> dict:
     """VQA results [{question_id, answer}] -> {question_id: answer}."""
-    recs = _records(_load_json(path), path, None)
-    preds: dict = {}
-    for i, rec in enumerate(recs):
-        qid, answer = _field(rec, "question_id", _ID, path, i), _field(rec, "answer", str, path, i)
-        if qid in preds:
-            raise ValueError(f"{path}: duplicate prediction for question_id {qid!r}")
-        preds[qid] = answer
-    if not preds:
-        raise ValueError(f"{path}: empty prediction set")
-    return preds
+    return _read_predictions(path, "question_id", "answer")
 
 
 def match_ids(predictions: dict, references: dict, what: str = "id", allow_subset: bool = False) -> dict:

@@ -73,12 +73,9 @@ class GaussianTokenImageTextToTextPipeline(Pipeline):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if not isinstance(self.model, GaussianTokenForCausalLM):
-            raise ValueError(f"{self.task} needs a GaussianTokenForCausalLM ('gaussiantoken_lm' checkpoint), "
-                             f"got {type(self.model).__name__}")
-        from gaussiantoken.pipelines.text_to_image import place_model
+        from gaussiantoken.pipelines.text_to_image import check_and_place_model
 
-        place_model(self.model, self.device)
+        check_and_place_model(self)
 
     def _sanitize_parameters(self, max_new_tokens=None, batch_size=None, **kwargs):
         if kwargs:

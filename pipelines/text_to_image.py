@@ -19,6 +19,18 @@ from transformers import Pipeline
 OUTPUT_TYPES = ("pil", "pt", "np", "gaussians")
 
 
+def check_and_place_model(pipe) -> None:
+    """Our pipelines need a GaussianTokenForCausalLM and its processor; then place the model (below)."""
+    from gaussiantoken.lm.modeling import GaussianTokenForCausalLM
+
+    if not isinstance(pipe.model, GaussianTokenForCausalLM):
+        raise ValueError(f"the {pipe.task} pipeline needs a GaussianTokenForCausalLM ('gaussiantoken_lm' "
+                         f"checkpoint), got {type(pipe.model).__name__}")
+    if pipe.processor is None:
+        raise ValueError(f"the {pipe.task} pipeline needs the model directory's processor (text tokenizer)")
+    place_model(pipe.model, pipe.device)
+
+
 def place_model(model, device: torch.device):
     """CUDA: backbone in bf16; CPU: everything fp32 (the image tokenizer always fp32)."""
     model.float()
@@ -51,16 +63,7 @@ class TextToImagePipeline(Pipeline):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        from gaussiantoken.lm.modeling import GaussianTokenForCausalLM
-
-        if not isinstance(self.model, GaussianTokenForCausalLM):
-            raise ValueError(
-                f"the text-to-image pipeline needs a GaussianTokenForCausalLM ('gaussiantoken_lm' checkpoint), "
-                f"got {type(self.model).__name__}"
-            )
-        if self.processor is None:
-            raise ValueError("the text-to-image pipeline needs the model directory's processor (text tokenizer)")
-        place_model(self.model, self.device)
+        check_and_place_model(self)
 
     def _sanitize_parameters(self, negative_prompt=None, guidance_scale=None, num_images_per_prompt=None,
                              generator=None, temperature=None, top_k=None, top_p=None, batch_size=None,
