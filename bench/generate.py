@@ -1,6 +1,6 @@
 """Benchmark of image generation (lm/generation.py): images/s, tokens/s, and overheads.
 
-CPU (default): a Shapes-sized model (random weights: Llama 6 x 256, the default Shapes tokenizer
+CPU (default): a Shapes-sized model (random weights: Llama 6 x 256, the Shapes tokenizer preset's
 layout, 32 Gaussians x 3 slots = 96 tokens/image) at --batch images:
   plain       backbone.generate, greedy, no processors, 2 x batch rows (the CFG batch) - a plain forward
   ours-hf     generate_images path: CFG + grammar + top-k sampling through model.generate
@@ -38,7 +38,7 @@ TEXT_VOCAB = 384
 def build(preset: str, num_gaussians: int, device: str, dtype):
     from gaussiantoken.tokenizer import GaussianTokenizer, GaussianTokenizerConfig
 
-    tok = GaussianTokenizer(GaussianTokenizerConfig(num_gaussians=num_gaussians, kmeans_init=False))
+    tok = GaussianTokenizer(GaussianTokenizerConfig.shapes(num_gaussians=num_gaussians, kmeans_init=False))
     grammar = ImageGrammar(tok.token_layout, TEXT_VOCAB, tok.tokens_per_image, eoi_token_id=5)
     config = LlamaConfig(vocab_size=TEXT_VOCAB + tok.vocab_size, max_position_embeddings=1024, pad_token_id=3,
                          bos_token_id=1, eos_token_id=2, **PRESETS[preset])

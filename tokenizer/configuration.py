@@ -190,19 +190,26 @@ class GaussianTokenizerConfig(PretrainedConfig):
     # ------------------------------------------------------------------ presets
     @classmethod
     def shapes(cls, **overrides) -> "GaussianTokenizerConfig":
-        """Default CPU recipe for 32x32 Shapes images: 42 Gaussians x 3 tokens = 126 tokens per image.
+        """The CPU recipe for 32x32 Shapes images: 32 Gaussians x 3 tokens = 96 tokens per image.
 
-        Chosen by bench/tokenizer_quality.py (5 min, 2 CPU threads): on this budget quality is bound
-        by the number of steps, so the deformable *encoder* layers are off (0; +36% steps, +2 dB),
-        codes are l2-normalized (+1.5 dB) and 42 Gaussians beat 32 at equal cost (+1.2 dB).
+        Each Gaussian is (feature code | dx, dy | scale_x, scale_y, rotation): its position is an offset
+        from the slot's learned anchor within +-4 pixels in 16 x 16 bins (half a pixel), its shape 8 x 8 x 8
+        bins (vocabulary 64 + 256 + 512 = 832). Chosen by bench/tokenizer_quality.py on 2 CPU cores in
+        5 minutes (bench/RESULTS.md): whole-pixel position bins cost 5-6 dB (sub-pixel placement matters
+        more than anything else measured); anchor offsets reach the quality of 64 x 64 absolute bins
+        (or 64 + 64 bins at 4 tokens per Gaussian) with 96 tokens and a small vocabulary; a patchify stem
+        (stride 2) buys 25% more steps at equal quality; 32 splat channels and a third decoder block
+        sharpen the small shapes' corners; no deformable encoder layer (cheaper steps); l2-normalized codes.
         """
         base = dict(
-            image_size=32, encoder_channels=32, encoder_channel_mult=[1, 2, 2], encoder_num_res_blocks=1,
-            encoder_out_channels=64, num_feature_levels=2, hidden_size=64, num_heads=4, num_points=4,
-            ffn_dim=128, num_encoder_layers=0, num_decoder_layers=3, num_gaussians=42, codebook_size=64,
-            codebook_dim=8, codebook_decay=0.9, codebook_l2_normalize=True, position_bins=32, scale_bins=8,
-            rotation_bins=8, splat_channels=16, feature_mlp_hidden=64, render_size=32, decoder_channels=32,
-            decoder_num_res_blocks=2,
+            image_size=32, encoder_channels=32, encoder_channel_mult=[1, 2], encoder_num_res_blocks=1,
+            encoder_stem_stride=2, encoder_out_channels=64, num_feature_levels=2, hidden_size=64, num_heads=4,
+            num_points=4, ffn_dim=128, num_encoder_layers=0, num_decoder_layers=3, num_gaussians=32,
+            codebook_size=64, codebook_dim=8, codebook_decay=0.9, codebook_l2_normalize=True,
+            position_mode="anchor_offset", offset_range=0.25, position_bins=16,
+            geometry_slots=[["x", "y"], ["scale_x", "scale_y", "rotation"]], scale_bins=8, rotation_bins=8,
+            splat_channels=32, feature_mlp_hidden=64, render_size=32, decoder_channels=32,
+            decoder_num_res_blocks=3,
         )
         base.update(overrides)
         return cls(**base)

@@ -49,7 +49,8 @@ class TrainSettings:
     seed: int = 0
     batch_size: int = 32  # per process
     max_steps: int = 1000
-    max_minutes: float | None = None  # stop cleanly (checkpoint + final model) this long after start (setup included)
+    max_minutes: float | None = None  # time budget: stop cleanly (checkpoint + final model) after this long (setup
+    # included, summed over resumed runs); the cosine schedule then follows the clock when it would end first
     stop_at_step: int | None = None  # checkpoint and exit at this step without finishing (split a run)
     learning_rate: float = 2e-4
     adam_betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
@@ -478,7 +479,13 @@ def _run(config, accelerator, stop_flag, resume, step_callback, wall_start) -> T
 
     opt = torch.optim.Adam(model.parameters(), lr=t.learning_rate, betas=tuple(t.adam_betas),
                            weight_decay=t.weight_decay)
-    lr_fn = lambda s: warmup_cosine(s, t.warmup_steps, t.max_steps, t.min_lr_ratio)  # noqa: E731
+    budget_s = 60.0 * t.max_minutes if t.max_minutes is not None else None
+    clock = {"offset": 0.0, "elapsed": 0.0}  # seconds spent before this process (from the checkpoint), and in all
+
+    def lr_fn(s: int) -> float:
+        fraction = clock["elapsed"] / budget_s if budget_s else 0.0
+        return warmup_cosine(s, t.warmup_steps, t.max_steps, t.min_lr_ratio, time_fraction=fraction)
+
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_fn)
     if use_gan:
         d_opt = torch.optim.Adam(disc.parameters(), lr=lc.disc_learning_rate or t.learning_rate,
@@ -509,6 +516,7 @@ def _run(config, accelerator, stop_flag, resume, step_callback, wall_start) -> T
             d_opt.load_state_dict(state["disc_optimizer"])
             d_sched.load_state_dict(state["disc_scheduler"])
         step, epoch, position = int(state["step"]), int(state["epoch"]), int(state["position"])
+        clock["offset"] = clock["elapsed"] = float(state.get("elapsed_s", 0.0))
         rng_states = state["rng"]
         if len(rng_states) != accelerator.num_processes:
             raise ValueError(f"checkpoint {resume_from} was written by {len(rng_states)} processes, now "
@@ -532,7 +540,8 @@ def _run(config, accelerator, stop_flag, resume, step_callback, wall_start) -> T
                 save_model(raw_model, str(tmp / "model.safetensors"))
                 save_model(ema.module, str(tmp / "ema.safetensors"))
                 state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "ema": ema.state_dict(),
-                         "step": step, "epoch": epoch, "position": position, "rng": rngs}
+                         "step": step, "epoch": epoch, "position": position, "rng": rngs,
+                         "elapsed_s": clock["elapsed"]}
                 if use_gan:
                     save_model(raw_disc, str(tmp / "discriminator.safetensors"))
                     save_model(lecam, str(tmp / "lecam.safetensors"))
@@ -615,7 +624,7 @@ def _run(config, accelerator, stop_flag, resume, step_callback, wall_start) -> T
             if t.grad_clip > 0:
                 metrics["grad_norm"] = float(accelerator.clip_grad_norm_(model.parameters(), t.grad_clip))
             opt.step()
-            sched.step()
+            sched.step()  # the next step's lr, from the clock as agreed at the end of the previous step
             opt.zero_grad(set_to_none=True)
             ema.update(raw_model)
             # -- discriminator update
@@ -640,7 +649,8 @@ def _run(config, accelerator, stop_flag, resume, step_callback, wall_start) -> T
                 epoch, position = epoch + 1, 0
             metrics.update(loss=loss.item(), quantization=o.quantization_loss.item(),
                            codebook_usage=float(o.codebook_usage), codebook_perplexity=float(o.codebook_perplexity),
-                           lr=sched.get_last_lr()[0], epoch=epoch, elapsed_s=time.monotonic() - wall_start)
+                           lr=sched.get_last_lr()[0], epoch=epoch,
+                           elapsed_s=clock["offset"] + time.monotonic() - wall_start)
             train_log.write({"step": step, **metrics})
             if step % t.log_every == 0 or step == 1:
                 accelerator.log({f"train/{k}": v for k, v in metrics.items()}, step=step)
@@ -652,14 +662,14 @@ def _run(config, accelerator, stop_flag, resume, step_callback, wall_start) -> T
                 write_samples()
             if t.eval_every and step % t.eval_every == 0:
                 validate()
-            # -- stop decisions, agreed by all processes
-            flags = torch.tensor([float(stop_flag.requested),
-                                  float(t.max_minutes is not None and time.monotonic() - wall_start > 60 * t.max_minutes)],
-                                 device=accelerator.device)
-            flags = accelerator.reduce(flags, reduction="sum") if accelerator.num_processes > 1 else flags
+            # -- the clock and the stop decisions, agreed by all processes (max)
+            flags = torch.tensor([float(stop_flag.requested), clock["offset"] + time.monotonic() - wall_start],
+                                 dtype=torch.float64, device=accelerator.device)
+            flags = accelerator.reduce(flags, reduction="max") if accelerator.num_processes > 1 else flags
+            clock["elapsed"] = float(flags[1])
             if flags[0] > 0:
                 stop_reason = "signal"
-            elif flags[1] > 0:
+            elif budget_s is not None and clock["elapsed"] > budget_s:
                 stop_reason = "max_minutes"
             elif t.stop_at_step is not None and step >= t.stop_at_step and step < t.max_steps:
                 stop_reason = "stop_at_step"

@@ -13,10 +13,17 @@ def quantizer(**kw):
 
 
 def test_position_bins_are_pixel_centres():
-    g = quantizer(position_bins=32)
+    g = quantizer(position_mode="absolute", position_bins=32)
     idx = torch.arange(32)
     centres = g.bin_centre("x", idx)
     torch.testing.assert_close(centres, (2 * idx.float() + 1) / 32 - 1)
+
+
+def test_shapes_offsets_are_half_pixel_bins():
+    g = quantizer()  # the preset: anchor offsets within +-4 pixels of a 32-pixel image, 16 bins
+    a = g.attributes["x"]
+    assert (a.lo, a.hi, a.bins) == (-0.25, 0.25, 16)
+    assert (a.hi - a.lo) / a.bins * 32 / 2 == 0.5  # one bin = half a pixel
 
 
 def test_centres_map_to_themselves():
@@ -36,7 +43,7 @@ def test_error_bounded_by_half_a_bin():
 
 
 def test_rotation_is_periodic_and_out_of_range_clamps():
-    g = quantizer(rotation_bins=8)
+    g = quantizer(rotation_bins=8, position_mode="absolute", position_bins=32)
     theta = torch.tensor([0.1, 0.1 + math.pi, 0.1 - 3 * math.pi])
     assert g.bin_index("rotation", theta).tolist() == [0, 0, 0]
     assert g.bin_index("x", torch.tensor([-5.0, 5.0])).tolist() == [0, 31]

@@ -194,6 +194,12 @@ def test_warmup_cosine_values():
     assert f(4) == pytest.approx(1.0)
     assert f(9) == pytest.approx(0.1 + 0.9 * 0.5)
     assert f(14) == pytest.approx(0.1) and f(100) == pytest.approx(0.1)
+    # a time budget: the cosine follows whichever of steps and clock is further along
+    g = lambda s, tf: warmup_cosine(s, warmup_steps=4, total_steps=14, min_ratio=0.1, time_fraction=tf)  # noqa: E731
+    assert g(2, 0.9) == pytest.approx(0.75)  # warm-up is by steps
+    assert g(5, 0.5) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert g(9, 0.2) == pytest.approx(f(9))  # the steps are further along
+    assert g(5, 1.0) == pytest.approx(0.1) and g(5, 3.0) == pytest.approx(0.1)
 
 
 def test_model_ema_hand_values():

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from gaussiantoken.tokenizer import GaussianTokenizer, GaussianTokenizerConfig, GaussianTokenizerOutput
+from gaussiantoken.tokenizer.geometry import GeometryQuantizer, build_token_layout
 
 torch.set_num_threads(1)
 
@@ -155,7 +156,9 @@ def test_bad_ids_name_the_position(model):
 
 def test_config_presets_and_validation():
     s = GaussianTokenizerConfig.shapes()
-    assert s.tokens_per_image <= 128
+    assert s.tokens_per_image == 96 <= 128
+    layout = build_token_layout(s.codebook_size, GeometryQuantizer(s))
+    assert [(t.name, t.size) for t in layout] == [("feature", 64), ("x_y", 256), ("scale_x_scale_y_rotation", 512)]
     c = GaussianTokenizerConfig.cifar()
     assert (c.num_gaussians, c.codebook_size, c.codebook_dim) == (64, 1024, 3)
     assert c.image_size // 2 ** (len(c.encoder_channel_mult) - 1) == 16

@@ -167,6 +167,48 @@ def test_max_minutes_stops_with_final_save(tmp_path):
     assert list_checkpoints(tmp_path)[-1].name == "step-00000001"
 
 
+class _FakeClock:
+    """time.monotonic for the trainer: advances `tick` seconds after each training step."""
+
+    def __init__(self, tick: float):
+        self.now, self.tick = 1000.0, tick
+
+    def __call__(self) -> float:
+        return self.now
+
+    def step(self, step, metrics) -> None:
+        self.now += self.tick
+
+
+def test_time_budget_drives_the_schedule_and_resumes_the_clock(tmp_path, monkeypatch):
+    """With train.max_minutes the cosine ends at min_lr_ratio when the budget does (not at max_steps),
+    and a resumed run continues the clock it saved, so its schedule and stop match one run's."""
+    from gaussiantoken.tokenizer.trainer_state import warmup_cosine
+
+    import gaussiantoken.tokenizer.train as train_module
+
+    settings = dict(max_steps=1000, max_minutes=1.0, warmup_steps=2, min_lr_ratio=0.1)
+    clock = _FakeClock(tick=10.0)  # the clock reads 10 s after step 1, 60 s (the budget) after step 6
+    monkeypatch.setattr(train_module.time, "monotonic", clock)
+    one = train(tiny_config(tmp_path / "one", **settings), step_callback=clock.step)
+    assert one.stop_reason == "max_minutes" and one.step == 7  # 70 s > 60 s after step 7
+    lrs = _gan_values(tmp_path / "one", "lr")  # after step s: the lr of step s + 1, from the clock after step s - 1
+    want = [1e-3 * warmup_cosine(s, 2, 1000, 0.1, time_fraction=10.0 * (s - 1) / 60.0) for s in range(1, 8)]
+    assert lrs == pytest.approx(want, rel=1e-6)
+    assert lrs[6] == pytest.approx(1e-4) and lrs[3] > 2e-4  # at the budget's end the schedule is at its end
+    state = torch.load(list_checkpoints(tmp_path / "one")[-1] / "state.pt", weights_only=True)
+    assert state["elapsed_s"] == pytest.approx(70.0)
+
+    clock.now = 1000.0
+    part = train(tiny_config(tmp_path / "two", stop_at_step=3, **settings), step_callback=clock.step)
+    assert part.stop_reason == "stop_at_step"
+    clock.now = 5000.0  # a later process: its own clock starts anywhere, the saved 30 s carry over
+    rest = train(tiny_config(tmp_path / "two", **settings), resume=True, step_callback=clock.step)
+    assert rest.stop_reason == "max_minutes" and rest.step == 7
+    _assert_same_history(tmp_path / "one", tmp_path / "two")
+    assert _gan_values(tmp_path / "two", "lr") == pytest.approx(lrs, rel=1e-6)
+
+
 def test_config_errors_are_clear(tmp_path, capsys):
     path = tmp_path / "c.yaml"
     path.write_text("train:\n  batch_size: 4\n  learning_rate: 2e-4\n")
