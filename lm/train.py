@@ -27,8 +27,10 @@ Owns the LM run config (plain dataclasses from YAML, checked before anything hea
   trainer_state.json last, so `auto` skips, with a warning, a newest checkpoint that lacks it (a run killed
   while saving); a checkpoint whose files are truncated/corrupted stops the resume with a CheckpointError
   naming it (`check_lm_checkpoint`). `train.max_minutes` stops cleanly (checkpoint + final model)
-  after that wall time; `train.stop_at_step` checkpoints and exits at that step (the schedule still follows
-  max_steps, so a resumed run reproduces an uninterrupted one); SIGTERM/SIGINT do the same.
+  after that wall time; with `lr_scheduler: cosine` the time counts over resumed runs and the cosine
+  follows it (it anneals by the end of the budget; `lm.schedule`). `train.stop_at_step` checkpoints and
+  exits at that step (the schedule still follows max_steps, so a resumed run reproduces an uninterrupted
+  one); SIGTERM/SIGINT do the same.
 - Result: OUTPUT/final (atomic), loadable with GaussianTokenForCausalLM.from_pretrained and
   GaussianTokenProcessor.from_pretrained (weights in fp32, the image tokenizer's exact weights), plus
   OUTPUT/final/train_config.yaml.
@@ -137,6 +139,8 @@ def check_config(cfg: LMRunConfig) -> None:
         raise ValueError(f"train.bf16 must be auto/true/false, got {t.bf16!r}")
     if t.device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"train.device must be auto/cpu/cuda, got {t.device!r}")
+    if t.max_minutes is not None and not t.max_minutes > 0:
+        raise ValueError(f"train.max_minutes must be positive or null, got {t.max_minutes}")
     for name in ("per_device_batch_size", "gradient_accumulation_steps", "max_steps"):
         if getattr(t, name) <= 0:
             raise ValueError(f"train.{name} must be positive, got {getattr(t, name)}")
@@ -365,28 +369,6 @@ def resolve_resume(cfg: LMRunConfig) -> str | bool | None:
     return r
 
 
-def _stop_callback(max_minutes: float | None, stop_flag, stop_at_step: int | None = None):
-    from transformers import TrainerCallback
-
-    class StopCallback(TrainerCallback):
-        """Stop cleanly (save a checkpoint) when the time budget runs out or SIGTERM/SIGINT arrives."""
-
-        def __init__(self):
-            self.start = time.time()
-            self.stopped_early = False
-
-        def on_step_end(self, args, state, control, **kwargs):
-            over = max_minutes is not None and (time.time() - self.start) / 60.0 >= max_minutes
-            at_step = stop_at_step is not None and state.global_step >= stop_at_step
-            if over or at_step or stop_flag.requested:
-                self.stopped_early = True
-                control.should_training_stop = True
-                control.should_save = True
-            return control
-
-    return StopCallback()
-
-
 def _restore_final(staging: Path, tokenizer_dir: str) -> None:
     """Rewrite a saved LM in fp32 with the image tokenizer's exact weights (undo bf16 casting)."""
     import torch
@@ -423,9 +405,10 @@ def train(cfg: LMRunConfig) -> TrainResult:
 
 def _train(cfg: LMRunConfig) -> TrainResult:
     import torch
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     from gaussiantoken.lm.data import SequenceCollator
+    from gaussiantoken.lm.schedule import ClockTrainer, RunClock
     from gaussiantoken.tokenizer.runtime import StopFlag, save_run_config
 
     t = cfg.train
@@ -440,10 +423,11 @@ def _train(cfg: LMRunConfig) -> TrainResult:
     args = make_training_arguments(cfg, on_cuda)
     resume = resolve_resume(cfg)
     stop = StopFlag().install()
-    callback = _stop_callback(t.max_minutes, stop, t.stop_at_step)
-    trainer = Trainer(
+    callback = RunClock(t.max_minutes, stop, t.stop_at_step)
+    trainer = ClockTrainer(
         model=model, args=args, train_dataset=dataset,
         data_collator=SequenceCollator(processor.layout.pad_token_id), callbacks=[callback],
+        budget_s=None if t.max_minutes is None else 60.0 * t.max_minutes,
     )
     start = time.time()
     try:

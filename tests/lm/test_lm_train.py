@@ -113,3 +113,70 @@ def test_two_process_zero2_matches_one_process(image_tokenizer_dir, codes_dir, t
     two = _launch(2, 4, tmp_path / "two", args)
     assert len(one) == len(two) == 4
     assert max(abs(a - b) for a, b in zip(one, two)) < 1e-5, (one, two)
+
+
+def test_clock_schedule_follows_the_budget_and_resumes_its_clock(image_tokenizer_dir, codes_dir, text_tokenizer_dir,
+                                                                 tmp_path):
+    """Under train.max_minutes the cosine follows the clock saved in scheduler.pt: a run resumed with 30 of its 60
+    minutes spent trains at half the peak lr at step 5 of 1000 (a step schedule would give ~1.0), one resumed
+    with all 60 spent trains one step and stops with its lr annealed to 0."""
+    args = (image_tokenizer_dir, codes_dir, text_tokenizer_dir)
+    budget = {"train.max_minutes": 60, "train.max_steps": 1000, "train.learning_rate": 1e-3}
+    first = train(load_run_config(LMRunConfig, CONFIG, overrides(*args, tmp_path / "a", **budget,
+                                                                  **{"train.stop_at_step": 3})))
+    assert first.global_step == 3
+    ckpt = tmp_path / "a" / "checkpoint-3"
+    state = torch.load(ckpt / "scheduler.pt", weights_only=True)
+    assert 0.0 < state["elapsed_s"] < 600.0  # this run's seconds, saved with the checkpoint
+    lrs = [h["learning_rate"] for h in first.log_history if "learning_rate" in h]
+    assert min(lrs) > 0.99e-3  # 3 of 1000 steps and a few seconds of 60 min: the peak
+
+    for spent_min in (30.0, 60.0):
+        out = tmp_path / f"spent{spent_min}"
+        import shutil
+
+        shutil.copytree(tmp_path / "a", out)
+        torch.save(dict(state, elapsed_s=60.0 * spent_min), out / "checkpoint-3" / "scheduler.pt")
+        stop = {} if spent_min >= 60 else {"train.stop_at_step": 5}
+        resumed = train(load_run_config(LMRunConfig, CONFIG, overrides(*args, out, **budget, **stop)))
+        logged = {h["step"]: h["learning_rate"] for h in resumed.log_history if "learning_rate" in h}
+        # step 4 trains at the lr saved with checkpoint 3 (what the uninterrupted run would use)
+        assert logged[4] > 0.99e-3, logged
+        if spent_min < 60:
+            assert 0.49e-3 <= logged[5] <= 0.5e-3, logged  # step 5 follows the clock, 30 of 60 min: half the peak
+        else:
+            assert resumed.stopped_early and resumed.global_step == 4  # the budget was spent: one step, then stop
+            saved = torch.load(out / "checkpoint-4" / "scheduler.pt", weights_only=True)
+            assert saved["elapsed_s"] > 3600.0 and saved["last_epoch"] == 4
+            assert saved["_last_lr"][0] < 1e-9  # annealed: the next step (if resumed) would not move
+
+
+def test_clock_schedule_state_round_trip():
+    from gaussiantoken.lm.schedule import ClockCosineLR
+
+    def make(warmup=2, total=10):
+        opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1.0)
+        return opt, ClockCosineLR(opt, warmup, total, budget_s=100.0)
+
+    opt, sched = make()
+    assert sched.get_last_lr() == [0.5]  # warm-up step 1 of 2
+    for _ in range(2):
+        opt.step(); sched.step()
+    assert sched.get_last_lr() == [1.0]
+    sched.elapsed_s = 50.0
+    opt.step(); sched.step()  # step 3 of 10 is 1/8 of the decay, the clock 1/2: the clock wins
+    assert abs(sched.get_last_lr()[0] - 0.5) < 1e-12
+    # a resumed scheduler takes steps, lrs and the clock from the state, and its shape from its own config
+    opt2, resumed = make(warmup=2, total=1000)
+    resumed.load_state_dict(sched.state_dict())
+    assert resumed.last_epoch == 3 and resumed.elapsed_s == 50.0 and resumed.total_steps == 1000
+    assert opt2.param_groups[0]["lr"] == sched.get_last_lr()[0]
+    # the state of a plain step schedule (a run started without a budget) resumes with the clock at 0
+    opt3, plain = make()
+    lam = torch.optim.lr_scheduler.LambdaLR(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), lambda s: 1.0)
+    plain.load_state_dict(lam.state_dict())
+    assert plain.elapsed_s == 0.0
+    with pytest.raises(ValueError, match="lacks"):
+        plain.load_state_dict({"elapsed_s": 1.0})
+    with pytest.raises(ValueError, match="budget"):
+        ClockCosineLR(opt3, 0, 10, budget_s=0)

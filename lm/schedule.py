@@ -1,0 +1,111 @@
+"""The LM run's clock: a warm-up + cosine schedule that follows a time budget, and the callback that
+keeps its clock and stops the run when the budget (or a stop request) says so.
+
+Under `train.max_minutes` with `lr_scheduler: cosine`, the cosine's progress is the larger of the step
+fraction and the share of the budget spent (the tokenizer trainer's rule, `warmup_cosine`), so a run cut by
+its clock ends annealed instead of mid-schedule. The seconds spent live in the scheduler's state
+(`elapsed_s` in the Trainer's scheduler.pt), so a resumed run continues the same clock and the budget counts
+the time of all its runs. Processes agree on the clock and on stopping (an all-reduce max at each step end),
+so every rank uses the same learning rate and stops at the same step. The clock is read after each optimizer
+step, so the learning rate of step k + 1 follows the time at the end of step k's update.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch.optim.lr_scheduler import LRScheduler
+from transformers import Trainer, TrainerCallback
+
+from gaussiantoken.tokenizer.trainer_state import warmup_cosine
+
+# state that a resumed run takes from the checkpoint; the rest (warm-up, steps, budget) from its own config
+_RESUMED = ("last_epoch", "_step_count", "_last_lr", "base_lrs", "elapsed_s")
+
+
+class ClockCosineLR(LRScheduler):
+    """lr = base_lr * warmup_cosine(step, warmup_steps, total_steps, time_fraction=elapsed_s / budget_s)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, budget_s: float):
+        if budget_s <= 0:
+            raise ValueError(f"the time budget must be positive, got {budget_s} s")
+        self.warmup_steps, self.total_steps, self.budget_s = warmup_steps, total_steps, float(budget_s)
+        self.elapsed_s = 0.0  # set by RunClock after each optimizer step, before this scheduler's step
+        super().__init__(optimizer)
+
+    def factor(self, step: int) -> float:
+        return warmup_cosine(step, self.warmup_steps, self.total_steps, time_fraction=self.elapsed_s / self.budget_s)
+
+    def get_lr(self) -> list[float]:
+        f = self.factor(self.last_epoch)
+        return [base * f for base in self.base_lrs]
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in _RESUMED}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Steps and learning rates from any LRScheduler state; the clock too when it has one (a run started
+        without a time budget resumes under one with its clock at 0)."""
+        missing = [k for k in _RESUMED[:-1] if k not in state_dict]
+        if missing:
+            raise ValueError(f"scheduler state lacks {missing}: not a torch LRScheduler state")
+        for k in _RESUMED:
+            setattr(self, k, state_dict.get(k, 0.0))
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
+            group["lr"] = lr
+
+
+class RunClock(TrainerCallback):
+    """Keeps the run's clock (seconds over all resumed runs when the scheduler is a ClockCosineLR, else this
+    process's) and stops cleanly (checkpoint saved) on the budget, a stop request or `stop_at_step`."""
+
+    def __init__(self, max_minutes: float | None, stop_flag, stop_at_step: int | None = None):
+        self.max_minutes, self.stop_flag, self.stop_at_step = max_minutes, stop_flag, stop_at_step
+        self.scheduler: ClockCosineLR | None = None
+        self.offset_s, self.start = 0.0, time.monotonic()
+        self.elapsed_s, self.requested, self.stopped_early = 0.0, False, False
+
+    def on_train_begin(self, args, state, control, lr_scheduler=None, **kwargs):
+        # called after the Trainer has loaded a resumed checkpoint's scheduler state
+        self.scheduler = lr_scheduler if isinstance(lr_scheduler, ClockCosineLR) else None
+        self.offset_s = self.scheduler.elapsed_s if self.scheduler is not None else 0.0
+        self.start = time.monotonic()
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        # after the optimizer step and before the scheduler's: the next step's lr sees this step's clock
+        flags = torch.tensor([float(self.stop_flag.requested), self.offset_s + time.monotonic() - self.start],
+                             dtype=torch.float64)
+        if torch.distributed.is_available() and torch.distributed.is_initialized() \
+                and torch.distributed.get_world_size() > 1:
+            on_device = flags.to(args.device)
+            torch.distributed.all_reduce(on_device, op=torch.distributed.ReduceOp.MAX)
+            flags = on_device.cpu()
+        self.requested, self.elapsed_s = bool(flags[0]), float(flags[1])
+        if self.scheduler is not None:
+            self.scheduler.elapsed_s = self.elapsed_s
+
+    def on_step_end(self, args, state, control, **kwargs):
+        over = self.max_minutes is not None and self.elapsed_s / 60.0 >= self.max_minutes
+        at_step = self.stop_at_step is not None and state.global_step >= self.stop_at_step
+        if over or at_step or self.requested:
+            self.stopped_early = True
+            control.should_training_stop = True
+            control.should_save = True
+        return control
+
+
+class ClockTrainer(Trainer):
+    """The HF Trainer, with a ClockCosineLR for `lr_scheduler_type="cosine"` when `budget_s` is given."""
+
+    def __init__(self, *args, budget_s: float | None = None, **kwargs):
+        self.budget_s = budget_s
+        super().__init__(*args, **kwargs)
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        if self.lr_scheduler is None and self.budget_s is not None and self.args.lr_scheduler_type == "cosine":
+            self.lr_scheduler = ClockCosineLR(optimizer if optimizer is not None else self.optimizer,
+                                              self.args.get_warmup_steps(num_training_steps), num_training_steps,
+                                              self.budget_s)
+            self._created_lr_scheduler = True
+        return super().create_scheduler(num_training_steps, optimizer)
