@@ -5,8 +5,8 @@ Under `train.max_minutes` with `lr_scheduler: cosine`, the cosine's progress is 
 fraction and the share of the budget spent (the tokenizer trainer's rule, `warmup_cosine`), so a run cut by
 its clock ends annealed instead of mid-schedule. The seconds spent live in the scheduler's state
 (`elapsed_s` in the Trainer's scheduler.pt), so a resumed run continues the same clock and the budget counts
-the time of all its runs. Processes agree on the clock and on stopping (an all-reduce max at each step end),
-so every rank uses the same learning rate and stops at the same step. The clock is read after each optimizer
+the time of all its runs. Processes agree on the clock and on stopping (an all-reduce max after each optimizer
+step), so every rank uses the same learning rate and stops at the same step. The clock is read after each optimizer
 step, so the learning rate of step k + 1 follows the time at the end of step k's update.
 """
 
@@ -42,7 +42,8 @@ class ClockCosineLR(LRScheduler):
         return [base * f for base in self.base_lrs]
 
     def state_dict(self) -> dict:
-        return {k: getattr(self, k) for k in _RESUMED}
+        # "lr_lambdas": what LambdaLR (HF's step schedules) expects, so a run resumed without a budget loads it
+        return {**{k: getattr(self, k) for k in _RESUMED}, "lr_lambdas": [None] * len(self.base_lrs)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Steps and learning rates from any LRScheduler state; the clock too when it has one (a run started

@@ -176,6 +176,9 @@ def test_clock_schedule_state_round_trip():
     lam = torch.optim.lr_scheduler.LambdaLR(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), lambda s: 1.0)
     plain.load_state_dict(lam.state_dict())
     assert plain.elapsed_s == 0.0
+    # and the reverse: HF's step schedule (LambdaLR) resumes from a clock schedule's state
+    lam.load_state_dict(sched.state_dict())
+    assert lam.last_epoch == 3
     with pytest.raises(ValueError, match="lacks"):
         plain.load_state_dict({"elapsed_s": 1.0})
     with pytest.raises(ValueError, match="budget"):
