@@ -18,6 +18,7 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 from transformers import Trainer, TrainerCallback
 
+from gaussiantoken.tokenizer.runtime import agree_max
 from gaussiantoken.tokenizer.trainer_state import warmup_cosine
 
 # state that a resumed run takes from the checkpoint; the rest (warm-up, steps, budget) from its own config
@@ -34,11 +35,9 @@ class ClockCosineLR(LRScheduler):
         self.elapsed_s = 0.0  # set by RunClock after each optimizer step, before this scheduler's step
         super().__init__(optimizer)
 
-    def factor(self, step: int) -> float:
-        return warmup_cosine(step, self.warmup_steps, self.total_steps, time_fraction=self.elapsed_s / self.budget_s)
-
     def get_lr(self) -> list[float]:
-        f = self.factor(self.last_epoch)
+        f = warmup_cosine(self.last_epoch, self.warmup_steps, self.total_steps,
+                          time_fraction=self.elapsed_s / self.budget_s)
         return [base * f for base in self.base_lrs]
 
     def state_dict(self) -> dict:
@@ -75,14 +74,9 @@ class RunClock(TrainerCallback):
 
     def on_optimizer_step(self, args, state, control, **kwargs):
         # after the optimizer step and before the scheduler's: the next step's lr sees this step's clock
-        flags = torch.tensor([float(self.stop_flag.requested), self.offset_s + time.monotonic() - self.start],
-                             dtype=torch.float64)
-        if torch.distributed.is_available() and torch.distributed.is_initialized() \
-                and torch.distributed.get_world_size() > 1:
-            on_device = flags.to(args.device)
-            torch.distributed.all_reduce(on_device, op=torch.distributed.ReduceOp.MAX)
-            flags = on_device.cpu()
-        self.requested, self.elapsed_s = bool(flags[0]), float(flags[1])
+        requested, self.elapsed_s = agree_max(
+            [float(self.stop_flag.requested), self.offset_s + time.monotonic() - self.start], args.device)
+        self.requested = requested > 0
         if self.scheduler is not None:
             self.scheduler.elapsed_s = self.elapsed_s
 

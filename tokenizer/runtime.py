@@ -3,7 +3,8 @@
 Owns: YAML run configs -> plain dataclasses (with `key=value` command-line overrides, dotted keys for
 nested dataclasses, unknown keys rejected by name); atomic file and directory writes (a kill at any
 moment leaves either the old or the new version, never a torn one); a stop flag set by SIGTERM/SIGINT
-so a trainer can checkpoint before exiting; integrity checks of saved files (`check_safetensors_file`,
+so a trainer can checkpoint before exiting, and `agree_max` so all processes act on the same clock and stop
+requests; integrity checks of saved files (`check_safetensors_file`,
 `check_torch_file`, `check_json_file`, `check_pretrained_dir`) that turn a truncated or corrupted file into a
 `CheckpointError` naming it, instead of a crash deep inside torch/safetensors.
 """
@@ -336,7 +337,20 @@ class StopFlag:
         self._previous.clear()
 
 
+def agree_max(values: list[float], device: Any = "cpu") -> list[float]:
+    """The element-wise max of `values` over all processes (one float64 all-reduce; as given with one
+    process): how trainers agree on the clock and on stop requests, so every rank stops at the same step."""
+    import torch
+    import torch.distributed as dist
+
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor.tolist()
+
+
 __all__ = [
+    "agree_max",
     "from_dict",
     "apply_overrides",
     "load_run_config",

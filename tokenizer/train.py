@@ -39,7 +39,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runtime import CheckpointError, StopFlag, atomic_directory, load_run_config, save_run_config
+from .runtime import CheckpointError, StopFlag, agree_max, atomic_directory, load_run_config, save_run_config
 
 
 # ----------------------------------------------------------------------------- run config
@@ -663,11 +663,9 @@ def _run(config, accelerator, stop_flag, resume, step_callback, wall_start) -> T
             if t.eval_every and step % t.eval_every == 0:
                 validate()
             # -- the clock and the stop decisions, agreed by all processes (max)
-            flags = torch.tensor([float(stop_flag.requested), clock["offset"] + time.monotonic() - wall_start],
-                                 dtype=torch.float64, device=accelerator.device)
-            flags = accelerator.reduce(flags, reduction="max") if accelerator.num_processes > 1 else flags
-            clock["elapsed"] = float(flags[1])
-            if flags[0] > 0:
+            requested, clock["elapsed"] = agree_max(
+                [float(stop_flag.requested), clock["offset"] + time.monotonic() - wall_start], accelerator.device)
+            if requested > 0:
                 stop_reason = "signal"
             elif budget_s is not None and clock["elapsed"] > budget_s:
                 stop_reason = "max_minutes"

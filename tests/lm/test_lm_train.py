@@ -3,6 +3,7 @@ before any step, and (slow) 2 processes == 1 process at the same global batch.""
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -73,8 +74,6 @@ def test_bad_input_fails_before_training(image_tokenizer_dir, codes_dir, text_to
         train(load_run_config(LMRunConfig, CONFIG, overrides(*args, tmp_path / "e", **{"data.codes": no_vqa})))
     # codes extracted by another tokenizer (vocabulary mismatch)
     other = tmp_path / "codes_other"
-    import shutil
-
     shutil.copytree(codes_dir, other)
     meta = json.loads((other / "meta.json").read_text())
     meta["vocab_size"] += 8
@@ -133,8 +132,6 @@ def test_clock_schedule_follows_the_budget_and_resumes_its_clock(image_tokenizer
 
     for spent_min in (30.0, 60.0):
         out = tmp_path / f"spent{spent_min}"
-        import shutil
-
         shutil.copytree(tmp_path / "a", out)
         torch.save(dict(state, elapsed_s=60.0 * spent_min), out / "checkpoint-3" / "scheduler.pt")
         stop = {} if spent_min >= 60 else {"train.stop_at_step": 5}
