@@ -19,6 +19,7 @@ _LAZY = {
     "load_cifar100": ".loaders", "load_mini_imagenet": ".loaders", "load_imagenet": ".loaders",
     "load_image_folder": ".loaders", "load_hub": ".loaders", "load_coco_captions": ".loaders",
     "load_vqav2": ".loaders", "load_dataset_from_config": ".loaders",
+    "load_photo_patches": ".photos", "packaged_photos": ".photos",
 }
 __all__ = sorted(_LAZY)
 

@@ -29,6 +29,8 @@ import pickle
 import re
 from pathlib import Path
 
+from .photos import load_photo_patches
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
 
@@ -282,6 +284,7 @@ LOADERS = {
     "hub": load_hub,
     "coco_captions": load_coco_captions,
     "vqav2": load_vqav2,
+    "photo_patches": load_photo_patches,  # data/photos.py: patches of a photo folder (default: packaged photos)
 }
 
 
