@@ -12,6 +12,8 @@ _LAZY = {
     "GaussianTokenizerConfig": ".configuration",
     "GaussianTokenizer": ".modeling",
     "GaussianTokenizerOutput": ".modeling",
+    "GridVQConfig": ".grid_vq",
+    "GridVQTokenizer": ".grid_vq",
     "TokenSlot": ".geometry",
     "GaussianTokenizerImageProcessor": ".image_processing",
     "draw_gaussians": ".visualize",

@@ -8,7 +8,9 @@ token per entry of `geometry_slots` (each a tuple of attributes quantized jointl
 Attributes: "x", "y" (position; absolute in [-1, 1] or, with position_mode="anchor_offset", an offset
 from the slot's learned anchor in [-offset_range, offset_range]), "scale_x", "scale_y" (log of the
 standard deviation, uniform in [log scale_min, log scale_max]) and "rotation" (theta in [0, pi), periodic:
-an ellipse is unchanged by theta + pi). Opacity is fixed to 1: under the plain-sum splat rule it is
+an ellipse is unchanged by theta + pi). With quantize_geometry=False (the seed paper's setting; an ablation
+here) the decoder sees the continuous geometry; the geometry tokens are still produced, but
+decode(ids) then differs from the forward reconstruction. Opacity is fixed to 1: under the plain-sum splat rule it is
 redundant with the feature vector's magnitude.
 """
 
@@ -68,6 +70,7 @@ class GaussianTokenizerConfig(PretrainedConfig):
         scale_min: float = 1.0 / 32.0,
         scale_max: float = 0.5,
         rotation_bins: int = 8,
+        quantize_geometry: bool = True,  # False: the decoder sees the continuous geometry (paper setting)
         # rendering + CNN decoder
         splat_channels: int = 16,
         feature_mlp_hidden: int = 64,
@@ -113,6 +116,7 @@ class GaussianTokenizerConfig(PretrainedConfig):
         self.scale_min = float(scale_min)
         self.scale_max = float(scale_max)
         self.rotation_bins = int(rotation_bins)
+        self.quantize_geometry = bool(quantize_geometry)
         self.splat_channels = int(splat_channels)
         self.feature_mlp_hidden = int(feature_mlp_hidden)
         self.render_size = int(render_size) if render_size is not None else self.image_size

@@ -315,7 +315,9 @@ class GaussianTokenizer(PreTrainedModel):
         attrs = {k: v for k, v in cont.items() if k != "z"}
         geom_idx, attrs_st = self.geometry.straight_through(attrs)
         ids = self._pack(codes, geom_idx)
-        if self.training:
+        if not self.config.quantize_geometry:  # ablation: continuous geometry, quantized features
+            gaussians = self._assemble(attrs, z_q)
+        elif self.training:
             gaussians = self._assemble(attrs_st, z_q)
         else:
             gaussians = self.ids_to_gaussians(ids)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import json
 import os
 import sys
@@ -206,21 +205,10 @@ def validate_run_config(config: TokenizerRunConfig) -> TokenizerRunConfig:
 
 
 def _model_config(model_spec: dict):
-    from gaussiantoken.tokenizer import GaussianTokenizerConfig
+    """`model` spec -> architecture config; `model.type` picks the architecture (tokenizer/model_types.py)."""
+    from .model_types import config_from_spec
 
-    spec = dict(model_spec)
-    preset = spec.pop("preset", None)
-    params = inspect.signature(GaussianTokenizerConfig.__init__).parameters
-    known = {n for n, p in params.items() if n != "self" and p.kind is not p.VAR_KEYWORD}
-    unknown = sorted(set(spec) - known)
-    if unknown:
-        raise ValueError(f"unknown model key(s) {['model.' + k for k in unknown]}; known: {sorted(known)}")
-    if preset is not None:
-        try:
-            return GaussianTokenizerConfig.preset(str(preset), **spec)
-        except ValueError as exc:
-            raise ValueError(f"config key 'model.preset': {exc}") from exc
-    return GaussianTokenizerConfig(**spec)
+    return config_from_spec(model_spec)
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> TokenizerRunConfig:
@@ -423,7 +411,9 @@ def _run(config, accelerator, stop_flag, resume, step_callback, wall_start) -> T
     from tqdm.auto import tqdm
 
     from gaussiantoken.data.loaders import load_dataset_from_config
-    from gaussiantoken.tokenizer import GaussianTokenizer, GaussianTokenizerImageProcessor
+    from gaussiantoken.tokenizer import GaussianTokenizerImageProcessor
+
+    from .model_types import model_class_for
 
     from .discriminator import PatchDiscriminator
     from .losses import LeCam, adaptive_gan_weight, hinge_d_loss, load_lpips, non_saturating_g_loss, pixel_loss
@@ -455,7 +445,7 @@ def _run(config, accelerator, stop_flag, resume, step_callback, wall_start) -> T
     # ---- models, data, optimizers (seeded identically on every process)
     set_seed(t.seed)
     model_config = _model_config(config.model)
-    model = GaussianTokenizer(model_config)
+    model = model_class_for(model_config)(model_config)
     processor = GaussianTokenizerImageProcessor(image_size=model_config.image_size)
     ema = ModelEMA(model, t.ema_decay, warmup=t.ema_warmup)
     use_gan = lc.gan_weight > 0
