@@ -18,12 +18,18 @@ Questions (one-word answers), with the referent always unambiguous in the genera
   relation (or its opposite, for "no") lies on a clear axis.
 ``answer_question`` answers from any object list (e.g. a parsed image) and returns "unknown"
 when the referent is missing or ambiguous there.
+
+Held-out compositions: ``is_heldout_composition`` marks a fixed tenth of the 2- and 3-object
+captions (by a stable CRC32 of the caption text; never a 1-object caption) that a training stream
+never shows (``lm.stream``) and the text-to-image evaluation draws its unseen compositions from
+(``sample_prompts(..., num_objects=k, heldout=True)``).
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+import zlib
 
 import numpy as np
 
@@ -249,22 +255,48 @@ def scene_matches_caption(objects: list[dict], caption: str) -> dict:
     return result
 
 
-def sample_prompts(num: int, seed: int = 0, exclude=None, image_size: int = 32) -> list[str]:
-    """``num`` distinct captions of random scenes, none of them in ``exclude`` (held-out prompts)."""
+HELDOUT_MODULUS = 10  # one 2-/3-object caption in ten is a held-out composition
+
+
+def is_heldout_composition(caption: str) -> bool:
+    """True for the fixed held-out tenth of the 2- and 3-object captions (CRC32 of the normalized
+    text); 1-object captions are never held out (their scenes are new, the phrase is not)."""
+    parsed = parse_caption(caption)
+    if parsed is None:
+        raise ValueError(f"caption is not in the Shapes caption grammar: {caption!r}")
+    if len(parsed["objects"]) == 1:
+        return False
+    text = _normalize(caption, "caption").rstrip(".").rstrip()
+    return zlib.crc32(text.encode("utf-8")) % HELDOUT_MODULUS == 0
+
+
+def sample_prompts(num: int, seed: int = 0, exclude=None, image_size: int = 32, num_objects: int | None = None,
+                   heldout: bool | None = None) -> list[str]:
+    """``num`` distinct captions of random scenes, none of them in ``exclude`` (held-out prompts).
+
+    ``num_objects`` (1-3) fixes the object count; ``heldout`` True keeps only held-out compositions
+    (``is_heldout_composition``), False only the others, None either."""
     if not isinstance(num, (int, np.integer)) or num < 0:
         raise ValueError(f"num must be a non-negative int, got {num!r}")
     check_image_size(image_size)
+    if num_objects is not None and num_objects not in (1, 2, 3):
+        raise ValueError(f"num_objects must be 1, 2 or 3, got {num_objects!r}")
+    if heldout and num_objects == 1:
+        raise ValueError("1-object captions are never held-out compositions; use heldout=None for them")
     exclude = set() if exclude is None else set(exclude)
     rng = np.random.default_rng(seed)
     out: list[str] = []
     seen: set[str] = set()
     attempts = 0
+    limit = 1000 + 100 * num * (HELDOUT_MODULUS if heldout else 1)
     while len(out) < num:
         attempts += 1
-        if attempts > 1000 + 100 * num:
+        if attempts > limit:
             raise ValueError(f"could not find {num} distinct captions outside `exclude` (found {len(out)})")
-        caption = caption_for(sample_scene(rng, image_size), rng)
+        caption = caption_for(sample_scene(rng, image_size, num_objects), rng)
         if caption in exclude or caption in seen:
+            continue
+        if heldout is not None and is_heldout_composition(caption) != heldout:
             continue
         seen.add(caption)
         out.append(caption)

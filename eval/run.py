@@ -51,6 +51,9 @@ class TextToImageTask:
     num_prompts: int = 200
     prompt_seed: int = 1234
     exclude_data: dict | None = None  # spec of the TRAINING dataset: its captions are never used as prompts
+    # true: num_prompts per structured set (eval.text_to_image.prompt_sets: one-object with new scenes, unseen
+    # two- and three-object compositions) -> text_to_image.accuracy_one / _two_unseen / _three_unseen
+    prompt_sets: bool = False
     images_per_prompt: int = 1
     guidance_scale: float = 3.0
     temperature: float = 1.0
@@ -164,6 +167,7 @@ def validate_config(cfg: EvalConfig) -> None:
     _check_type(t.top_p, (int, float), "text_to_image.top_p", optional=True)
     _check_type(t.backend, str, "text_to_image.backend")
     _check_type(t.fid, bool, "text_to_image.fid")
+    _check_type(t.prompt_sets, bool, "text_to_image.prompt_sets")
     _check_type(t.grid_size, int, "text_to_image.grid_size")
     for name in ("feature_net", "inception_weights", "clip_weights"):
         _check_type(getattr(t, name), str, f"text_to_image.{name}", optional=True)
@@ -291,15 +295,21 @@ def run_reconstruction(cfg: EvalConfig, models: Models) -> tuple[dict, list]:
     return metrics, []
 
 
-def text_to_image_prompts(cfg: EvalConfig, image_size: int) -> list[str]:
-    """The held-out Shapes prompt set of the config (training captions of `exclude_data` removed)."""
-    from .text_to_image import shapes_prompts
+def text_to_image_prompts(cfg: EvalConfig, image_size: int, sets: bool = False):
+    """The held-out Shapes prompt set of the config (training captions of `exclude_data` removed); with
+    `sets` and text_to_image.prompt_sets, the structured sets {name: prompts} (else None) as well."""
+    from .text_to_image import prompt_sets, shapes_prompts
 
     task = cfg.text_to_image
     exclude = None
     if task.exclude_data is not None:
         exclude = set(load_data(task.exclude_data, image_size)["caption"])
-    return shapes_prompts(task.num_prompts, seed=task.prompt_seed, exclude=exclude, image_size=image_size)
+    if task.prompt_sets:
+        groups = prompt_sets(task.num_prompts, seed=task.prompt_seed, exclude=exclude, image_size=image_size)
+        prompts = [p for v in groups.values() for p in v]
+        return (prompts, groups) if sets else prompts
+    prompts = shapes_prompts(task.num_prompts, seed=task.prompt_seed, exclude=exclude, image_size=image_size)
+    return (prompts, None) if sets else prompts
 
 
 def run_text_to_image_task(cfg: EvalConfig, models: Models) -> tuple[dict, list]:
@@ -308,7 +318,7 @@ def run_text_to_image_task(cfg: EvalConfig, models: Models) -> tuple[dict, list]
     task = cfg.text_to_image
     model, processor = models.lm()
     size = models.image_size()
-    prompts = text_to_image_prompts(cfg, size)
+    prompts, sets = text_to_image_prompts(cfg, size, sets=True)
     feature_net = None
     if task.fid and task.inception_weights is None:
         feature_net = shapes_feature_net(task.feature_net, task.feature_net_train_samples, task.feature_net_epochs,
@@ -320,7 +330,7 @@ def run_text_to_image_task(cfg: EvalConfig, models: Models) -> tuple[dict, list]
         batch_size=cfg.batch_size, seed=cfg.seed, fid=task.fid, fid_real_samples=task.fid_real_samples,
         fid_real_seed=task.fid_real_seed, feature_net=feature_net, inception_weights=task.inception_weights,
         kid_subset_size=task.kid_subset_size, clip_weights=task.clip_weights, grid_size=task.grid_size,
-        backend=task.backend)
+        backend=task.backend, sets=sets)
 
 
 def _caption_references(spec: dict) -> dict | None:

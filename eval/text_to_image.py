@@ -3,6 +3,11 @@
 Owns:
 - `shapes_prompts(num, seed, exclude)`: held-out Shapes prompts (`data.shapes.sample_prompts`, minus
   the training captions in `exclude`).
+- `prompt_sets(num_per_set, seed, exclude)`: the structured held-out sets, {"one": 1-object prompts (their
+  scenes are new; every 1-object phrase occurs in training), "two_unseen" / "three_unseen": 2- / 3-object
+  held-out compositions (`data.shapes_text.is_heldout_composition`, never shown by the training stream,
+  and minus `exclude`)}; `score_prompt_sets` scores each set and the union ("all").
+- `parsed_description(image)`: what the scene parser reads in an image (the grid captions).
 - `score_text_to_image(images, prompts)`: the scorer, separate from generation so that it can be fed
   any images: each image is parsed (`data.shapes.parse_scene`) and matched against its prompt
   (`data.shapes.scene_matches_caption`). Returns accuracy (the exact scene: right count, and every
@@ -37,6 +42,46 @@ def shapes_prompts(num: int, seed: int = 1234, exclude=None, image_size: int = 3
     if not isinstance(num, int) or num <= 0:
         raise ValueError(f"num_prompts must be a positive int, got {num!r}")
     return sample_prompts(num, seed=seed, exclude=exclude, image_size=image_size)
+
+
+PROMPT_SETS = {"one": (1, None), "two_unseen": (2, True), "three_unseen": (3, True)}  # name: (objects, heldout)
+
+
+def prompt_sets(num_per_set: int, seed: int = 1234, exclude=None, image_size: int = 32) -> dict[str, list[str]]:
+    """{set name: prompts} for PROMPT_SETS, `num_per_set` distinct prompts each (see the module docstring)."""
+    from gaussiantoken.data.shapes_text import sample_prompts
+
+    if not isinstance(num_per_set, int) or num_per_set <= 0:
+        raise ValueError(f"num_per_set must be a positive int, got {num_per_set!r}")
+    out = {}
+    for k, (name, (objects, heldout)) in enumerate(PROMPT_SETS.items()):
+        # 1-object: only 42 captions exist; without exclusion a set may repeat none of them more than once
+        n = min(num_per_set, 42) if objects == 1 else num_per_set
+        out[name] = sample_prompts(n, seed=seed + k, exclude=None if objects == 1 else exclude,
+                                   image_size=image_size, num_objects=objects, heldout=heldout)
+    return out
+
+
+def score_prompt_sets(images, sets: dict[str, list[str]]) -> dict:
+    """Scores per prompt set and over all (images in the order of the concatenated sets)."""
+    prompts = [p for name in sets for p in sets[name]]
+    if isinstance(images, torch.Tensor):
+        images = list(images)
+    if len(images) != len(prompts):
+        raise ValueError(f"got {len(images)} images for {len(prompts)} prompts in the sets")
+    out, start = {"all": score_text_to_image(images, prompts)}, 0
+    for name, ps in sets.items():
+        out[name] = score_text_to_image(images[start:start + len(ps)], ps)
+        start += len(ps)
+    return out
+
+
+def parsed_description(image) -> str:
+    """What `parse_scene` reads in one image, as a short text ("2: small red circle; large blue square")."""
+    from gaussiantoken.data.shapes import parse_scene
+
+    objects = parse_scene(image)
+    return f"{len(objects)}: " + "; ".join(f"{o['size']} {o['color']} {o['shape']}" for o in objects)
 
 
 def score_text_to_image(images, prompts: Sequence[str]) -> dict:
@@ -165,11 +210,12 @@ def run_text_to_image(model, processor, prompts: Sequence[str], out_dir=None, im
                       top_p: float | None = None, batch_size: int = 32, seed: int = 0, fid: bool = True,
                       fid_real_samples: int = 500, fid_real_seed: int = 4321, feature_net=None,
                       inception_weights=None, kid_subset_size: int = 100, clip_weights=None,
-                      grid_size: int = 16, backend: str = "hf") -> tuple[dict, list]:
+                      grid_size: int = 16, backend: str = "hf", sets: dict | None = None) -> tuple[dict, list]:
     """Generate images for the Shapes prompts, score them, and return ({metric: value}, [ReportSection]).
 
     feature_net: a ShapesFeatureNet (module) for FID/KID, or None with `inception_weights` a local
     torch-fidelity weights file; with neither (or fid=False) FID/KID are skipped.
+    sets: `prompt_sets` output whose concatenation is `prompts`: adds accuracy_<set> per set.
     """
     from .report import ReportSection, save_image_grid
 
@@ -181,6 +227,12 @@ def run_text_to_image(model, processor, prompts: Sequence[str], out_dir=None, im
     per_image_prompts = [p for p in prompts for _ in range(images_per_prompt)]
     metrics = score_text_to_image(pixels, per_image_prompts)
     metrics["num_prompts"] = len(prompts)
+    if sets is not None:
+        if images_per_prompt != 1 or [p for v in sets.values() for p in v] != prompts:
+            raise ValueError("sets must be the prompt sets whose concatenation is the prompts (one image each)")
+        for name, scores in score_prompt_sets(pixels, sets).items():
+            if name != "all":
+                metrics[f"accuracy_{name}"] = scores["accuracy"]
     notes = ["Exact scoring: each generated image is parsed (`parse_scene`) and matched to its prompt "
              "(`scene_matches_caption`); accuracy = the exact scene (count, every object's color/shape/size, "
              "relation)."]
@@ -198,7 +250,8 @@ def run_text_to_image(model, processor, prompts: Sequence[str], out_dir=None, im
     sections = [ReportSection("text_to_image notes", " ".join(notes))]
     if out_dir is not None and grid_size > 0:
         k = min(grid_size, pixels.shape[0])
+        captions = [f"{p} -> read {parsed_description(im)}" for p, im in zip(per_image_prompts[:k], pixels[:k])]
         path = save_image_grid(pixels[:k], os.path.join(out_dir, "text_to_image_samples.png"), nrow=8,
-                               captions=per_image_prompts[:k], value_range=(-1.0, 1.0))
+                               captions=captions, value_range=(-1.0, 1.0))
         sections.append(ReportSection("text_to_image samples", images=[(os.path.basename(path), "generated samples")]))
     return metrics, sections

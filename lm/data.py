@@ -6,7 +6,8 @@ seeded by (seed, i), so the data is a pure function of (seed, index): identical 
 and resumes. Tasks are mixed by `ratios` (text_to_image / caption / vqa; normalised); the text-to-image
 caption is replaced by "" with probability `caption_dropout` (classifier-free guidance). Sequences come
 from `lm.sequences` (the one place for prompt formats and loss masks). `repeats` > 1 makes one epoch see
-each record several times with fresh task draws.
+each record several times with fresh task draws. `t2i_codes` (optional) rewrites the codes of text-to-image
+targets only (`lm.canonical.BackgroundCanon`); captioning and VQA read the codes as extracted.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         seed: int = 0,
         max_length: int | None = None,
         repeats: int = 1,
+        t2i_codes=None,
     ):
         ratios = ratios if ratios is not None else {"text_to_image": 1.0, "caption": 1.0, "vqa": 1.0}
         if not 0.0 <= caption_dropout <= 1.0:
@@ -89,6 +91,7 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         self._tasks = [t for t in TASKS if self.ratios[t] > 0]
         self._probs = np.array([self.ratios[t] for t in self._tasks])
         self.caption_dropout, self.seed, self.max_length, self.repeats = caption_dropout, seed, max_length, repeats
+        self.t2i_codes = t2i_codes  # codes -> codes for text-to-image targets only (e.g. lm.canonical), or None
 
     def __len__(self) -> int:
         return len(self.dataset) * self.repeats
@@ -108,6 +111,8 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         row = self.dataset[record]
         codes = row["codes"]
         if task == "text_to_image":
+            if self.t2i_codes is not None:
+                codes = self.t2i_codes(codes)
             seq = build_text_to_image(self.tokenizer, "" if drop else row["caption"], codes, self.layout, self.max_length)
         elif task == "caption":
             seq = build_caption(self.tokenizer, row["caption"], codes, self.layout, self.max_length)
@@ -125,7 +130,9 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         T = self.layout.tokens_per_image
         count = _token_counter(self.tokenizer)
         cols = self.dataset.column_names
-        captions = list(self.dataset["caption"]) if "caption" in cols else [""]
+        # a stream (lm.stream) has no columns to read whole: a probe of rows drawn like its own stands in
+        text = self.dataset.probe_text() if hasattr(self.dataset, "probe_text") else self.dataset
+        captions = list(text["caption"]) if "caption" in cols else [""]
         cap = max(count(c) for c in captions) if captions else 0
         longest = 0
         if self.ratios["text_to_image"] > 0:
@@ -133,8 +140,8 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         if self.ratios["caption"] > 0:
             longest = max(longest, len(build_caption(self.tokenizer, "", [0] * T, self.layout)["input_ids"]) + cap)
         if self.ratios["vqa"] > 0:
-            q = max((count(x) for qs in self.dataset["questions"] for x in qs), default=0)
-            a = max((count(x) for ans in self.dataset["answers"] for x in ans), default=0)
+            q = max((count(x) for qs in text["questions"] for x in qs), default=0)
+            a = max((count(x) for ans in text["answers"] for x in ans), default=0)
             longest = max(longest, len(build_vqa(self.tokenizer, "", "", [0] * T, self.layout)["input_ids"]) + q + a)
         return longest
 

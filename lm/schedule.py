@@ -91,11 +91,18 @@ class RunClock(TrainerCallback):
 
 
 class ClockTrainer(Trainer):
-    """The HF Trainer, with a ClockCosineLR for `lr_scheduler_type="cosine"` when `budget_s` is given."""
+    """The HF Trainer, with a ClockCosineLR for `lr_scheduler_type="cosine"` when `budget_s` is given, and a
+    sequential sampler over a fresh-scene stream (`lm.stream`)."""
 
     def __init__(self, *args, budget_s: float | None = None, **kwargs):
         self.budget_s = budget_s
         super().__init__(*args, **kwargs)
+
+    def _get_train_sampler(self, train_dataset=None):
+        from gaussiantoken.lm.stream import sequential_sampler_for  # a fresh-scene stream is read in order
+
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        return sequential_sampler_for(dataset) or super()._get_train_sampler(train_dataset)
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         if self.lr_scheduler is None and self.budget_s is not None and self.args.lr_scheduler_type == "cosine":

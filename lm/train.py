@@ -77,6 +77,13 @@ class DataSettings:
     max_length: int | None = None  # None: the backbone's max_position_embeddings
     repeats: int = 1
     num_samples: int | None = None  # use only the first N records
+    # codes: the extract-codes dir `codes` (real datasets); shapes_stream: fresh Shapes scenes encoded on the fly
+    # by the frozen tokenizer (lm.stream: no scene repeats, deterministic by train.seed, exactly resumable)
+    source: str = "codes"
+    stream_chunk: int = 256  # scenes rendered and encoded at a time (per rank)
+    # raw | canonical: text-to-image targets with the background Gaussians in one fixed form (lm.canonical;
+    # Shapes world only)
+    t2i_background: str = "raw"
 
 
 @dataclass
@@ -146,7 +153,11 @@ def check_config(cfg: LMRunConfig) -> None:
             raise ValueError(f"train.{name} must be positive, got {getattr(t, name)}")
     if not os.path.isdir(resolve_path(cfg.model.tokenizer)):
         raise FileNotFoundError(f"model.tokenizer {cfg.model.tokenizer} not found (train one: gaussiantoken train-tokenizer)")
-    if not os.path.isdir(resolve_path(cfg.data.codes)):
+    if cfg.data.t2i_background not in ("raw", "canonical"):
+        raise ValueError(f"data.t2i_background must be raw or canonical, got {cfg.data.t2i_background!r}")
+    if cfg.data.source not in ("codes", "shapes_stream"):
+        raise ValueError(f"data.source must be codes or shapes_stream, got {cfg.data.source!r}")
+    if cfg.data.source == "codes" and not os.path.isdir(resolve_path(cfg.data.codes)):
         raise FileNotFoundError(f"data.codes {cfg.data.codes} not found (run: gaussiantoken extract-codes --out ...)")
     if cfg.model.base_model is not None and not os.path.isdir(cfg.model.base_model):
         raise FileNotFoundError(f"model.base_model {cfg.model.base_model} is not a local directory")
@@ -232,10 +243,40 @@ def build_model_and_processor(cfg: LMRunConfig):
     return model, processor
 
 
-def build_dataset(cfg: LMRunConfig, processor, model_config):
-    from gaussiantoken.lm.data import MultiTaskSequenceDataset
+def build_stream(cfg: LMRunConfig, image_tokenizer):
+    """The fresh-scene stream (data.source=shapes_stream), as long as the whole run's rows, and its state.
+    `image_tokenizer`: its own frozen CPU copy (a directory), not the LM's (which DeepSpeed may move/cast)."""
+    from gaussiantoken.lm.stream import ShapesCodeStream, StreamState
+
+    t = cfg.train
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rows_per_step = t.per_device_batch_size * t.gradient_accumulation_steps * world
+    stream = ShapesCodeStream(image_tokenizer, length=t.max_steps * rows_per_step, seed=t.seed,
+                              chunk_size=cfg.data.stream_chunk, per_device_batch=t.per_device_batch_size,
+                              world_size=world)
+    return stream, StreamState(stream, rows_per_step)
+
+
+def background_canon(cfg: LMRunConfig):
+    """lm.canonical.BackgroundCanon of the image tokenizer, fitted on 512 fixed Shapes scenes."""
+    import numpy as np
+
+    from gaussiantoken.data.shapes_render import render_batch
+    from gaussiantoken.data.shapes_world import sample_scenes
+    from gaussiantoken.lm.canonical import BackgroundCanon
+    from gaussiantoken.tokenizer import GaussianTokenizer
+
+    tokenizer = GaussianTokenizer.from_pretrained(resolve_path(cfg.model.tokenizer)).eval()
+    size = int(tokenizer.config.image_size)
+    scenes = sample_scenes(np.random.default_rng(2 ** 20), 512, size)
+    return BackgroundCanon.fit(tokenizer, render_batch(scenes, size))
+
+
+def build_dataset(cfg: LMRunConfig, processor, model_config, rows=None):
     from gaussiantoken.lm.extract import load_codes, load_codes_meta
 
+    if rows is not None:  # a stream (build_stream)
+        return _sequence_dataset(cfg, processor, model_config, rows)
     codes_dir = resolve_path(cfg.data.codes)
     meta = load_codes_meta(codes_dir)
     if meta:
@@ -248,13 +289,20 @@ def build_dataset(cfg: LMRunConfig, processor, model_config):
     ds = load_codes(codes_dir)
     if cfg.data.num_samples is not None:
         ds = ds.select(range(min(cfg.data.num_samples, len(ds))))
+    return _sequence_dataset(cfg, processor, model_config, ds)
+
+
+def _sequence_dataset(cfg: LMRunConfig, processor, model_config, ds):
+    from gaussiantoken.lm.data import MultiTaskSequenceDataset
+
     context = model_config.max_position_embeddings
     max_length = cfg.data.max_length or context
     if context is not None and max_length > context:
         raise ValueError(f"data.max_length {max_length} exceeds the backbone's max_position_embeddings {context}")
     dataset = MultiTaskSequenceDataset(
         ds, processor.tokenizer, processor.layout, cfg.data.ratios, cfg.data.caption_dropout,
-        seed=cfg.train.seed, max_length=max_length, repeats=cfg.data.repeats,
+        seed=cfg.train.seed, max_length=max_length, repeats=1 if cfg.data.source == "shapes_stream" else cfg.data.repeats,
+        t2i_codes=background_canon(cfg) if cfg.data.t2i_background == "canonical" else None,
     )
     longest = dataset.longest_sequence()
     if max_length is not None and longest > max_length:
@@ -419,14 +467,20 @@ def _train(cfg: LMRunConfig) -> TrainResult:
         avoid_cpu_op_builds()
     set_seed(t.seed)
     model, processor = build_model_and_processor(cfg)
-    dataset = build_dataset(cfg, processor, model.config)
+    stream = build_stream(cfg, resolve_path(cfg.model.tokenizer)) if cfg.data.source == "shapes_stream" else None
+    dataset = build_dataset(cfg, processor, model.config, rows=stream[0] if stream else None)
     args = make_training_arguments(cfg, on_cuda)
     resume = resolve_resume(cfg)
     stop = StopFlag().install()
     callback = RunClock(t.max_minutes, stop, t.stop_at_step)
+    callbacks = [callback]
+    if stream is not None:
+        from gaussiantoken.lm.stream import stream_callback
+
+        callbacks.append(stream_callback(stream[1], resume))
     trainer = ClockTrainer(
         model=model, args=args, train_dataset=dataset,
-        data_collator=SequenceCollator(processor.layout.pad_token_id), callbacks=[callback],
+        data_collator=SequenceCollator(processor.layout.pad_token_id), callbacks=callbacks,
         budget_s=None if t.max_minutes is None else 60.0 * t.max_minutes,
     )
     start = time.time()

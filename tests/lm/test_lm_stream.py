@@ -1,0 +1,83 @@
+"""The fresh-scene stream (lm.stream): rows are a pure function of (seed, index), no held-out composition is
+shown, ranks draw disjoint parts, the codes equal the tokenizer's encoding of the same render, and train-lm on
+the stream resumes exactly (its state is in the checkpoint and a changed stream is refused)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gaussiantoken.lm.stream import STATE_FILE, ShapesCodeStream
+from gaussiantoken.lm.train import LMRunConfig, train
+from gaussiantoken.tokenizer.runtime import load_run_config
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "lm" / "shapes.yaml"
+
+
+def test_stream_rows_are_pure_fresh_and_match_the_tokenizer(image_tokenizer_dir):
+    from gaussiantoken.data.shapes_render import render_batch
+    from gaussiantoken.data.shapes_text import is_heldout_composition
+    from gaussiantoken.tokenizer import GaussianTokenizer, GaussianTokenizerImageProcessor
+
+    a = ShapesCodeStream(image_tokenizer_dir, length=64, seed=5, chunk_size=8, per_device_batch=4)
+    b = ShapesCodeStream(image_tokenizer_dir, length=64, seed=5, chunk_size=8, per_device_batch=4)
+    rows_a = [a[i] for i in range(64)]
+    rows_b = [b[i] for i in reversed(range(64))][::-1]  # another access order, another cache history
+    assert rows_a == rows_b
+    other = ShapesCodeStream(image_tokenizer_dir, length=64, seed=6, chunk_size=8, per_device_batch=4)
+    assert [other[i]["caption"] for i in range(16)] != [r["caption"] for r in rows_a[:16]]
+    assert not any(is_heldout_composition(r["caption"]) for r in rows_a)
+    assert all(len(r["codes"]) == 12 and len(r["questions"]) == len(r["answers"]) > 0 for r in rows_a)
+    # the codes are the tokenizer's ids of the rendered scene, as extract-codes (image processor) makes them
+    scenes, captions, _, _ = a.scenes(0, 0)
+    assert captions == [r["caption"] for r in rows_a[:8]]
+    tok = GaussianTokenizer.from_pretrained(image_tokenizer_dir).eval()
+    proc = GaussianTokenizerImageProcessor.from_pretrained(image_tokenizer_dir)
+    pixels = proc([im for im in render_batch(scenes, 16)], return_tensors="pt")["pixel_values"]
+    assert tok.encode(pixels).tolist() == [r["codes"] for r in rows_a[:8]]
+    with pytest.raises(IndexError):
+        a[64]
+
+
+def test_ranks_draw_disjoint_parts(image_tokenizer_dir):
+    s = ShapesCodeStream(image_tokenizer_dir, length=32, seed=0, chunk_size=4, per_device_batch=2, world_size=2)
+    # accelerate gives rank r the per-device batches r, r + W, ...: rows 0-1 -> rank 0, rows 2-3 -> rank 1, ...
+    assert [s.row_source(i) for i in range(8)] == [(0, 0), (0, 1), (1, 0), (1, 1), (0, 2), (0, 3), (1, 2), (1, 3)]
+    parts = {s.row_source(i) for i in range(32)}
+    assert len(parts) == 32  # every (part, local row) once: no row is drawn twice
+    assert s[0]["caption"] != s[2]["caption"] or s[0]["codes"] != s[2]["codes"]
+
+
+def _train_tests():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_lm_train_tests", Path(__file__).with_name("test_lm_train.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def overrides(image_tokenizer_dir, text_tokenizer_dir, out, **extra):
+    """test_lm_train's tiny run, on the stream (its codes dir is then unused)."""
+    return _train_tests().overrides(image_tokenizer_dir, "unused", text_tokenizer_dir, out,
+                           **{"data.source": "shapes_stream", "data.stream_chunk": 8, **extra})
+
+
+def test_train_on_the_stream_resumes_exactly(image_tokenizer_dir, text_tokenizer_dir, tmp_path):
+    losses = _train_tests().losses
+    args = (image_tokenizer_dir, text_tokenizer_dir)
+    full = train(load_run_config(LMRunConfig, CONFIG, overrides(*args, tmp_path / "a")))
+    first = train(load_run_config(LMRunConfig, CONFIG, overrides(*args, tmp_path / "b", **{"train.stop_at_step": 3})))
+    state = json.loads((tmp_path / "b" / "checkpoint-3" / STATE_FILE).read_text())
+    assert state["position"] == 12 and state["seed"] == 0 and state["global_step"] == 3
+    resumed = train(load_run_config(LMRunConfig, CONFIG, overrides(*args, tmp_path / "b")))
+    a, b = losses(full.log_history), losses(resumed.log_history)
+    assert len(a) == 6 and len(b) == 6
+    assert max(abs(x - y) for x, y in zip(a, b)) < 1e-5, (a, b)
+    assert losses(first.log_history) == b[:3]
+    # a resume with another stream (seed) would not continue the same data: refused, naming the file
+    with pytest.raises(ValueError, match=STATE_FILE):
+        train(load_run_config(LMRunConfig, CONFIG, overrides(*args, tmp_path / "b", **{
+            "train.max_steps": 9, "train.seed": 1})))
