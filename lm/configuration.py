@@ -41,19 +41,13 @@ def _dir_model_type(path) -> str | None:
 
 
 def check_model_dir_kind(path, expected: str, what: str) -> None:
-    """Raise ValueError when local dir `path` holds a different kind of checkpoint than `expected`, or when
-    its config.json / safetensors weights are truncated or corrupted (`CheckpointError` naming the file)."""
-    from gaussiantoken.tokenizer.runtime import check_pretrained_dir
+    """Raise ValueError when local dir `path` is not a saved model, holds a different kind of checkpoint than
+    `expected`, or has truncated or corrupted config.json / weights (`tokenizer.model_dirs.check_model_dir`)."""
+    from gaussiantoken.tokenizer.model_dirs import check_model_dir, looks_local
 
-    if path is None or not os.path.isdir(str(path)):
+    if path is None or not looks_local(path):
         return
-    config = check_pretrained_dir(path)
-    kind = config.get("model_type") if config is not None else None
-    if kind is not None and kind != expected:
-        raise ValueError(
-            f"{what}: {path} holds a {kind!r} checkpoint, expected {expected!r} "
-            f"(kinds: {MODEL_TYPE!r} = multimodal LM, {_TOKENIZER_MODEL_TYPE!r} = image tokenizer)"
-        )
+    check_model_dir(path, expected, what, needs_weights=False)
 
 
 def _as_text_config(value) -> PretrainedConfig:
@@ -136,6 +130,13 @@ class GaussianTokenLMConfig(PretrainedConfig):
             kwargs.setdefault(key, getattr(self.text_config, key, None))
         super().__init__(**kwargs)
         self.validate_layout()
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        """As PretrainedConfig.from_dict; an inconsistent saved config names its directory's config.json."""
+        from gaussiantoken.tokenizer.model_dirs import config_from_dict
+
+        return config_from_dict(super().from_dict, cls, config_dict, kwargs)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):

@@ -7,14 +7,18 @@ Owns `gaussiantoken extract-codes` (`main(argv)`) and `load_codes(dir)`.
     gaussiantoken extract-codes --tokenizer DIR --data data_spec.yaml --out DIR   # load_dataset_from_config spec
 
 Output directory:
-    meta.json            what was extracted (tokenizer config, tokens_per_image, vocab_size, rows, shards)
-    shards/shard-00000/  one `datasets` arrow directory per `shard_size` rows, written atomically
-    merged/              all shards concatenated (datasets.load_from_disk or `load_codes(OUT)`)
+    meta.json            what was extracted (tokenizer config, tokens_per_image, vocab_size, rows, shards);
+                         written last, atomically: its presence means the extraction is complete
+    shards/shard-00000/  one `datasets` arrow directory per `shard_size` rows, written atomically (the
+                         work in progress; shards/progress.json says what they belong to)
+    merged/              all shards concatenated (datasets.load_from_disk or `load_codes(OUT)`), atomic
 Columns: `codes` (list[int32], LOCAL tokenizer ids, length tokens_per_image), `index` (row in the source
 dataset), and whichever of `caption`, `questions`, `answers` the source has (other columns dropped).
 
 Resumable: a completed shard is skipped on rerun (a killed run loses at most the shard in progress);
-rerunning with a different tokenizer or dataset size into the same --out raises a ValueError.
+rerunning with a different tokenizer or dataset size into the same --out raises a ValueError. One writer:
+the run holds OUT's lock (`tokenizer.run_lock`). An empty dataset is an error before anything is written.
+The CLI exits with status 2 and a one-line message on bad input (missing tokenizer, bad --data, --out a file).
 """
 
 from __future__ import annotations
@@ -62,7 +66,10 @@ def _load_source(data: str, num_samples: int | None, seed: int, image_size: int)
     if path.is_file() and path.suffix in (".yaml", ".yml", ".json"):
         import yaml
 
-        spec = yaml.safe_load(path.read_text())
+        try:
+            spec = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ValueError(f"--data {path}: not a readable YAML/JSON dataset spec ({type(exc).__name__})") from None
         if not isinstance(spec, dict):
             raise ValueError(f"--data {path}: expected a mapping (a load_dataset_from_config spec)")
         from gaussiantoken.data.loaders import load_dataset_from_config
@@ -71,7 +78,10 @@ def _load_source(data: str, num_samples: int | None, seed: int, image_size: int)
     elif path.is_dir():
         import datasets
 
-        ds = datasets.load_from_disk(str(path))
+        try:
+            ds = datasets.load_from_disk(str(path))
+        except FileNotFoundError:
+            raise ValueError(f"--data {path} is a directory but not a saved dataset (datasets.save_to_disk)") from None
     else:
         raise ValueError(f"--data must be 'shapes', a dataset spec .yaml/.json, or a saved dataset dir; got {data!r}")
     if num_samples is not None:
@@ -103,17 +113,29 @@ def extract_codes(
     progress: bool = True,
 ):
     """Encode `dataset` (needs an `image` column) into OUT (see module docstring); returns the merged dataset."""
+    from gaussiantoken.tokenizer.run_lock import run_lock
+
+    if batch_size <= 0 or shard_size <= 0:
+        raise ValueError(f"batch_size and shard_size must be positive, got {batch_size}, {shard_size}")
+    if "image" not in dataset.column_names:
+        raise ValueError(f"the dataset has no 'image' column (columns: {dataset.column_names})")
+    if len(dataset) == 0:
+        raise ValueError("the dataset is empty: nothing to extract (check --num-samples / the data spec)")
+    tokenizer_dir, out_dir = Path(tokenizer_dir), Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file, not a directory")
+    with run_lock(out_dir, "extract-codes"):
+        return _extract(tokenizer_dir, dataset, out_dir, batch_size, shard_size, device, progress)
+
+
+def _extract(tokenizer_dir: Path, dataset, out_dir: Path, batch_size: int, shard_size: int, device: str,
+             progress: bool):
     import datasets
     from tqdm.auto import tqdm
 
     from gaussiantoken.tokenizer import GaussianTokenizer
     from gaussiantoken.tokenizer.runtime import atomic_directory, atomic_write_text
 
-    if batch_size <= 0 or shard_size <= 0:
-        raise ValueError(f"batch_size and shard_size must be positive, got {batch_size}, {shard_size}")
-    if "image" not in dataset.column_names:
-        raise ValueError(f"the dataset has no 'image' column (columns: {dataset.column_names})")
-    tokenizer_dir, out_dir = Path(tokenizer_dir), Path(out_dir)
     model = GaussianTokenizer.from_pretrained(str(tokenizer_dir)).to(device).eval()
     processor = _image_processor(tokenizer_dir, model.config.image_size)
     keep = [c for c in TEXT_COLUMNS if c in dataset.column_names]
@@ -129,18 +151,18 @@ def extract_codes(
         "num_shards": n_shards,
         "text_columns": keep,
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    meta_path = out_dir / META_FILE
-    if meta_path.is_file():
-        old = json.loads(meta_path.read_text())
-        for key in ("tokenizer_config", "num_rows", "shard_size", "text_columns"):
-            if old.get(key) != meta[key]:
-                raise ValueError(
-                    f"{out_dir} holds an extraction with a different {key}; choose another --out or delete it"
-                )
-    atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True))
-
     shard_root = out_dir / "shards"
+    meta_path, progress_path = out_dir / META_FILE, shard_root / "progress.json"
+    for earlier in (meta_path, progress_path):  # a complete extraction, or one in progress
+        if earlier.is_file():
+            old = json.loads(earlier.read_text())
+            for key in ("tokenizer_config", "num_rows", "shard_size", "text_columns"):
+                if old.get(key) != meta[key]:
+                    raise ValueError(
+                        f"{out_dir} holds an extraction with a different {key}; choose another --out or delete it"
+                    )
+    atomic_write_text(progress_path, json.dumps(meta, indent=2, sort_keys=True))
+
     bar = tqdm(total=n, desc="extract-codes", unit="img", disable=not progress)
     for k in range(n_shards):
         lo, hi = k * shard_size, min((k + 1) * shard_size, n)
@@ -175,6 +197,7 @@ def extract_codes(
     merged = datasets.concatenate_datasets(shards)
     with atomic_directory(out_dir / "merged") as tmp:
         merged.save_to_disk(str(tmp))
+    atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True))  # last: the extraction is complete
     return load_codes(out_dir)
 
 
@@ -189,18 +212,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard-size", type=int, default=4096)
     parser.add_argument("--device", default="auto", help="cpu | cuda | auto")
     args = parser.parse_args(argv)
-    from gaussiantoken.lm.configuration import _TOKENIZER_MODEL_TYPE, check_model_dir_kind
-
-    tok_dir = Path(args.tokenizer)
-    if not (tok_dir / "config.json").is_file():
-        raise FileNotFoundError(f"--tokenizer {tok_dir} has no config.json (train one with `gaussiantoken train-tokenizer`)")
-    check_model_dir_kind(tok_dir, _TOKENIZER_MODEL_TYPE, "--tokenizer")
-    image_size = json.loads((tok_dir / "config.json").read_text()).get("image_size", 32)
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    dataset = _load_source(args.data, args.num_samples, args.seed, image_size)
-    merged = extract_codes(tok_dir, dataset, args.out, args.batch_size, args.shard_size, device)
+    try:
+        merged = _main(args)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"gaussiantoken extract-codes: error: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {len(merged)} rows of codes to {Path(args.out) / 'merged'}")
     return 0
+
+
+def _main(args):
+    from gaussiantoken.tokenizer.model_dirs import TOKENIZER_KIND, check_model_dir
+
+    if args.num_samples is not None and args.num_samples <= 0:
+        raise ValueError(f"--num-samples must be positive, got {args.num_samples}")
+    tok_dir = Path(args.tokenizer)
+    config = check_model_dir(tok_dir, TOKENIZER_KIND, "--tokenizer")
+    image_size = config.get("image_size", 32)
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    dataset = _load_source(args.data, args.num_samples, args.seed, image_size)
+    return extract_codes(tok_dir, dataset, args.out, args.batch_size, args.shard_size, device)
 
 
 if __name__ == "__main__":

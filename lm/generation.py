@@ -111,23 +111,37 @@ class ImageGrammar:
 # Logits processors
 
 
+def check_guidance_scale(guidance_scale) -> float:
+    """A finite real number >= 1 (1 disables guidance; < 1, nan and inf are undefined) -> float."""
+    if (isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float))
+            or not math.isfinite(guidance_scale) or not guidance_scale >= 1.0):
+        raise ValueError(f"guidance_scale must be a finite number >= 1 (1 disables guidance; < 1 is undefined), "
+                         f"got {guidance_scale!r}")
+    return float(guidance_scale)
+
+
 class ClassifierFreeGuidanceLogitsProcessor(LogitsProcessor):
     """Rows [0, B) are conditional, rows [B, 2B) unconditional (or negative prompt) of the SAME images.
 
     Returns guided = uncond + g (cond - uncond) in both halves [2B, V], so both halves then pick
-    the same token and their KV caches stay in step. g == 1 returns cond exactly.
+    the same token and their KV caches stay in step. g == 1 returns cond exactly. Finite scores stay
+    finite (an overflow is clamped to the dtype's range, NaN becomes -inf), so the masks applied after
+    this never leave a row without an allowed token.
     """
 
     def __init__(self, guidance_scale: float):
-        if not guidance_scale >= 1.0:
-            raise ValueError(f"guidance_scale must be >= 1 (1 disables guidance), got {guidance_scale}")
-        self.guidance_scale = float(guidance_scale)
+        self.guidance_scale = check_guidance_scale(guidance_scale)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if scores.shape[0] % 2:
             raise ValueError(f"classifier-free guidance needs an even batch [cond; uncond], got {scores.shape[0]}")
         cond, uncond = scores.chunk(2)  # [B, V] each
-        guided = cond if self.guidance_scale == 1.0 else uncond + self.guidance_scale * (cond - uncond)
+        if self.guidance_scale == 1.0:
+            guided = cond
+        else:
+            big = torch.finfo(scores.dtype).max
+            guided = (uncond + self.guidance_scale * (cond - uncond)).nan_to_num(nan=NEG_INF, posinf=big)
+            guided = torch.where(torch.isfinite(cond) & torch.isfinite(uncond), guided.clamp(-big, big), guided)
         return torch.cat([guided, guided])  # [2B, V]
 
 
@@ -222,7 +236,9 @@ class SamplingLogitsProcessor(LogitsProcessor):
         """logits [B, V] -> tokens [B]."""
         if self.temperature == 0.0:
             return torch.argmax(logits, dim=-1)
-        logits = filter_logits(logits.float(), self.temperature, self.top_k, self.top_p)
+        logits = logits.float()
+        # softmax-invariant shift: each row's best entry is 0, so no temperature can turn a row all -inf
+        logits = filter_logits(logits - logits.amax(dim=-1, keepdim=True), self.temperature, self.top_k, self.top_p)
         uniform = torch.rand(logits.shape, generator=self.generator, device=logits.device)
         return gumbel_argmax(logits, uniform)
 
@@ -310,8 +326,7 @@ def sample_image_tokens(
     "compiled" wraps the decode step in torch.compile(mode="reduce-overhead"), CUDA only).
     """
     validate_sampling(temperature, top_k, top_p)
-    if not guidance_scale >= 1.0:
-        raise ValueError(f"guidance_scale must be >= 1 (1 disables guidance), got {guidance_scale}")
+    guidance_scale = check_guidance_scale(guidance_scale)
     guided = guidance_scale != 1.0
     if guided and (negative_ids is None or len(negative_ids) != len(prompt_ids)):
         raise ValueError("guidance_scale > 1 needs one unconditional/negative prompt per prompt")
@@ -468,8 +483,7 @@ def generate_images(
     prompts = _as_prompt_list(prompts, "prompt")
     num_images_per_prompt = _check_positive_int(num_images_per_prompt, "num_images_per_prompt")
     batch_size = _check_positive_int(batch_size, "batch_size")
-    if not isinstance(guidance_scale, (int, float)) or not guidance_scale >= 1.0:
-        raise ValueError(f"guidance_scale must be >= 1 (1 disables guidance; < 1 is undefined), got {guidance_scale!r}")
+    check_guidance_scale(guidance_scale)
     validate_sampling(temperature, top_k, top_p)
     if negative_prompt is None:
         negatives = [unconditional_prompt()] * len(prompts)

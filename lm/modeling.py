@@ -153,7 +153,12 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        check_model_dir_kind(pretrained_model_name_or_path, MODEL_TYPE, f"{cls.__name__}.from_pretrained")
+        from gaussiantoken.tokenizer.model_dirs import LM_KIND, check_loadable
+
+        # a transformers pipeline (kwarg _from_pipeline) needs the text tokenizer too, and a readable error
+        pipe = kwargs.get("_from_pipeline") is not None
+        check_loadable(cls, pretrained_model_name_or_path, LM_KIND, f"{cls.__name__}.from_pretrained",
+                       needs_text_tokenizer=pipe, from_pipeline=pipe, check_fit="config" not in kwargs)
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     def train(self, mode: bool = True):

@@ -50,6 +50,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gaussiantoken.tokenizer.run_lock import run_lock
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -131,6 +133,9 @@ def resolve_path(path: str | None) -> str | None:
 def check_config(cfg: LMRunConfig) -> None:
     """Cheap checks of the run config, before any model or data is built (ValueError/FileNotFoundError)."""
     from gaussiantoken.lm.data import normalize_ratios
+    from gaussiantoken.tokenizer.runtime import check_config as check_types
+
+    check_types(cfg)  # every key's type ('abc' for an int is a TypeError naming it), floats finite
 
     normalize_ratios(cfg.data.ratios)
     t = cfg.train
@@ -446,7 +451,9 @@ def train(cfg: LMRunConfig) -> TrainResult:
     saved = {k: os.environ.get(k) for k in _PROCESS_ENV}
     ensure_distributed_env()
     try:
-        return _train(cfg)
+        # one writer per OUTPUT (rank 0 holds the lock; a second run exits naming the owner)
+        with run_lock(cfg.train.output_dir, "train-lm", enabled=int(os.environ.get("RANK", "0")) == 0):
+            return _train(cfg)
     finally:
         _release_accelerator_state(saved)
 
@@ -536,12 +543,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    cfg = load_run_config(LMRunConfig, resolve_path(args.config), args.overrides)
+    try:
+        cfg = load_run_config(LMRunConfig, resolve_path(args.config), args.overrides)
+        check_config(cfg)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"train-lm: config error: {exc}", file=sys.stderr)
+        return 2
     try:
         result = train(cfg)
     except CheckpointError as exc:
         print(f"train-lm: checkpoint error: {exc}", file=sys.stderr)
         return 1
+    except (ValueError, TypeError, FileNotFoundError) as exc:  # data, model directories, the run lock
+        print(f"train-lm: error: {exc}", file=sys.stderr)
+        return 2
     losses = [h["loss"] for h in result.log_history if "loss" in h]
     if int(os.environ.get("RANK", "0")) == 0:
         last = f", last logged loss {losses[-1]:.4f}" if losses else ""

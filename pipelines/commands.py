@@ -6,7 +6,10 @@
     gaussiantoken ask IMAGE "QUESTION" --model DIR [--max-new-tokens N]
 
 Each returns 0 on success and 2 with a one-line error on bad input (bad model directory, bad image,
-bad argument), so scripts can tell them apart from crashes.
+bad argument), so scripts can tell them apart from crashes. --model is checked by
+`tokenizer.model_dirs.check_model_dir` (a saved gaussiantoken_lm with its tokenizer.json) before
+transformers sees it; image files are read with `load_image_file` (errors name the file); the grid of
+`generate` is written atomically (a reader sees the old file or the complete new one).
 """
 
 from __future__ import annotations
@@ -33,24 +36,42 @@ def image_grid(images, columns: int | None = None):
 
 
 def _check_model_dir(path: str) -> str:
-    if not os.path.isdir(path) or not os.path.isfile(os.path.join(path, "config.json")):
-        raise ValueError(f"--model {path!r} is not a saved model directory (no config.json)")
+    from gaussiantoken.tokenizer.model_dirs import LM_KIND, check_model_dir
+
+    check_model_dir(path, LM_KIND, "--model", needs_text_tokenizer=True)
     return path
 
 
-def _pipeline(task: str, model: str, device: str | None):
-    import gaussiantoken.pipelines as gp
+def _check_out_file(path: str) -> str:
+    """--out must be a new or existing image file (not a directory) with an extension PIL can write."""
+    from PIL import Image
 
-    gp.register()
-    from transformers import pipeline
+    if os.path.isdir(path):
+        raise ValueError(f"--out {path} is a directory; give an image file name such as {path}/grid.png")
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in Image.registered_extensions():
+        raise ValueError(f"--out {path}: unknown image extension {ext or '(none)'!r}; use .png or .jpg")
+    return path
+
+
+def _read_image(path: str):
+    from gaussiantoken.tokenizer.image_processing import load_image_file
+
+    return load_image_file(path)
+
+
+def _pipeline(task: str, model: str, device: str | None):
+    from transformers import pipeline  # our tasks are registered by the package root (registration.py)
 
     return pipeline(task, model=_check_model_dir(model), device=device)
 
 
 def _run(fn, argv) -> int:
+    from gaussiantoken.tokenizer.model_dirs import PipelineModelError
+
     try:
         return fn(argv)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, FileNotFoundError, PipelineModelError, MemoryError) as err:
         print(f"gaussiantoken: error: {err}", file=sys.stderr)
         return 2
 
@@ -71,14 +92,21 @@ def _generate(argv: list[str]) -> int:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     args = p.parse_args(argv)
     import torch
+    from PIL import Image
 
+    _check_out_file(args.out)
     pipe = _pipeline("text-to-image", args.model, args.device)
     generator = torch.Generator(device=pipe.device).manual_seed(args.seed)
     images = pipe(args.prompt, negative_prompt=args.negative_prompt, guidance_scale=args.guidance,
                   num_images_per_prompt=args.num_images, generator=generator, temperature=args.temperature,
                   top_k=args.top_k, top_p=args.top_p, batch_size=args.batch_size)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    image_grid(images).save(args.out)
+    import io
+
+    from gaussiantoken.tokenizer.runtime import atomic_write_bytes
+
+    buf = io.BytesIO()
+    image_grid(images).save(buf, format=Image.registered_extensions()[os.path.splitext(args.out)[1].lower()])
+    atomic_write_bytes(args.out, buf.getvalue())
     print(f"wrote {len(images)} image(s) for {args.prompt!r} to {args.out}")
     return 0
 
@@ -92,8 +120,9 @@ def _caption(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from gaussiantoken.pipelines.image_text_to_text import CAPTION_TASK
 
+    image = _read_image(args.image)
     pipe = _pipeline(CAPTION_TASK, args.model, args.device)
-    print(pipe(args.image, max_new_tokens=args.max_new_tokens)[0]["generated_text"])
+    print(pipe(image, max_new_tokens=args.max_new_tokens)[0]["generated_text"])
     return 0
 
 
@@ -109,8 +138,9 @@ def _ask(argv: list[str]) -> int:
         raise ValueError("the question is empty")
     from gaussiantoken.pipelines.image_text_to_text import VQA_TASK
 
+    image = _read_image(args.image)
     pipe = _pipeline(VQA_TASK, args.model, args.device)
-    print(pipe(args.image, args.question, max_new_tokens=args.max_new_tokens)[0]["generated_text"])
+    print(pipe(image, args.question, max_new_tokens=args.max_new_tokens)[0]["generated_text"])
     return 0
 
 

@@ -70,6 +70,10 @@ class TextToImagePipeline(Pipeline):
                              output_type=None, backend=None, progress=None, **kwargs):
         if kwargs:
             raise TypeError(f"unknown text-to-image argument(s): {sorted(kwargs)}")
+        if guidance_scale is not None:  # before any sampling: a finite number >= 1
+            from gaussiantoken.lm.generation import check_guidance_scale
+
+            check_guidance_scale(guidance_scale)
         forward = {k: v for k, v in dict(
             negative_prompt=negative_prompt, guidance_scale=guidance_scale,
             num_images_per_prompt=num_images_per_prompt, generator=generator, temperature=temperature,

@@ -128,6 +128,13 @@ class GaussianTokenizerConfig(PretrainedConfig):
         self.validate_architecture()
 
     @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        """As PretrainedConfig.from_dict; an inconsistent saved config names its directory's config.json."""
+        from .model_dirs import config_from_dict
+
+        return config_from_dict(super().from_dict, cls, config_dict, kwargs)
+
+    @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """As PretrainedConfig.from_pretrained, but a directory of another model_type is a ValueError."""
         from .modeling import check_model_type

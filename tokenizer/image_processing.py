@@ -2,8 +2,11 @@
 
 Preprocessing (PIL, no torchvision): convert to RGB (palette/RGBA/LA images are composited on a
 black background, grayscale replicated), resize the shorter side to S (bicubic by default), centre
-crop to S x S, scale to [-1, 1]. Also accepts uint8 numpy arrays [H, W, 3|1] / [H, W] and float
-tensors [3, H, W] already in [-1, 1]. Saved beside the model as preprocessor_config.json.
+crop to S x S, scale to [-1, 1]. Float ("F") PIL images hold values in [0, 1] (scaled by 255) or in
+[0, 255]; 32-bit ("I") and 16-bit ("I;16") ones 0..255 or 0..65535 (scaled by 1/257); any other range,
+NaN or infinity is a ValueError. Also accepts uint8 numpy arrays [H, W, 3|1] / [H, W] and finite float
+tensors [3, H, W] already in [-1, 1]. An empty (0-pixel) image is a ValueError. `load_image_file(path)`
+opens an image file, naming the file when it is missing, truncated or not an image. Saved beside the model as preprocessor_config.json.
 `postprocess` maps pixel_values back to PIL images, uint8 numpy arrays or clamped tensors.
 """
 
@@ -17,10 +20,42 @@ from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 _RESAMPLE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode -> RGB; transparency is composited on black."""
+def load_image_file(path) -> Image.Image:
+    """Open and fully decode an image file; a missing, truncated or non-image file is a ValueError naming it."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except FileNotFoundError:
+        raise ValueError(f"image file not found: {path}") from None
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL raises these for truncated / unknown files
+        raise ValueError(f"could not read an image from {path}: {exc}") from None
+
+
+def _high_depth_to_8bit(image: Image.Image, index: int) -> Image.Image:
+    """F / I / I;16 PIL images -> L (8-bit), by the value ranges of the module docstring."""
+    arr = np.asarray(image, dtype=np.float64)
+    if arr.size and not np.isfinite(arr).all():
+        raise ValueError(f"images[{index}]: the {image.mode!r} image contains NaN or infinite values")
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if image.mode == "F" and lo >= 0.0 and hi <= 1.0:
+        arr = arr * 255.0
+    elif lo >= 0.0 and hi <= 255.0:
+        pass
+    elif image.mode != "F" and lo >= 0.0 and hi <= 65535.0:
+        arr = arr / 257.0
+    else:
+        raise ValueError(f"images[{index}]: {image.mode!r} image values span [{lo:.4g}, {hi:.4g}]; expected "
+                         "[0, 1], [0, 255] or (integer modes) [0, 65535]")
+    return Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), mode="L")
+
+
+def to_rgb(image: Image.Image, index: int = 0) -> Image.Image:
+    """Any PIL mode -> RGB; transparency is composited on black; F/I/I;16 scaled as the module says."""
     if image.mode == "RGB":
         return image
+    if image.mode in ("F", "I", "I;16", "I;16L", "I;16B", "I;16N"):
+        return _high_depth_to_8bit(image, index).convert("RGB")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA"):
@@ -51,7 +86,7 @@ class GaussianTokenizerImageProcessor(BaseImageProcessor):
     # ------------------------------------------------------------------ one image
     def _resize_crop(self, image: Image.Image) -> Image.Image:
         S = self.image_size
-        w, h = image.size
+        w, h = image.size  # > 0 (checked in _to_tensor)
         if (w, h) == (S, S):
             return image
         if self.do_center_crop:
@@ -68,6 +103,10 @@ class GaussianTokenizerImageProcessor(BaseImageProcessor):
             if image.dim() != 3 or image.shape[0] != 3 or not image.is_floating_point():
                 raise ValueError(f"images[{index}]: a tensor image must be float [3, H, W] in [-1, 1], got "
                                  f"{image.dtype} {tuple(image.shape)}")
+            if image.shape[1] == 0 or image.shape[2] == 0:
+                raise ValueError(f"images[{index}] is empty ({image.shape[2]}x{image.shape[1]} pixels)")
+            if not bool(torch.isfinite(image).all()):
+                raise ValueError(f"images[{index}]: the tensor contains NaN or infinite values")
             if float(image.min()) < -1.001 or float(image.max()) > 1.001:
                 raise ValueError(f"images[{index}]: tensor values must be in [-1, 1]")
             if tuple(image.shape[-2:]) != (S, S):
@@ -84,7 +123,9 @@ class GaussianTokenizerImageProcessor(BaseImageProcessor):
             image = Image.fromarray(image)
         if not isinstance(image, Image.Image):
             raise TypeError(f"images[{index}] must be a PIL image, a uint8 numpy array or a tensor, got {type(image).__name__}")
-        image = self._resize_crop(to_rgb(image))
+        if image.width == 0 or image.height == 0:
+            raise ValueError(f"images[{index}] is empty ({image.width}x{image.height} pixels)")
+        image = self._resize_crop(to_rgb(image, index))
         arr = np.asarray(image, dtype=np.uint8)  # [S, S, 3]
         return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 127.5 - 1.0
 
@@ -125,4 +166,4 @@ class GaussianTokenizerImageProcessor(BaseImageProcessor):
         return [Image.fromarray(a) for a in arr]
 
 
-__all__ = ["GaussianTokenizerImageProcessor", "to_rgb"]
+__all__ = ["GaussianTokenizerImageProcessor", "to_rgb", "load_image_file"]

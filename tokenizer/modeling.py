@@ -146,7 +146,11 @@ class GaussianTokenizer(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        check_model_type(pretrained_model_name_or_path, cls.config_class.model_type)
+        from .model_dirs import check_loadable
+
+        pipe = kwargs.get("_from_pipeline") is not None
+        check_loadable(cls, pretrained_model_name_or_path, cls.config_class.model_type,
+                       f"{cls.__name__}.from_pretrained", from_pipeline=pipe, check_fit="config" not in kwargs)
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     # ------------------------------------------------------------------ validation
@@ -170,6 +174,15 @@ class GaussianTokenizer(PreTrainedModel):
                 f"pixel_values must be in [-1, 1], got min {lo:.4g}, max {hi:.4g} "
                 "(use GaussianTokenizerImageProcessor to convert images)"
             )
+
+    def _as_model_dtype(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Checked pixels in the weights' dtype (float64/float16 input works: the convs need one dtype);
+        under autocast the input is left as is (autocast casts per op)."""
+        self._check_pixels(pixel_values)
+        dtype = self.dtype
+        if pixel_values.dtype != dtype and not torch.is_autocast_enabled(pixel_values.device.type):
+            pixel_values = pixel_values.to(dtype)
+        return pixel_values
 
     def _check_ids(self, ids) -> None:
         T = self.tokens_per_image
@@ -262,14 +275,14 @@ class GaussianTokenizer(PreTrainedModel):
 
     @torch.no_grad()
     def encode(self, pixel_values: torch.Tensor) -> torch.LongTensor:
-        """pixels [B, 3, S, S] in [-1, 1] -> local ids [B, tokens_per_image]. Never changes the model."""
-        self._check_pixels(pixel_values)
+        """pixels [B, 3, S, S] in [-1, 1] (any float dtype) -> local ids [B, tokens_per_image]. Never changes the model."""
+        pixel_values = self._as_model_dtype(pixel_values)
         return self._tokenize(pixel_values)[0]
 
     @torch.no_grad()
     def encode_gaussians(self, pixel_values: torch.Tensor, quantized: bool = True) -> dict[str, torch.Tensor]:
         """pixels -> Gaussians: the quantized ones the decoder sees (default) or the continuous ones."""
-        self._check_pixels(pixel_values)
+        pixel_values = self._as_model_dtype(pixel_values)
         ids, cont = self._tokenize(pixel_values)
         if quantized:
             return self.ids_to_gaussians(ids)
@@ -309,7 +322,7 @@ class GaussianTokenizer(PreTrainedModel):
 
     # ------------------------------------------------------------------ training forward
     def forward(self, pixel_values: torch.Tensor, return_dict: bool = True, **kwargs: Any) -> GaussianTokenizerOutput:
-        self._check_pixels(pixel_values)
+        pixel_values = self._as_model_dtype(pixel_values)
         cont = self._encode_continuous(pixel_values)
         z_q, codes, qloss, stats = self.quantizer(cont["z"])
         attrs = {k: v for k, v in cont.items() if k != "z"}

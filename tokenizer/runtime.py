@@ -1,7 +1,8 @@
 """Run-time plumbing shared by the training entry points (tokenizer here; the LM trainer imports it too).
 
 Owns: YAML run configs -> plain dataclasses (with `key=value` command-line overrides, dotted keys for
-nested dataclasses, unknown keys rejected by name); atomic file and directory writes (a kill at any
+nested dataclasses, unknown keys rejected by name; `check_config` type-checks and coerces every field,
+floats finite); atomic file and directory writes (a kill at any
 moment leaves either the old or the new version, never a torn one); a stop flag set by SIGTERM/SIGINT
 so a trainer can checkpoint before exiting, and `agree_max` so all processes act on the same clock and stop
 requests; integrity checks of saved files (`check_safetensors_file`,
@@ -19,6 +20,8 @@ import shutil
 import signal
 import struct
 import tempfile
+import types
+import typing
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -96,6 +99,68 @@ def load_run_config(cls: type[T], path: str | os.PathLike | None, overrides: lis
         if not isinstance(data, dict):
             raise ValueError(f"config {path} must contain a mapping at top level, got {type(data).__name__}")
     return from_dict(cls, apply_overrides(data, overrides or []))
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce_value(value, tp, name: str):
+    """Return `value` as type `tp` (int -> float, numeric strings like '2e-4' -> float) or raise TypeError."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _coerce_value(value, option, name)
+            except TypeError:
+                continue
+        raise TypeError(f"config key {name!r} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    if tp is type(None):
+        if value is None:
+            return None
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        number = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads "2e-4" as a string
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+        if number is not None:
+            if not math.isfinite(number):
+                raise ValueError(f"config key {name!r} must be a finite number, got {value!r}")
+            return number
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif origin is list or tp is list:
+        if isinstance(value, (list, tuple)):
+            (item,) = typing.get_args(tp) or (typing.Any,)
+            return [v if item is typing.Any else _coerce_value(v, item, f"{name}[{i}]") for i, v in enumerate(value)]
+    elif origin is dict or tp is dict:
+        if isinstance(value, dict):
+            return value
+    raise TypeError(f"config key {name!r} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+def check_config(config, prefix: str = ""):
+    """Type-check (and coerce) every field of a run-config dataclass in place; returns it. A float must be
+    finite (nan/inf are never meaningful settings)."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value, name = getattr(config, f.name), prefix + f.name
+        if dataclasses.is_dataclass(value):
+            check_config(value, prefix=name + ".")
+            continue
+        setattr(config, f.name, _coerce_value(value, hints[f.name], name))
+    return config
 
 
 def save_run_config(config: Any, path: str | os.PathLike) -> None:
@@ -355,6 +420,7 @@ __all__ = [
     "apply_overrides",
     "load_run_config",
     "save_run_config",
+    "check_config",
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_directory",

@@ -12,11 +12,16 @@ the training loop, on one CPU process, one GPU, or many (DDP via `accelerate lau
 - Logs: TensorBoard (accelerate tracker) under OUTPUT/logs, one JSON line per step in
   OUTPUT/logs/train.jsonl, validation lines in OUTPUT/logs/val.jsonl, a tqdm bar, PNG sample grids
   (originals | reconstructions | Gaussians drawn with `draw_gaussians`) in OUTPUT/samples.
+- One writer: the run holds OUTPUT's lock (`run_lock`) from start to end; a second run into the same
+  OUTPUT exits with status 2 naming the owner (pid, host); a lock left by a killed run is taken over.
 - Checkpoints OUTPUT/checkpoints/step-XXXXXXXX (atomic: complete or absent) every
-  `checkpoint_every` steps, on SIGTERM/SIGINT, on `stop_at_step` and at the end: model, EMA,
+  `checkpoint_every` steps, every `checkpoint_minutes` of wall time, once halfway (by steps, or by
+  `max_minutes`) when the run has no checkpoint yet (so a kill late in a run never loses all of it),
+  on SIGTERM/SIGINT, on `stop_at_step` and at the end: model, EMA,
   discriminator (+ LeCam averages), both optimizers and schedulers, RNG states of every process,
   step, epoch and position in the epoch. The data order is a pure function of (seed, epoch), so
   `--resume` (or `train.resume: auto`) continues exactly where the run stopped, also after a SIGKILL
+  (`--resume` with no checkpoint yet starts a fresh run, saying so)
   (the temporaries of a killed checkpoint write are removed; a torn last log line is dropped). A damaged
   latest checkpoint (truncated/corrupted file) stops the resume with a `CheckpointError` naming it and
   the previous checkpoint (no silent fallback: checkpoints are atomic, so damage means a storage fault).
@@ -28,17 +33,18 @@ the training loop, on one CPU process, one GPU, or many (DDP via `accelerate lau
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
 import json
 import os
 import sys
 import time
-import types
-import typing
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runtime import CheckpointError, StopFlag, agree_max, atomic_directory, load_run_config, save_run_config
+from .run_lock import run_lock
+from .runtime import (CheckpointError, StopFlag, agree_max, atomic_directory, check_config, load_run_config,
+                      save_run_config)
 
 
 # ----------------------------------------------------------------------------- run config
@@ -71,7 +77,8 @@ class TrainSettings:
     num_sample_images: int = 8
     eval_every: int = 0  # 0 = only at the end
     num_val_samples: int = 256
-    checkpoint_every: int = 0  # 0 = only when stopping / at the end
+    checkpoint_every: int = 0  # steps; 0 = none by step count (the time interval and the halfway one still apply)
+    checkpoint_minutes: float | None = 10.0  # also checkpoint when this long has passed since the last one
     keep_checkpoints: int = 2
     resume: bool | str = False  # False | True (must exist) | "auto" (when one exists)
 
@@ -103,62 +110,6 @@ class TokenizerRunConfig:
     loss: LossSettings = field(default_factory=LossSettings)
 
 
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce_value(value, tp, name: str):
-    """Return `value` as type `tp` (int -> float, numeric strings like '2e-4' -> float) or raise TypeError."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(tp):
-            try:
-                return _coerce_value(value, option, name)
-            except TypeError:
-                continue
-        raise TypeError(f"config key {name!r} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-    if tp is type(None):
-        if value is None:
-            return None
-    elif tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "2e-4" as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    elif origin is list or tp is list:
-        if isinstance(value, (list, tuple)):
-            (item,) = typing.get_args(tp) or (typing.Any,)
-            return [v if item is typing.Any else _coerce_value(v, item, f"{name}[{i}]") for i, v in enumerate(value)]
-    elif origin is dict or tp is dict:
-        if isinstance(value, dict):
-            return value
-    raise TypeError(f"config key {name!r} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-
-
-def check_config(config, prefix: str = ""):
-    """Type-check (and coerce) every field of a run-config dataclass in place; returns it."""
-    hints = typing.get_type_hints(type(config))
-    for f in dataclasses.fields(config):
-        value, name = getattr(config, f.name), prefix + f.name
-        if dataclasses.is_dataclass(value):
-            check_config(value, prefix=name + ".")
-            continue
-        setattr(config, f.name, _coerce_value(value, hints[f.name], name))
-    return config
-
-
 def validate_run_config(config: TokenizerRunConfig) -> TokenizerRunConfig:
     """Types, then value ranges and cross-field rules; every problem is a ValueError/TypeError naming the key."""
     check_config(config)
@@ -184,8 +135,9 @@ def validate_run_config(config: TokenizerRunConfig) -> TokenizerRunConfig:
         raise ValueError(f"config key 'train.log_with' must be tensorboard|none, got {t.log_with!r}")
     if isinstance(t.resume, str) and t.resume != "auto":
         raise ValueError(f"config key 'train.resume' must be true, false or 'auto', got {t.resume!r}")
-    if t.max_minutes is not None and t.max_minutes <= 0:
-        raise ValueError(f"config key 'train.max_minutes' must be positive, got {t.max_minutes}")
+    for name, value in {"train.max_minutes": t.max_minutes, "train.checkpoint_minutes": t.checkpoint_minutes}.items():
+        if value is not None and value <= 0:
+            raise ValueError(f"config key {name!r} must be positive (or null), got {value}")
     if lo.pixel not in ("l1", "l2", "l1+l2"):
         raise ValueError(f"config key 'loss.pixel' must be l1|l2|l1+l2, got {lo.pixel!r}")
     if lo.lpips_weight > 0 and not lo.lpips_weights:
@@ -398,10 +350,28 @@ def train(config: TokenizerRunConfig, resume: bool | str | None = None, stop_fla
     own_flag = stop_flag is None
     stop_flag = StopFlag().install() if own_flag else stop_flag
     try:
-        return _run(config, accelerator, stop_flag, resume, step_callback, wall_start)
+        with _locked(out, accelerator):
+            return _run(config, accelerator, stop_flag, resume, step_callback, wall_start)
     finally:
         if own_flag:
             stop_flag.restore()
+
+
+@contextmanager
+def _locked(out: Path, accelerator):
+    """The main process holds OUTPUT's run lock; every process learns (one all-reduce) whether it got it."""
+    from .run_lock import RunLocked
+
+    lock, error = contextlib.ExitStack(), None
+    with lock:
+        if accelerator.is_main_process:
+            try:
+                lock.enter_context(run_lock(out, "train-tokenizer"))
+            except RunLocked as exc:
+                error = exc
+        if agree_max([float(error is not None)], accelerator.device)[0] > 0:
+            raise error or RunLocked(f"{out} is in use by another run (see the main process)")
+        yield
 
 
 def _run(config, accelerator, stop_flag, resume, step_callback, wall_start) -> TrainResult:
@@ -431,7 +401,7 @@ def _run(config, accelerator, stop_flag, resume, step_callback, wall_start) -> T
     accelerator.wait_for_everyone()
     ckpt = latest_checkpoint(out)
     if resume is True and ckpt is None:
-        raise ValueError(f"--resume given but {out}/checkpoints holds no checkpoint")
+        accelerator.print(f"--resume: {out}/checkpoints holds no checkpoint yet; starting a fresh run")
     if resume is False and ckpt is not None:
         raise ValueError(f"{out} already holds checkpoints ({ckpt.name}); pass --resume (or train.resume=auto) "
                          "to continue, or choose another train.output_dir")
@@ -541,6 +511,7 @@ def _run(config, accelerator, stop_flag, resume, step_callback, wall_start) -> T
                 save_run_config(config, tmp / "train_config.yaml")
             prune_checkpoints(out, t.keep_checkpoints)
         accelerator.wait_for_everyone()
+        ckpt_clock.update(at=clock["elapsed"], any=True)
         return target
 
     def preview_batch(n: int):
@@ -577,6 +548,18 @@ def _run(config, accelerator, stop_flag, resume, step_callback, wall_start) -> T
         val_log.write({"step": step, **metrics})
         accelerator.log(metrics, step=step)
         return metrics
+
+    ckpt_clock = {"at": clock["elapsed"], "any": resume_from is not None}  # the last checkpoint's clock
+
+    def checkpoint_due() -> bool:
+        """Every `checkpoint_every` steps, every `checkpoint_minutes`, and once halfway when the run has none
+        yet; decided from the step and the agreed clock, so every process decides the same."""
+        if t.checkpoint_every and step % t.checkpoint_every == 0:
+            return True
+        if t.checkpoint_minutes and clock["elapsed"] - ckpt_clock["at"] >= 60.0 * t.checkpoint_minutes:
+            return True
+        halfway = step >= t.max_steps // 2 or (budget_s is not None and clock["elapsed"] >= budget_s / 2)
+        return not ckpt_clock["any"] and halfway
 
     # ---- the loop
     bar = tqdm(total=t.max_steps, initial=step, disable=not (main_proc and t.progress_bar), desc="tokenizer")
@@ -663,7 +646,7 @@ def _run(config, accelerator, stop_flag, resume, step_callback, wall_start) -> T
                 stop_reason = "stop_at_step"
             if stop_reason != "max_steps" or step >= t.max_steps:
                 break
-            if t.checkpoint_every and step % t.checkpoint_every == 0:
+            if checkpoint_due():
                 last_ckpt = save_checkpoint()
     bar.close()
 
@@ -694,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
         "(OUTPUT = train.output_dir); checkpoints to OUTPUT/checkpoints. Multi-GPU / multi-node: "
         "`accelerate launch -m gaussiantoken.tokenizer.train CONFIG ...`. SIGTERM/SIGINT save a checkpoint "
         "and exit with status 143; train.max_minutes stops cleanly with a final save (status 0); "
-        "a config error exits with status 2; a damaged checkpoint met by --resume exits with status 1.",
+        "a config, data or run-lock error (another run writing OUTPUT) exits with status 2; a damaged checkpoint met by --resume exits with status 1.",
     )
     parser.add_argument("config", help="run config YAML (e.g. configs/tokenizer/shapes.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100")
@@ -713,6 +696,9 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as exc:
         print(f"train-tokenizer: checkpoint error: {exc}", file=sys.stderr)
         return 1
+    except (ValueError, TypeError, FileNotFoundError) as exc:  # data specs, the run lock, resume rules
+        print(f"train-tokenizer: error: {exc}", file=sys.stderr)
+        return 2
     return 0 if result.stop_reason != "signal" else 128 + 15
 
 

@@ -37,11 +37,15 @@ def test_resume_skips_completed_shards(codes_dir, image_tokenizer_dir, shapes_sm
         extract_codes(image_tokenizer_dir, shapes_small, out, batch_size=8, shard_size=7, progress=False)
 
 
-def test_bad_input(image_tokenizer_dir, tmp_path):
+def test_bad_input(image_tokenizer_dir, tmp_path, capsys):
     no_image = datasets.Dataset.from_dict({"caption": ["a"]})
     with pytest.raises(ValueError, match="'image' column"):
         extract_codes(image_tokenizer_dir, no_image, tmp_path / "x", progress=False)
-    with pytest.raises(FileNotFoundError):
-        main(["--tokenizer", str(tmp_path / "missing"), "--out", str(tmp_path / "y")])
-    with pytest.raises(ValueError, match="--data"):
-        main(["--tokenizer", str(image_tokenizer_dir), "--data", "nope", "--out", str(tmp_path / "z")])
+    with pytest.raises(ValueError, match="empty"):
+        extract_codes(image_tokenizer_dir, no_image.select([]).add_column("image", []), tmp_path / "e", progress=False)
+    assert not (tmp_path / "e").exists()  # nothing written for an empty input
+    # the CLI: exit status 2 and one line naming the problem
+    assert main(["--tokenizer", str(tmp_path / "missing"), "--out", str(tmp_path / "y")]) == 2
+    assert "missing: no such directory" in capsys.readouterr().err
+    assert main(["--tokenizer", str(image_tokenizer_dir), "--data", "nope", "--out", str(tmp_path / "z")]) == 2
+    assert "--data" in capsys.readouterr().err

@@ -8,7 +8,14 @@ renders [B, M] Gaussians into a [B, C, H, W] feature map by the plain-sum rule t
 - "cuda": the CUDA extension (`cuda.py`, sources in `csrc/`), built lazily on first use.
 - "auto": "cuda" for CUDA inputs when the extension loads, else "torch".
 
-Inputs are validated here, in Python, before any kernel runs.
+Inputs are validated here, in Python, before any kernel runs:
+- always (metadata only, no device sync): types, shapes, one device, one dtype, positive sizes, and
+  the output's size against the memory available (a clear MemoryError instead of the OOM killer);
+- values (`validate=`): scales > 0 and finite, means / rotations / features / opacities finite. A value
+  check reads the tensors back to the host, so `validate=None` (the default) checks on the reference
+  path (CPU inputs, where reading back is free) and skips on CUDA (no host sync in a training step);
+  `validate=True` checks on any device (debugging), `validate=False` never.
+Zero Gaussians (M == 0) or an empty batch render to zeros.
 """
 
 from __future__ import annotations
@@ -18,6 +25,46 @@ import torch
 from .reference import ALPHA_CUTOFF, pixel_centers, splat_reference
 
 BACKENDS = ("auto", "torch", "cuda")
+_CHECK_MEMORY_ABOVE = 1 << 28  # bytes of output below which the memory estimate is not worth a query
+
+
+def _available_bytes(device: torch.device) -> int | None:
+    """Free memory on `device` (CUDA: the allocator's view; CPU: MemAvailable), None when unknown."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free) + int(torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _check_output_size(B: int, C: int, height: int, width: int, dtype: torch.dtype, device: torch.device) -> None:
+    need = B * C * height * width * torch.empty((), dtype=dtype).element_size()
+    if need <= _CHECK_MEMORY_ABOVE:
+        return
+    free = _available_bytes(device)
+    if free is not None and need > free:
+        raise MemoryError(f"splat output [B={B}, C={C}, H={height}, W={width}] would take {need / 2**30:.1f} GiB, "
+                          f"more than the {free / 2**30:.1f} GiB available on {device}; render fewer or smaller images")
+
+
+def _check_values(means, scales, rotations, features, opacities) -> None:
+    """The value contract (see module docstring); reads the tensors back to the host."""
+    if scales.numel() and not bool((scales > 0).all()):  # NaN compares False, so it is caught here too
+        bad = scales[~(scales > 0)]
+        raise ValueError(f"scales must be > 0 and finite (the Gaussians' standard deviations); got "
+                         f"{bad.numel()} invalid value(s), e.g. {float(bad[0])}")
+    tensors = {"scales": scales, "means": means, "rotations": rotations, "features": features}
+    if opacities is not None:
+        tensors["opacities"] = opacities
+    for name, t in tensors.items():
+        if t.numel() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} contains NaN or infinite values")
 
 
 def _inputs_ok(means, scales, rotations, features, height, width, opacities) -> bool:
@@ -84,11 +131,18 @@ def splat(
     width: int,
     opacities: torch.Tensor | None = None,  # [B, M] or None (= 1)
     backend: str = "auto",
+    validate: bool | None = None,  # value checks: None = on CPU inputs only (no host sync on CUDA)
 ) -> torch.Tensor:  # [B, C, H, W]
     """Render 2D Gaussians into a feature map (see the module docstring and DESIGN.md section 3)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     _check_inputs(means, scales, rotations, features, height, width, opacities)
+    B, M, C = features.shape
+    _check_output_size(B, C, height, width, features.dtype, features.device)
+    if validate or (validate is None and not features.is_cuda):
+        _check_values(means, scales, rotations, features, opacities)
+    if M == 0 or B == 0:  # nothing to draw: zeros (still connected to the inputs for autograd)
+        return features.new_zeros(B, C, height, width) + 0.0 * features.sum()
     if backend == "auto":
         backend = "torch"
         if features.is_cuda:
