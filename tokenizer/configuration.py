@@ -51,6 +51,7 @@ class GaussianTokenizerConfig(PretrainedConfig):
         # Gaussians
         num_gaussians: int = 32,
         init_scale: float = 0.12,
+        anchor_layout: str = "square",  # "square" | "fill" (modeling._anchor_grid)
         # feature vector quantization
         codebook_size: int = 64,
         codebook_dim: int = 8,
@@ -77,6 +78,7 @@ class GaussianTokenizerConfig(PretrainedConfig):
         render_size: int | None = None,
         decoder_channels: int = 32,
         decoder_num_res_blocks: int = 2,
+        decoder_norm_groups: int | None = None,  # None: one channel per group (tokenizer/encoder.CNNDecoder)
         output_activation: str = "tanh",
         splat_backend: str = "auto",
         **kwargs,
@@ -99,6 +101,7 @@ class GaussianTokenizerConfig(PretrainedConfig):
         self.num_decoder_layers = int(num_decoder_layers)
         self.num_gaussians = int(num_gaussians)
         self.init_scale = float(init_scale)
+        self.anchor_layout = anchor_layout
         self.codebook_size = int(codebook_size)
         self.codebook_dim = int(codebook_dim)
         self.codebook_decay = float(codebook_decay)
@@ -122,6 +125,7 @@ class GaussianTokenizerConfig(PretrainedConfig):
         self.render_size = int(render_size) if render_size is not None else self.image_size
         self.decoder_channels = int(decoder_channels)
         self.decoder_num_res_blocks = int(decoder_num_res_blocks)
+        self.decoder_norm_groups = None if decoder_norm_groups is None else int(decoder_norm_groups)
         self.output_activation = output_activation
         self.splat_backend = splat_backend
         super().__init__(**kwargs)
@@ -154,6 +158,10 @@ class GaussianTokenizerConfig(PretrainedConfig):
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.decoder_norm_groups is not None and (
+                self.decoder_norm_groups <= 0 or self.decoder_channels % self.decoder_norm_groups):
+            raise ValueError(f"decoder_norm_groups {self.decoder_norm_groups} must be a positive divisor of "
+                             f"decoder_channels {self.decoder_channels}")
         if not self.encoder_channel_mult:
             raise ValueError("encoder_channel_mult must list at least one stage")
         if self.encoder_stem_stride not in (1, 2, 4):
@@ -172,6 +180,8 @@ class GaussianTokenizerConfig(PretrainedConfig):
             raise ValueError(f"codebook_decay must be in [0, 1), got {self.codebook_decay}")
         if self.gradient_estimator not in GRADIENT_ESTIMATORS:
             raise ValueError(f"gradient_estimator must be one of {GRADIENT_ESTIMATORS}, got {self.gradient_estimator!r}")
+        if self.anchor_layout not in ("square", "fill"):
+            raise ValueError(f"anchor_layout must be 'square' or 'fill', got {self.anchor_layout!r}")
         if self.position_mode not in POSITION_MODES:
             raise ValueError(f"position_mode must be one of {POSITION_MODES}, got {self.position_mode!r}")
         if self.output_activation not in OUTPUT_ACTIVATIONS:

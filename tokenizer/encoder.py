@@ -17,13 +17,14 @@ def _groups(channels: int) -> int:
 
 
 class ResBlock(nn.Module):
-    """GroupNorm -> SiLU -> conv3x3, twice, with a (1x1 when the width changes) shortcut."""
+    """GroupNorm -> SiLU -> conv3x3, twice, with a (1x1 when the width changes) shortcut.
+    `norm_groups`: GroupNorm groups (None: `_groups(channels)`, i.e. up to 32, one channel each at <= 32)."""
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, norm_groups: int | None = None):
         super().__init__()
-        self.norm1 = nn.GroupNorm(_groups(in_channels), in_channels)
+        self.norm1 = nn.GroupNorm(norm_groups or _groups(in_channels), in_channels)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.norm2 = nn.GroupNorm(_groups(out_channels), out_channels)
+        self.norm2 = nn.GroupNorm(norm_groups or _groups(out_channels), out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
@@ -80,21 +81,29 @@ class CNNEncoder(nn.Module):
 
 class CNNDecoder(nn.Module):
     """Splatted feature map [B, C, R, R] -> RGB [B, 3, S, S] in [-1, 1]: conv_in, residual blocks,
-    nearest x2 upsampling + conv until R reaches S, GroupNorm/SiLU/conv_out, then tanh (or clamp)."""
+    nearest x2 upsampling + conv until R reaches S, GroupNorm/SiLU/conv_out, then tanh (or clamp).
 
-    def __init__(self, in_channels, channels, num_res_blocks, render_size, image_size, activation="tanh"):
+    `norm_groups` (None: `_groups(channels)`): with one channel per group each GroupNorm is an instance
+    norm, and a splat map is sparse (features only under the Gaussians): a channel active under one or
+    two Gaussians of an image is divided by its small per-image std, which inflates those spots; the
+    residual stack compounds it until tanh saturates (pre-activations near -20): the black discs, often
+    red-rimmed, at Gaussian positions on photographs, which no gradient repairs (tanh' = 0 there).
+    Few groups (1: statistics over all channels) normalise by the whole map and keep spots in scale."""
+
+    def __init__(self, in_channels, channels, num_res_blocks, render_size, image_size, activation="tanh",
+                 norm_groups: int | None = None):
         super().__init__()
         self.conv_in = nn.Conv2d(in_channels, channels, 3, padding=1)
-        layers = [ResBlock(channels, channels) for _ in range(num_res_blocks)]
+        layers = [ResBlock(channels, channels, norm_groups) for _ in range(num_res_blocks)]
         size = render_size
         while size < image_size:
             layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(channels, channels, 3, padding=1)]
-            layers += [ResBlock(channels, channels)]
+            layers += [ResBlock(channels, channels, norm_groups)]
             size *= 2
         if size != image_size:
             raise ValueError(f"render_size {render_size} must be image_size {image_size} divided by a power of 2")
         self.body = nn.Sequential(*layers)
-        self.norm_out = nn.GroupNorm(_groups(channels), channels)
+        self.norm_out = nn.GroupNorm(norm_groups or _groups(channels), channels)
         self.conv_out = nn.Conv2d(channels, 3, 3, padding=1)
         self.activation = activation
 

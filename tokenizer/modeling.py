@@ -62,11 +62,19 @@ def check_model_type(path: str | os.PathLike, expected: str) -> None:
             )
 
 
-def _anchor_grid(m: int) -> torch.Tensor:
-    """M anchor centres on a ceil(sqrt(M)) square grid, row-major: [M, 2] (x, y) in (-1, 1)."""
-    g = math.ceil(math.sqrt(m))
-    c = (2 * torch.arange(g, dtype=torch.float32) + 1) / g - 1
-    gy, gx = torch.meshgrid(c, c, indexing="ij")
+def _anchor_grid(m: int, layout: str = "square") -> torch.Tensor:
+    """M anchor centres, row-major: [M, 2] (x, y) in (-1, 1). "square": the first M cells of a
+    ceil(sqrt(M)) square grid (when M is not a square the last row is short, leaving a corner without
+    anchors); "fill": a rows x cols grid with rows * cols = M, rows the largest divisor <= sqrt(M)
+    (M = 32: 4 x 8), so the anchors cover the whole image."""
+    if layout == "fill":
+        rows = max(d for d in range(1, math.isqrt(m) + 1) if m % d == 0)
+        cols = m // rows
+    else:
+        rows = cols = math.ceil(math.sqrt(m))
+    cy = (2 * torch.arange(rows, dtype=torch.float32) + 1) / rows - 1
+    cx = (2 * torch.arange(cols, dtype=torch.float32) + 1) / cols - 1
+    gy, gx = torch.meshgrid(cy, cx, indexing="ij")
     return torch.stack([gx.reshape(-1), gy.reshape(-1)], -1)[:m]
 
 
@@ -90,7 +98,7 @@ class GaussianTokenizer(PreTrainedModel):
         self.encoder_layers = nn.ModuleList(DeformableEncoderLayer(D, nH, L, P, F_) for _ in range(c.num_encoder_layers))
         self.memory_norm = nn.LayerNorm(D)
         # learnable anchor Gaussians: query embedding, position, scale, rotation
-        grid = _anchor_grid(M)
+        grid = _anchor_grid(M, c.anchor_layout)
         self.query_embed = nn.Parameter(torch.randn(M, D) * 0.02)
         if c.position_mode == "absolute":
             self.anchor_position = nn.Parameter(torch.atanh(grid.clamp(-0.999, 0.999)))  # pre-tanh
@@ -123,7 +131,7 @@ class GaussianTokenizer(PreTrainedModel):
             self.feature_mlp = nn.Linear(c.codebook_dim, c.splat_channels)
         self.decoder = CNNDecoder(
             c.splat_channels, c.decoder_channels, c.decoder_num_res_blocks, c.render_size, c.image_size,
-            c.output_activation,
+            c.output_activation, c.decoder_norm_groups,
         )
         for head in list(self.xy_heads) + [self.scale_head, self.rotation_head]:
             nn.init.zeros_(head.weight)
