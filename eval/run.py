@@ -28,9 +28,10 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
+from gaussiantoken.tokenizer.model_dirs import LM_KIND as LM_MODEL_TYPE  # the kinds are named once, there
+from gaussiantoken.tokenizer.model_dirs import TOKENIZER_KIND as TOKENIZER_MODEL_TYPE
+
 TASKS = ("reconstruction", "text_to_image", "captioning", "vqa")
-LM_MODEL_TYPE = "gaussiantoken_lm"
-TOKENIZER_MODEL_TYPE = "gaussian_tokenizer"
 
 
 def _shapes_spec(num_samples: int, seed: int = 1234) -> dict:

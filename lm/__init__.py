@@ -1,8 +1,8 @@
 """Stage two: the multimodal LM (vocabulary extension, processor, model, sequences, code extraction,
 DeepSpeed training).
 
-Light at import: heavy modules load on first attribute access. `register_auto_classes()` registers
-AutoConfig / AutoModelForCausalLM / AutoProcessor for model_type "gaussiantoken_lm" (cheap, idempotent).
+Light at import: heavy modules load on first attribute access (transformers' auto classes resolve our
+model classes from this package by name; gaussiantoken/registration.py registers them).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import importlib
 _LAZY = {
     "GaussianTokenLMConfig": ".configuration",
     "GaussianTokenForCausalLM": ".modeling",
+    "GaussianTokenForImageTextToText": ".modeling",
     "GaussianTokenProcessor": ".processing",
     "check_processor_matches": ".processing",
     "VocabLayout": ".sequences",
@@ -22,14 +23,7 @@ _LAZY = {
     "load_codes": ".extract",
 }
 
-__all__ = [*_LAZY, "register_auto_classes"]
-
-
-def register_auto_classes() -> None:
-    """Register the LM's config/model/processor with the transformers Auto classes."""
-    from .modeling import register_auto_classes as _register
-
-    _register()
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str):

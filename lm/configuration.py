@@ -24,8 +24,9 @@ from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from gaussiantoken.tokenizer.configuration import GaussianTokenizerConfig
+from gaussiantoken.tokenizer.model_dirs import LM_KIND
 
-MODEL_TYPE = "gaussiantoken_lm"
+MODEL_TYPE = LM_KIND  # "gaussiantoken_lm" (tokenizer/model_dirs.py holds the kinds' names)
 _TOKENIZER_MODEL_TYPE = GaussianTokenizerConfig.model_type
 
 

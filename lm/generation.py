@@ -569,19 +569,18 @@ def generate_text(
 ) -> list[str]:
     """Captioning / VQA: one image per prompt -> the generated text (prompt excluded), stripped.
 
-    prompts: None or "Describe the image." -> the captioning prompt; any other string -> a VQA
+    prompts: None or a caption request ("Describe the image.", lm.sequences.is_caption_request) -> the
+    captioning prompt; any other string -> a VQA
     question (lm.sequences.vqa_prompt). Only text tokens can be produced; greedy unless do_sample.
     """
-    from gaussiantoken.lm.sequences import VocabLayout, caption_prompt, expand_image_placeholders, vqa_prompt
+    from gaussiantoken.lm.sequences import VocabLayout, expand_image_placeholders, image_request_prompt
 
     max_new_tokens = _check_positive_int(max_new_tokens, "max_new_tokens")
     batch_size = _check_positive_int(batch_size, "batch_size")
     param = next(model.parameters())
     pixels = pixel_values_for(processor, images, param.device, torch.float32)  # [B, 3, S, S]
     n = pixels.shape[0]
-    if prompts is None:
-        prompts = ["Describe the image."] * n
-    prompts = _as_prompt_list(prompts, "prompt")
+    prompts = [None] * n if prompts is None else _as_prompt_list(prompts, "prompt")
     if len(prompts) == 1 and n > 1:
         prompts = prompts * n
     if len(prompts) != n:
@@ -589,7 +588,7 @@ def generate_text(
     tokenizer = _text_tokenizer(processor)
     layout = VocabLayout.from_config(model.config, tokenizer)
     codes = (model.encode_images(pixels) - model.config.image_token_offset).tolist()  # local ids [B, T]
-    texts = [caption_prompt() if _is_caption_request(p) else vqa_prompt(p) for p in prompts]
+    texts = [image_request_prompt(p) for p in prompts]  # caption request -> captioning prompt, else VQA
     rows = [
         expand_image_placeholders(prompt_token_ids(tokenizer, t, layout.bos_token_id), layout, [c])
         for t, c in zip(texts, codes)
@@ -613,7 +612,3 @@ def generate_text(
         out += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     return out
 
-
-def _is_caption_request(prompt: str) -> bool:
-    normalized = prompt.strip().lower().rstrip(".")
-    return normalized in ("", "describe the image", "caption", "describe this image")

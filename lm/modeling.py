@@ -16,8 +16,8 @@ ValueError. The rest is the backbone's forward (causal LM loss on `labels`, -100
 
 `GaussianTokenForCausalLM.from_parts(text_tokenizer, image_tokenizer, text_config=... | base_model=PATH)`
 does the vocabulary extension (resize_token_embeddings to offset + image vocab).
-`register_auto_classes()` registers AutoConfig / AutoModelForCausalLM / AutoProcessor for
-"gaussiantoken_lm" (cheap, idempotent; the package root calls it).
+`GaussianTokenForImageTextToText`: the same checkpoint for AutoModelForImageTextToText (text-only generate).
+Registration with the Auto classes lives in gaussiantoken/registration.py (the only place that registers).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _tokenizer_classes():
 
 class GaussianTokenPreTrainedModel(PreTrainedModel):
     config_class = GaussianTokenLMConfig
-    base_model_prefix = "gaussiantoken_lm"
+    base_model_prefix = MODEL_TYPE
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
@@ -267,22 +267,24 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
         )
 
 
-_REGISTERED = False
+class GaussianTokenForImageTextToText(GaussianTokenForCausalLM):
+    """The same checkpoint as GaussianTokenForCausalLM, for `AutoModelForImageTextToText` and the stock
+    "image-text-to-text" pipeline: its `generate` produces text only (image tokens, <boi>, <eoi> and the
+    <image> placeholder are masked), and answers stop at eos."""
+
+    def generate(self, *args, logits_processor=None, **kwargs):
+        from transformers import LogitsProcessorList
+
+        from gaussiantoken.lm.generation import TextOnlyLogitsProcessor, _check_context
+
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        config = kwargs.get("generation_config") or self.generation_config
+        new_tokens = kwargs.get("max_new_tokens", getattr(config, "max_new_tokens", None))
+        if input_ids is not None and new_tokens is not None:  # a clear error instead of positions past the context
+            _check_context(self.config, input_ids.shape[-1], int(new_tokens))
+        processors = LogitsProcessorList(list(logits_processor or []))
+        processors.append(TextOnlyLogitsProcessor.from_model(self))
+        return super().generate(*args, logits_processor=processors, **kwargs)
 
 
-def register_auto_classes() -> None:
-    """Register our config/model/processor with the transformers Auto classes (idempotent, cheap)."""
-    global _REGISTERED
-    if _REGISTERED:
-        return
-    from transformers import AutoConfig, AutoProcessor
-
-    from gaussiantoken.lm.processing import GaussianTokenProcessor
-
-    AutoConfig.register(MODEL_TYPE, GaussianTokenLMConfig, exist_ok=True)
-    AutoModelForCausalLM.register(GaussianTokenLMConfig, GaussianTokenForCausalLM, exist_ok=True)
-    AutoProcessor.register(GaussianTokenLMConfig, GaussianTokenProcessor, exist_ok=True)
-    _REGISTERED = True
-
-
-__all__ = ["GaussianTokenForCausalLM", "GaussianTokenPreTrainedModel", "register_auto_classes", "check_model_dir_kind"]
+__all__ = ["GaussianTokenForCausalLM", "GaussianTokenForImageTextToText", "GaussianTokenPreTrainedModel", "check_model_dir_kind"]

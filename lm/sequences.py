@@ -54,11 +54,76 @@ def caption_prompt() -> str:
     return f"{IMAGE_TOKEN}{_CAPTION_INSTRUCTION}"
 
 
+def check_user_text(text: str, what: str = "text") -> str:
+    """User text is text: it may not contain the reserved markers <boi>, <eoi>, <image> (the tokenizer would
+    read them as the image-span specials, and the placeholder count would include them). ValueError naming
+    the marker otherwise."""
+    found = [t for t in SPECIAL_IMAGE_TOKENS if t in text]
+    if found:
+        raise ValueError(f"the {what} {text!r} contains {', '.join(found)}, reserved for image spans; "
+                         f"user text cannot contain {', '.join(SPECIAL_IMAGE_TOKENS)} (pass images as images)")
+    return text
+
+
 def vqa_prompt(question: str) -> str:
     """Prompt for visual question answering: the image placeholder, the question, "Answer:"."""
     if not isinstance(question, str):
         raise TypeError(f"question must be a str, got {type(question).__name__}")
+    check_user_text(question, "question")
     return f"{IMAGE_TOKEN}Question: {question.strip()} Answer:"
+
+
+# Requests that mean "caption this image" (compared trimmed, lower-case, without a final period).
+CAPTION_REQUESTS = ("", "describe the image", "describe this image", "caption", "caption the image")
+
+
+def is_caption_request(text: str | None) -> bool:
+    """True when a user's request about an image asks for its caption (see CAPTION_REQUESTS)."""
+    return text is None or text.strip().lower().rstrip(".") in CAPTION_REQUESTS
+
+
+def image_request_prompt(text: str | None) -> str:
+    """A user's plain request about one image -> our prompt: the captioning prompt for a caption request
+    (None, "", "Describe the image.", ...), else the VQA prompt with `text` as the question. This is
+    how the stock image-text-to-text task, its chat template and our captioning/VQA pipelines read
+    user text, so all of them give the same answers."""
+    return caption_prompt() if is_caption_request(text) else vqa_prompt(text)
+
+
+def chat_template() -> str:
+    """The processor's Jinja chat template (saved in chat_template.jinja with the processor).
+
+    A conversation is one or more user turns, each with image parts ({"type": "image", ...}, rendered
+    as the <image> placeholder, so images come first) and text parts (joined, then formatted as
+    `image_request_prompt` does: caption request -> "Describe the image.", else "Question: q
+    Answer:"); an assistant turn adds its text followed by eos, except a final assistant turn
+    (continue_final_message), which is left open. add_generation_prompt adds nothing: our prompts end
+    where the answer starts. System turns are rejected."""
+    requests = ", ".join(repr(r) for r in CAPTION_REQUESTS)
+    question_prefix, question_suffix = vqa_prompt("{q}").replace(IMAGE_TOKEN, "", 1).split("{q}")
+    return (
+        "{%- set caption_requests = [" + requests + "] -%}"
+        "{%- for message in messages -%}"
+        "{%- if message['role'] == 'system' -%}"
+        "{{ raise_exception('system messages are not supported by this model') }}"
+        "{%- elif message['role'] == 'user' -%}"
+        "{%- set ns = namespace(text='') -%}"
+        "{%- if message['content'] is string -%}{%- set ns.text = message['content'] -%}"
+        "{%- else -%}{%- for part in message['content'] -%}"
+        "{%- if part['type'] == 'image' -%}" + IMAGE_TOKEN +
+        "{%- elif part['type'] == 'text' -%}{%- set ns.text = ns.text + part['text'] -%}"
+        "{%- endif -%}{%- endfor -%}{%- endif -%}"
+        "{%- set request = ns.text | trim -%}"
+        "{%- if (request | lower).rstrip('.') in caption_requests -%}" + _CAPTION_INSTRUCTION +
+        "{%- else -%}" + question_prefix + "{{ request }}" + question_suffix + "{%- endif -%}"
+        "{%- elif message['role'] == 'assistant' -%}"
+        "{%- if message['content'] is string -%}{{ ' ' + message['content'] }}"
+        "{%- else -%}{%- for part in message['content'] -%}{%- if part['type'] == 'text' -%}"
+        "{{ ' ' + part['text'] }}{%- endif -%}{%- endfor -%}{%- endif -%}"
+        "{%- if not loop.last -%}{{ eos_token }}{%- endif -%}"
+        "{%- endif -%}"
+        "{%- endfor -%}"
+    )
 
 
 @dataclass(frozen=True)
@@ -193,7 +258,8 @@ def build_vqa(
 
 __all__ = [
     "BOI_TOKEN", "EOI_TOKEN", "IMAGE_TOKEN", "SPECIAL_IMAGE_TOKENS", "IGNORE_INDEX", "TASKS",
-    "text_to_image_prompt", "unconditional_prompt", "caption_prompt", "vqa_prompt",
+    "text_to_image_prompt", "unconditional_prompt", "caption_prompt", "vqa_prompt", "check_user_text",
+    "CAPTION_REQUESTS", "is_caption_request", "image_request_prompt", "chat_template",
     "VocabLayout", "image_span", "expand_image_placeholders",
     "build_text_to_image", "build_caption", "build_vqa",
 ]

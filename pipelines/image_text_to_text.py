@@ -1,42 +1,41 @@
-"""Captioning and VQA: how our model is wired into transformers' pipelines.
+"""Captioning and VQA through transformers' pipelines: the stock task and our two explicit ones.
 
-1. `pipeline("image-text-to-text", model=DIR)` - the stock v5 `ImageTextToTextPipeline`. We register
-   `GaussianTokenForImageTextToText` (the same checkpoint and weights as GaussianTokenForCausalLM; its
-   `generate` can only produce text: image tokens, <boi>, <eoi>, <image> are masked) with
-   `AutoModelForImageTextToText`, and the LM code registers our processor with `AutoProcessor`.
-   What the stock pipeline cannot do for us: it hands the user's text VERBATIM to the processor
-   (`processor(images=..., text=...)`), and our processor needs the "<image>" placeholder in the text
-   (it raises when placeholders and images differ); its chat path needs a processor chat template,
-   which our processor does not ship. So with the stock task the text must already be in our prompt
-   format (`lm.sequences.caption_prompt()` = "<image>Describe the image.",
-   `vqa_prompt(q)` = "<image>Question: {q} Answer:"), e.g.
-       pipe(images=img, text="<image>Describe the image.", return_full_text=False)
-2. So that plain text works, we also register two clearly named tasks with our own pipeline class:
-   `pipeline("gaussiantoken-captioning", model=DIR)(image)` -> [{"generated_text": caption}] and
-   `pipeline("gaussiantoken-vqa", model=DIR)(image, "What color is the circle?")` -> [{"generated_text": answer}]
-   (lists in input order for lists of images). They format the prompt with lm.sequences and decode
-   with `lm.generation.generate_text` (greedy, text-only).
+1. `pipeline("image-text-to-text", model=DIR)` is transformers' own `ImageTextToTextPipeline` over
+   `GaussianTokenForImageTextToText` (lm/modeling.py: the LM checkpoint, text-only `generate`) and
+   `GaussianTokenProcessor` (lm/processing.py). Everything its users pass works:
+       pipe(images=img, text="Describe the image.")                      # plain text, image goes first
+       pipe(images=[a, b], text=["What color is the circle?", "Describe the image."])   # a batch
+       pipe(text=[{"role": "user", "content": [{"type": "image", "image": img},
+                                               {"type": "text", "text": "What color is the circle?"}]}])
+   with `return_full_text`, `max_new_tokens` and `generate_kwargs`. The processor formats plain text
+   with our prompts (`lm.sequences.image_request_prompt`: a caption request -> the captioning prompt,
+   anything else -> a VQA question) and renders chat messages with its saved `chat_template`
+   (`lm.sequences.chat_template`), so the answers equal those of the tasks below. Text that already
+   holds the "<image>" placeholder is taken as our raw prompt format.
+2. `pipeline("gaussiantoken-captioning", model=DIR)(image)` -> [{"generated_text": caption}] and
+   `pipeline("gaussiantoken-vqa", model=DIR)(image, "What color is the circle?")` -> [{"generated_text":
+   answer}] (lists in input order for lists of images): prompts from lm.sequences, greedy decoding with
+   `lm.generation.generate_text`. User text is text: a question containing <image>/<boi>/<eoi> is a
+   ValueError naming it.
+
+The tasks are registered by gaussiantoken/registration.py.
 """
 
 from __future__ import annotations
 
 import torch
-from transformers import LogitsProcessorList, Pipeline
-
-from gaussiantoken.lm.generation import TextOnlyLogitsProcessor
-from gaussiantoken.lm.modeling import GaussianTokenForCausalLM
+from transformers import Pipeline
 
 CAPTION_TASK = "gaussiantoken-captioning"
 VQA_TASK = "gaussiantoken-vqa"
 
 
-class GaussianTokenForImageTextToText(GaussianTokenForCausalLM):
-    """GaussianTokenForCausalLM whose `generate` produces text only (for image-text-to-text)."""
+def __getattr__(name: str):
+    if name == "GaussianTokenForImageTextToText":  # the model class lives with the LM (lm/modeling.py)
+        from gaussiantoken.lm.modeling import GaussianTokenForImageTextToText
 
-    def generate(self, *args, logits_processor=None, **kwargs):
-        processors = LogitsProcessorList(list(logits_processor or []))
-        processors.append(TextOnlyLogitsProcessor.from_model(self))
-        return super().generate(*args, logits_processor=processors, **kwargs)
+        return GaussianTokenForImageTextToText
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _load_images(images):
@@ -63,7 +62,7 @@ def _load_images(images):
 
 class GaussianTokenImageTextToTextPipeline(Pipeline):
     """image(s) [+ question(s)] -> caption / answer. `task` decides the prompt: captioning ignores the
-    text (it always asks "Describe the image."), VQA needs one question per image."""
+    text (it always asks for the caption), VQA needs one question per image (or one for all)."""
 
     _load_processor = True
     _load_tokenizer = False
@@ -95,6 +94,8 @@ class GaussianTokenImageTextToTextPipeline(Pipeline):
         return self.postprocess(out)
 
     def preprocess(self, images, text=None):
+        from gaussiantoken.lm.sequences import check_user_text
+
         images, single = _load_images(images)
         if self.task == VQA_TASK:
             questions = [text] if isinstance(text, str) else text
@@ -104,9 +105,13 @@ class GaussianTokenImageTextToTextPipeline(Pipeline):
                 questions = list(questions) * len(images)
             if len(questions) != len(images):
                 raise ValueError(f"got {len(images)} image(s) but {len(questions)} question(s)")
+            for q in questions:
+                if not isinstance(q, str):
+                    raise TypeError(f"a question must be a str, got {type(q).__name__}")
+                check_user_text(q, "question")
             prompts = list(questions)
         else:
-            prompts = ["Describe the image."] * len(images)
+            prompts = None  # generate_text's default: the captioning prompt for every image
         return {"images": images, "prompts": prompts, "single": single}
 
     def _forward(self, model_inputs, max_new_tokens=32, batch_size=32):
@@ -121,13 +126,4 @@ class GaussianTokenImageTextToTextPipeline(Pipeline):
         return records if not model_outputs["single"] else records[:1]
 
 
-def register_tasks(registry) -> None:
-    """Register our image-text-to-text model and the two explicit tasks (called by pipelines.register)."""
-    from transformers import AutoModelForImageTextToText
-
-    from gaussiantoken.lm.configuration import GaussianTokenLMConfig
-
-    AutoModelForImageTextToText.register(GaussianTokenLMConfig, GaussianTokenForImageTextToText, exist_ok=True)
-    for task in (CAPTION_TASK, VQA_TASK):
-        registry.register_pipeline(task, pipeline_class=GaussianTokenImageTextToTextPipeline,
-                                   pt_model=GaussianTokenForCausalLM, type="multimodal")
+__all__ = ["CAPTION_TASK", "VQA_TASK", "GaussianTokenImageTextToTextPipeline", "GaussianTokenForImageTextToText"]

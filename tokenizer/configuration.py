@@ -16,7 +16,11 @@ redundant with the feature vector's magnitude.
 
 from __future__ import annotations
 
-from transformers import AutoConfig, PretrainedConfig
+import os
+
+from transformers import PretrainedConfig
+
+from .model_dirs import TOKENIZER_KIND
 
 GEOMETRY_ATTRIBUTES = ("x", "y", "scale_x", "scale_y", "rotation")
 POSITION_MODES = ("absolute", "anchor_offset")
@@ -24,10 +28,26 @@ GRADIENT_ESTIMATORS = ("straight_through", "rotation")
 OUTPUT_ACTIVATIONS = ("tanh", "clamp")
 
 
+def check_model_type(path: str | os.PathLike, expected: str) -> None:
+    """Raise ValueError when a local checkpoint directory holds a model of another kind, or when its
+    config.json / safetensors weights are truncated or corrupted (`runtime.CheckpointError` naming the file).
+    Here, beside the config, so that loading a config never imports the model stack."""
+    from .runtime import check_pretrained_dir
+
+    config = check_pretrained_dir(path)  # None: not a local dir, or no config.json
+    if config is not None:
+        found = config.get("model_type")
+        if found != expected:
+            raise ValueError(
+                f"{os.fspath(path)!r} holds a model of type {found!r}, not a {expected!r} "
+                f"(GaussianTokenizer); load it with the class for {found!r}"
+            )
+
+
 class GaussianTokenizerConfig(PretrainedConfig):
     """Architecture of `GaussianTokenizer` (see the module docstring for the token grammar)."""
 
-    model_type = "gaussian_tokenizer"
+    model_type = TOKENIZER_KIND  # "gaussian_tokenizer" (model_dirs.py holds the kinds' names)
 
     def __init__(
         self,
@@ -141,8 +161,6 @@ class GaussianTokenizerConfig(PretrainedConfig):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """As PretrainedConfig.from_pretrained, but a directory of another model_type is a ValueError."""
-        from .modeling import check_model_type
-
         check_model_type(pretrained_model_name_or_path, cls.model_type)
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
@@ -236,6 +254,22 @@ class GaussianTokenizerConfig(PretrainedConfig):
         return cls(**base)
 
     @classmethod
+    def photos(cls, **overrides) -> "GaussianTokenizerConfig":
+        """The CPU recipe for 32x32 photo patches: 32 Gaussians x 2 tokens = 64 tokens per image (the grid-VQ
+        baseline's 8 x 8), from the `shapes` preset with what natural images need (bench/tokenizer_vs_vq.py,
+        bench/RESULTS.md): the decoder's GroupNorm over all channels (decoder_norm_groups=1; one channel per
+        group drew black discs), anchors filling the image (4 x 8), a 1024 x 8 codebook (the VQ's), and one
+        joint geometry token (dx, dy 16 x 16 half-pixel bins, scales 8 x 8, rotation 4: 65,536 ids).
+        num_gaussians=64 gives 128 tokens."""
+        base = dict(
+            codebook_size=1024, decoder_norm_groups=1, anchor_layout="fill",
+            geometry_slots=[["x", "y", "scale_x", "scale_y", "rotation"]], position_bins=16, scale_bins=8,
+            rotation_bins=4,
+        )
+        base.update(overrides)
+        return cls.shapes(**base)
+
+    @classmethod
     def cifar(cls, **overrides) -> "GaussianTokenizerConfig":
         """Paper CIFAR setting: 16x16 encoder map, 64 Gaussians, codebook 1024 x 3."""
         base = dict(
@@ -265,13 +299,11 @@ class GaussianTokenizerConfig(PretrainedConfig):
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "GaussianTokenizerConfig":
-        """A named preset: "shapes", "cifar" or "imagenet"."""
-        presets = {"shapes": cls.shapes, "cifar": cls.cifar, "imagenet": cls.imagenet}
+        """A named preset: "shapes", "photos", "cifar" or "imagenet"."""
+        presets = {"shapes": cls.shapes, "photos": cls.photos, "cifar": cls.cifar, "imagenet": cls.imagenet}
         if name not in presets:
             raise ValueError(f"unknown tokenizer preset {name!r}; known: {sorted(presets)}")
         return presets[name](**overrides)
 
 
-AutoConfig.register(GaussianTokenizerConfig.model_type, GaussianTokenizerConfig, exist_ok=True)
-
-__all__ = ["GaussianTokenizerConfig", "GEOMETRY_ATTRIBUTES", "POSITION_MODES", "GRADIENT_ESTIMATORS"]
+__all__ = ["GaussianTokenizerConfig", "check_model_type", "GEOMETRY_ATTRIBUTES", "POSITION_MODES", "GRADIENT_ESTIMATORS"]

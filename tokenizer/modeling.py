@@ -23,10 +23,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModel, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .configuration import GaussianTokenizerConfig
+from .configuration import GaussianTokenizerConfig, check_model_type
 from .deformable import DeformableEncoderLayer, GaussianLayer, flatten_levels, level_centres, sine_embedding, split_levels
 from .encoder import CNNDecoder, CNNEncoder
 from .geometry import GeometryQuantizer, TokenSlot, build_token_layout
@@ -45,21 +45,6 @@ class GaussianTokenizerOutput(ModelOutput):
     codebook_usage: float | None = None  # fraction of codes used in this batch
     codebook_perplexity: float | None = None
     codebook_restarts: int | None = None  # dead codes re-seeded in this step (training only)
-
-
-def check_model_type(path: str | os.PathLike, expected: str) -> None:
-    """Raise ValueError when a local checkpoint directory holds a model of another kind, or when its
-    config.json / safetensors weights are truncated or corrupted (`runtime.CheckpointError` naming the file)."""
-    from .runtime import check_pretrained_dir
-
-    config = check_pretrained_dir(path)  # None: not a local dir, or no config.json
-    if config is not None:
-        found = config.get("model_type")
-        if found != expected:
-            raise ValueError(
-                f"{os.fspath(path)!r} holds a model of type {found!r}, not a {expected!r} "
-                f"(GaussianTokenizer); load it with the class for {found!r}"
-            )
 
 
 def _anchor_grid(m: int, layout: str = "square") -> torch.Tensor:
@@ -350,7 +335,5 @@ class GaussianTokenizer(PreTrainedModel):
         )
         return out if return_dict else out.to_tuple()
 
-
-AutoModel.register(GaussianTokenizerConfig, GaussianTokenizer, exist_ok=True)
 
 __all__ = ["GaussianTokenizer", "GaussianTokenizerOutput", "TokenSlot", "check_model_type"]

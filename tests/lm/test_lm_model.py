@@ -29,9 +29,6 @@ def test_vocabulary_extension(tiny_lm, text_tokenizer, image_tokenizer_dir):
 def test_save_load_round_trip(tiny_lm, processor, tmp_path):
     from transformers import AutoModelForCausalLM, AutoProcessor
 
-    from gaussiantoken.lm import register_auto_classes
-
-    register_auto_classes()
     tiny_lm.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     names = {p.name for p in tmp_path.iterdir()}

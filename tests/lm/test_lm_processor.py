@@ -17,7 +17,9 @@ def test_expansion_and_padding(processor, shapes_small):
         valid = row[m.bool()].tolist()
         b = valid.index(processor.boi_token_id)
         assert valid[b + 1:b + 1 + T] == [processor.image_token_id] * T and valid[b + 1 + T] == processor.eoi_token_id
-    assert mask[0].sum() < mask[1].sum() and ids[0, -1] == processor.layout.pad_token_id  # right padding
+    assert mask[0].sum() < mask[1].sum() and ids[0, 0] == processor.layout.pad_token_id  # left padding (prompts)
+    right = processor(images=list(shapes_small[:2]["image"]), text=texts, padding_side="right")
+    assert right["input_ids"][0, -1] == processor.layout.pad_token_id and right["attention_mask"][0, -1] == 0
 
 
 def test_placeholder_count_errors(processor, shapes_small):
@@ -26,7 +28,7 @@ def test_placeholder_count_errors(processor, shapes_small):
         processor(images=[img, img], text=caption_prompt())
     with pytest.raises(ValueError, match="placeholder"):
         processor(images=None, text=caption_prompt())
-    with pytest.raises(ValueError, match="placeholder"):
+    with pytest.raises(ValueError, match="reserved"):  # plain text is a request; "<boi>" is not user text
         processor(images=[img], text=text_to_image_prompt("a red circle"))
     with pytest.raises(ValueError, match="placeholder"):
         processor(image_tokens=torch.zeros(2, processor.tokens_per_image, dtype=torch.long), text=caption_prompt())

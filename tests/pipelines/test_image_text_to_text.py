@@ -1,0 +1,97 @@
+"""The stock `image-text-to-text` task on our LM: plain text, chat messages, batches, return_full_text,
+max_new_tokens / generate_kwargs, the processor's chat template; answers equal our captioning / VQA tasks."""
+
+import numpy as np
+import pytest
+from PIL import Image
+from transformers import AutoProcessor, pipeline
+
+import gaussiantoken  # noqa: F401  (registers our tasks and auto classes)
+from gaussiantoken.lm.sequences import caption_prompt, chat_template, vqa_prompt
+
+Q = "what color is the circle?"
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)) for _ in range(3)]
+
+
+@pytest.fixture(scope="module")
+def pipes(tiny_lm_dir):
+    return {task: pipeline(task, model=str(tiny_lm_dir), device="cpu")
+            for task in ("image-text-to-text", "gaussiantoken-captioning", "gaussiantoken-vqa")}
+
+
+def _chat(image, text):
+    return [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": text}]}]
+
+
+def _new_text(records):
+    return [r["generated_text"].strip() for r in records]
+
+
+def test_plain_text_and_chat_give_the_answers_of_our_tasks(pipes, images):
+    itt, cap, vqa = pipes["image-text-to-text"], pipes["gaussiantoken-captioning"], pipes["gaussiantoken-vqa"]
+    caption = cap(images[0], max_new_tokens=6)[0]["generated_text"]
+    answer = vqa(images[1], Q, max_new_tokens=4)[0]["generated_text"]
+    kw = dict(return_full_text=False)
+    assert _new_text(itt(images=images[0], text="Describe the image.", max_new_tokens=6, **kw)) == [caption]
+    assert _new_text(itt(images=images[1], text=Q, max_new_tokens=4, **kw)) == [answer]
+    assert _new_text(itt(text=_chat(images[0], "Describe the image."), max_new_tokens=6, **kw)) == [caption]
+    assert _new_text(itt(text=_chat(images[1], Q), max_new_tokens=4, **kw)) == [answer]
+    # our raw prompt format (text with the placeholder) is used as is
+    assert _new_text(itt(images=images[1], text=vqa_prompt(Q), max_new_tokens=4, **kw)) == [answer]
+
+
+def test_a_batch_of_prompts_with_an_images_list(pipes, images):
+    itt, vqa = pipes["image-text-to-text"], pipes["gaussiantoken-vqa"]
+    questions = [Q, "how many objects are there?", "Describe the image."]  # different lengths: left padding
+    batch = itt(images=images, text=questions, max_new_tokens=5, return_full_text=False)
+    singles = [vqa(im, q, max_new_tokens=5)[0]["generated_text"] for im, q in zip(images, questions)]
+    assert _new_text(batch) == singles
+    assert [r["input_text"] for r in batch] == questions
+
+
+def test_return_full_text_max_new_tokens_and_generate_kwargs(pipes, images):
+    itt = pipes["image-text-to-text"]
+    tok = itt.processor.tokenizer
+    new = itt(images=images[1], text=Q, max_new_tokens=3, return_full_text=False)[0]["generated_text"]
+    full = itt(images=images[1], text=Q, max_new_tokens=3)[0]["generated_text"]
+    assert full == Q + new
+    assert len(tok(new.strip(), add_special_tokens=False)["input_ids"]) <= 3
+    via_kwargs = itt(images=images[1], text=Q, generate_kwargs={"max_new_tokens": 3}, return_full_text=False)
+    assert via_kwargs[0]["generated_text"] == new
+    chat = itt(text=_chat(images[1], Q), max_new_tokens=3)[0]["generated_text"]  # full text of a chat: messages
+    assert chat[-1] == {"role": "assistant", "content": new} and chat[0]["role"] == "user"
+    with pytest.raises(ValueError, match="context"):
+        itt(images=images[1], text=Q, max_new_tokens=1000)
+
+
+def test_processor_chat_template_is_saved_and_applies(tiny_lm_dir, images):
+    assert (tiny_lm_dir / "chat_template.jinja").read_text() == chat_template()
+    proc = AutoProcessor.from_pretrained(tiny_lm_dir)
+    assert proc.chat_template == chat_template()
+    bare = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe this image."}]}]
+    assert proc.apply_chat_template(bare, tokenize=False, add_generation_prompt=True) == caption_prompt()
+    assert proc.apply_chat_template(_chat(images[0], f"  {Q} "), tokenize=False, add_generation_prompt=True) == vqa_prompt(Q)
+    ids = proc.apply_chat_template(_chat(images[0], Q), tokenize=True, add_generation_prompt=True, return_dict=True,
+                                   return_tensors="pt")
+    direct = proc(images=images[0], text=vqa_prompt(Q))
+    assert ids["input_ids"].tolist() == direct["input_ids"].tolist()
+    assert (ids["pixel_values"] == direct["pixel_values"]).all()
+    two_turns = _chat(images[0], Q) + [{"role": "assistant", "content": "red"}, {"role": "user", "content": Q}]
+    assert proc.apply_chat_template(two_turns, tokenize=False) == vqa_prompt(Q) + " red" + proc.tokenizer.eos_token \
+        + vqa_prompt(Q)[len("<image>"):]
+    with pytest.raises(Exception, match="system"):
+        proc.apply_chat_template([{"role": "system", "content": "be brief"}] + bare, tokenize=False)
+
+
+@pytest.mark.parametrize("marker", ["<image>", "<boi>", "<eoi>"])
+def test_user_text_is_text(pipes, images, marker):
+    question = f"what is {marker} here?"
+    with pytest.raises(ValueError, match=f"question .*contains {marker}"):
+        pipes["gaussiantoken-vqa"](images[0], question)
+    with pytest.raises(ValueError, match=f"contains {marker}"):
+        pipes["image-text-to-text"](text=_chat(images[0], question))
