@@ -53,3 +53,22 @@ def test_fill_layout_covers_the_corner_that_square_leaves_empty():
     assert torch.equal(model.anchor_position.detach(), _anchor_grid(8, "fill"))
     with pytest.raises(ValueError, match="anchor_layout"):
         GaussianTokenizerConfig(anchor_layout="hex")
+
+
+def test_photos_preset_and_recipe():
+    from pathlib import Path
+
+    from gaussiantoken.tokenizer.model_types import config_from_spec
+    from gaussiantoken.tokenizer.train import load_config
+
+    cfg = GaussianTokenizerConfig.preset("photos")
+    assert cfg.tokens_per_image == 64 and cfg.codebook_size == 1024 and cfg.decoder_norm_groups == 1
+    assert cfg.anchor_layout == "fill" and cfg.geometry_slots == [["x", "y", "scale_x", "scale_y", "rotation"]]
+    assert GaussianTokenizer(cfg).vocab_size == 1024 + 16 * 16 * 8 * 8 * 4
+    assert GaussianTokenizerConfig.photos(num_gaussians=64).tokens_per_image == 128
+    recipe = Path(__file__).resolve().parents[2] / "configs" / "tokenizer" / "photos.yaml"
+    run = load_config(recipe)
+    assert run.data["name"] == "photo_patches" and run.val_data["split"] == "test"
+    assert config_from_spec(run.model).tokens_per_image == 64
+    vq = load_config(recipe, ["model.type=grid_vq", "model.preset=vq64"])
+    assert config_from_spec(vq.model).tokens_per_image == 64
