@@ -15,7 +15,8 @@ against steps, training rows (sequences seen; x ~120 tokens each) and training m
         --run base --run "lr3e-3:train.learning_rate=3e-3" --seeds 0,1
 
 A run is NAME or NAME:key=value,key=value (trainer overrides; commas inside brackets/braces stay).
-`--minutes M` instead trains each run for M minutes (one point). `--json out.json` writes the rows,
+`--minutes M` instead trains each run for M minutes (one point). `--model DIR` scores a trained LM directory
+without training (e.g. to compare sampling settings: `--temperature`, `--guidance`). `--json out.json` writes the rows,
 `--keep DIR` keeps the run directories (and each point's sample grid, captioned with what the parser read).
 Results are recorded in bench/RESULTS.md.
 """
@@ -126,7 +127,8 @@ def print_row(r: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tokenizer", required=True, help="trained GaussianTokenizer directory")
+    p.add_argument("--tokenizer", default=None, help="trained GaussianTokenizer directory (for training runs)")
+    p.add_argument("--model", default=None, help="score this trained LM directory only (no training)")
     p.add_argument("--run", action="append", default=None, help="NAME[:key=value,...] (repeatable)")
     p.add_argument("--recipe", default=str(REPO / "configs" / "lm" / "shapes.yaml"))
     p.add_argument("--source", default="stream", help="stream (fresh Shapes scenes) or an extract-codes dir")
@@ -142,13 +144,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default="", help="write the rows here")
     p.add_argument("--keep", default="", help="keep each run's directory (and sample grids) under this folder")
     args = p.parse_args(argv)
-    if not os.path.isdir(args.tokenizer):
-        p.error(f"--tokenizer {args.tokenizer} is not a directory")
+    if args.model is None and (args.tokenizer is None or not os.path.isdir(args.tokenizer)):
+        p.error(f"--tokenizer {args.tokenizer} is not a directory (or give --model DIR to score only)")
 
     import torch
 
     torch.set_num_threads(args.threads)
     print(HEADER, flush=True)
+    if args.model is not None:
+        if not os.path.isdir(args.model):
+            p.error(f"--model {args.model} is not a directory")
+        start = time.time()
+        row = {"name": f"T{args.temperature:g}/g{args.guidance:g}", "seed": 0, "overrides": [], "step": 0,
+               "rows": 0, "train_min": 0.0, "loss": None, **score_point(args.model, args, None),
+               "eval_s": 0.0, "model": args.model}
+        row["eval_s"] = time.time() - start
+        print_row(row)
+        if args.json:
+            Path(args.json).write_text(json.dumps([row], indent=2) + "\n")
+        return 0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep) if args.keep else Path(tmp)
