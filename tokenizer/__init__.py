@@ -12,7 +12,7 @@ _LAZY = {
     "GaussianTokenizerConfig": ".configuration",
     "GaussianTokenizer": ".modeling",
     "GaussianTokenizerOutput": ".modeling",
-    "GridVQConfig": ".grid_vq",
+    "GridVQConfig": ".grid_vq_config",
     "GridVQTokenizer": ".grid_vq",
     "TokenSlot": ".geometry",
     "GaussianTokenizerImageProcessor": ".image_processing",

@@ -19,103 +19,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
 
-from .configuration import GRADIENT_ESTIMATORS, OUTPUT_ACTIVATIONS
 from .encoder import ResBlock, _groups
 from .geometry import TokenSlot
+from .grid_vq_config import GridVQConfig
 from .modeling import GaussianTokenizer, GaussianTokenizerOutput, check_model_type
 from .quantizer import EMAVectorQuantizer
-
-
-class GridVQConfig(PretrainedConfig):
-    """Architecture of `GridVQTokenizer` (module docstring); run settings live in the trainer's YAML."""
-
-    model_type = "grid_vq_tokenizer"
-
-    def __init__(
-        self,
-        image_size: int = 32,
-        in_channels: int = 3,
-        grid_size: list[int] | tuple[int, int] = (8, 8),  # (h, w) codes per image
-        encoder_channels: int = 64,
-        encoder_num_res_blocks: int = 1,  # per resolution
-        codebook_size: int = 1024,
-        codebook_dim: int = 8,
-        codebook_decay: float = 0.9,
-        codebook_l2_normalize: bool = False,
-        kmeans_init: bool = True,
-        kmeans_iters: int = 10,
-        dead_code_threshold: float = 0.5,
-        commitment_weight: float = 0.25,
-        gradient_estimator: str = "rotation",
-        decoder_channels: int = 64,
-        decoder_num_res_blocks: int = 1,  # per resolution
-        output_activation: str = "tanh",
-        **kwargs,
-    ):
-        self.image_size = int(image_size)
-        self.in_channels = int(in_channels)
-        self.grid_size = [int(g) for g in grid_size]
-        self.encoder_channels = int(encoder_channels)
-        self.encoder_num_res_blocks = int(encoder_num_res_blocks)
-        self.codebook_size = int(codebook_size)
-        self.codebook_dim = int(codebook_dim)
-        self.codebook_decay = float(codebook_decay)
-        self.codebook_l2_normalize = bool(codebook_l2_normalize)
-        self.kmeans_init = bool(kmeans_init)
-        self.kmeans_iters = int(kmeans_iters)
-        self.dead_code_threshold = float(dead_code_threshold)
-        self.commitment_weight = float(commitment_weight)
-        self.gradient_estimator = gradient_estimator
-        self.decoder_channels = int(decoder_channels)
-        self.decoder_num_res_blocks = int(decoder_num_res_blocks)
-        self.output_activation = output_activation
-        super().__init__(**kwargs)
-        self.validate_architecture()
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        check_model_type(pretrained_model_name_or_path, cls.model_type)
-        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-
-    def validate_architecture(self) -> None:
-        """Raise ValueError naming the field when the architecture is inconsistent."""
-        for name in ("image_size", "in_channels", "encoder_channels", "codebook_size", "codebook_dim",
-                     "decoder_channels"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("encoder_num_res_blocks", "decoder_num_res_blocks"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if len(self.grid_size) != 2:
-            raise ValueError(f"grid_size must be [h, w], got {self.grid_size}")
-        for g in self.grid_size:
-            f = self.image_size // g if g > 0 else 0
-            if g <= 0 or self.image_size % g or f & (f - 1):
-                raise ValueError(f"grid_size {self.grid_size}: image_size {self.image_size} must be each side times a power of 2")
-        if not 0.0 <= self.codebook_decay < 1.0:
-            raise ValueError(f"codebook_decay must be in [0, 1), got {self.codebook_decay}")
-        if self.gradient_estimator not in GRADIENT_ESTIMATORS:
-            raise ValueError(f"gradient_estimator must be one of {GRADIENT_ESTIMATORS}, got {self.gradient_estimator!r}")
-        if self.output_activation not in OUTPUT_ACTIVATIONS:
-            raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {self.output_activation!r}")
-
-    @property
-    def tokens_per_image(self) -> int:
-        return self.grid_size[0] * self.grid_size[1]
-
-    @property
-    def tokens_per_gaussian(self) -> int:  # one code per grid cell: the LM's slot grammar has one slot
-        return 1
-
-    @classmethod
-    def preset(cls, name: str, **overrides) -> "GridVQConfig":
-        """"vq64": 8 x 8 codes at 32 x 32; "vq128": 8 x 16; "vq256": 16 x 16 (codebook 1024 x 8)."""
-        grids = {"vq64": [8, 8], "vq128": [8, 16], "vq256": [16, 16]}
-        if name not in grids:
-            raise ValueError(f"unknown grid-VQ preset {name!r}; known: {sorted(grids)}")
-        return cls(**{"grid_size": grids[name], **overrides})
 
 
 def _strides(size: int, grid: list[int]) -> list[tuple[int, int]]:
@@ -125,17 +35,21 @@ def _strides(size: int, grid: list[int]) -> list[tuple[int, int]]:
 
 
 class GridEncoder(nn.Module):
-    """conv3x3, then per stage residual blocks + a stride-(sy, sx) conv, residual blocks, GN/SiLU/1x1 to d."""
+    """conv3x3 at full resolution, then per level a stride-(sy, sx) conv (widening by channel_mult) and
+    residual blocks, then GN/SiLU/1x1 to the code dimension d. No residual block at full resolution
+    (where a conv costs the most): the compute sits on the coarse levels, as in VQGAN's patchify-like stems."""
 
     def __init__(self, c: GridVQConfig):
         super().__init__()
         C = c.encoder_channels
         layers: list[nn.Module] = [nn.Conv2d(c.in_channels, C, 3, padding=1)]
-        for s in _strides(c.image_size, c.grid_size):
-            layers += [ResBlock(C, C) for _ in range(c.encoder_num_res_blocks)]
-            layers.append(nn.Conv2d(C, C, 3, stride=s, padding=1))
-        layers += [ResBlock(C, C) for _ in range(c.encoder_num_res_blocks)]
-        layers += [nn.GroupNorm(_groups(C), C), nn.SiLU(), nn.Conv2d(C, c.codebook_dim, 1)]
+        width = C
+        for level, s in enumerate(_strides(c.image_size, c.grid_size), start=1):
+            out = c.width(C, level)
+            layers.append(nn.Conv2d(width, out, 3, stride=s, padding=1))
+            layers += [ResBlock(out, out) for _ in range(c.encoder_num_res_blocks)]
+            width = out
+        layers += [nn.GroupNorm(_groups(width), width), nn.SiLU(), nn.Conv2d(width, c.codebook_dim, 1)]
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, 3, S, S] -> [B, d, h, w]
@@ -143,18 +57,23 @@ class GridEncoder(nn.Module):
 
 
 class GridDecoder(nn.Module):
-    """conv3x3 from d, residual blocks, per stage nearest (sy, sx) upsampling + conv + residual blocks,
-    GN/SiLU/conv to RGB, tanh (or clamp)."""
+    """The mirror: conv3x3 from d and residual blocks at the grid, then per level nearest (sy, sx)
+    upsampling + conv (narrowing) + residual blocks (none at full resolution), GN/SiLU/conv to RGB,
+    tanh (or clamp)."""
 
     def __init__(self, c: GridVQConfig):
         super().__init__()
-        C = c.decoder_channels
-        layers: list[nn.Module] = [nn.Conv2d(c.codebook_dim, C, 3, padding=1)]
-        layers += [ResBlock(C, C) for _ in range(c.decoder_num_res_blocks)]
-        for s in reversed(_strides(c.image_size, c.grid_size)):
-            layers += [nn.Upsample(scale_factor=s, mode="nearest"), nn.Conv2d(C, C, 3, padding=1)]
-            layers += [ResBlock(C, C) for _ in range(c.decoder_num_res_blocks)]
-        layers += [nn.GroupNorm(_groups(C), C), nn.SiLU(), nn.Conv2d(C, 3, 3, padding=1)]
+        C, strides = c.decoder_channels, _strides(c.image_size, c.grid_size)
+        width = c.width(C, len(strides))
+        layers: list[nn.Module] = [nn.Conv2d(c.codebook_dim, width, 3, padding=1)]
+        layers += [ResBlock(width, width) for _ in range(c.decoder_num_res_blocks)]
+        for level in range(len(strides), 0, -1):
+            out = c.width(C, level - 1)
+            layers += [nn.Upsample(scale_factor=strides[level - 1], mode="nearest"), nn.Conv2d(width, out, 3, padding=1)]
+            if level - 1 > 0:
+                layers += [ResBlock(out, out) for _ in range(c.decoder_num_res_blocks)]
+            width = out
+        layers += [nn.GroupNorm(_groups(width), width), nn.SiLU(), nn.Conv2d(width, 3, 3, padding=1)]
         self.body = nn.Sequential(*layers)
         self.activation = c.output_activation
 

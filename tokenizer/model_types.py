@@ -12,7 +12,7 @@ import inspect
 
 MODEL_TYPES = {  # type -> (module, config class, model class)
     "gaussian": (".modeling", "GaussianTokenizerConfig", "GaussianTokenizer"),
-    "grid_vq": (".grid_vq", "GridVQConfig", "GridVQTokenizer"),
+    "grid_vq": (".grid_vq", "GridVQConfig", "GridVQTokenizer"),  # GridVQConfig: grid_vq_config.py
 }
 
 
