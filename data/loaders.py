@@ -5,7 +5,10 @@ in-memory arrays (CIFAR-100) are stored as PNG bytes. Class labels are ``ClassLa
 ``label_name`` string column beside them. Formats:
 - CIFAR-100, python version: ``root/cifar-100-python/{train,test,meta}`` (``root`` may also be
   the ``cifar-100-python`` folder itself): pickled dicts, b"data" [N, 3072] uint8 (R, G, B planes
-  of 32 x 32), b"fine_labels"; meta b"fine_label_names".
+  of 32 x 32), b"fine_labels"; meta b"fine_label_names". Pickle is the dataset's own format, so this
+  loader unpickles files from the data folder: only the regular files named ``train``, ``test`` and
+  ``meta`` there (no symlinks), with a restricted unpickler that builds nothing but builtin containers
+  and numpy arrays (any other class in the file is refused with a ValueError naming it).
 - Mini-ImageNet: ``root/images/<filename>`` + ``root/{train,val,test}.csv`` (header
   ``filename,label``); labels are indexed in sorted order of the split's label names.
 - ImageNet class folders: ``root/<split>/<wnid>/*.JPEG``; labels indexed by sorted wnid.
@@ -77,6 +80,29 @@ def _is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
 
 
+_CIFAR_PICKLE_GLOBALS = {  # what the CIFAR-100 pickles reference: numpy arrays, nothing else
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _CIFAR_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not part of the CIFAR-100 format")
+
+
+def _load_cifar_pickle(path: Path, name: str):
+    if path.is_symlink() or not path.is_file():
+        raise FileNotFoundError(f"{name}: expected a regular file at {path}")
+    with open(path, "rb") as f:
+        try:
+            return _CifarUnpickler(f, encoding="bytes").load()
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+            raise ValueError(f"{path} is not a CIFAR-100 python pickle: {exc}") from None
+
+
 def load_cifar100(root, split: str = "train"):
     """CIFAR-100 (python pickle version) -> Dataset(image, label, label_name); fine labels."""
     import numpy as np
@@ -87,10 +113,8 @@ def load_cifar100(root, split: str = "train"):
     base = _dir(root, "root")
     if (base / "cifar-100-python").is_dir():
         base = base / "cifar-100-python"
-    with open(_file(base / split, f"CIFAR-100 {split} file"), "rb") as f:
-        batch = pickle.load(f, encoding="bytes")
-    with open(_file(base / "meta", "CIFAR-100 meta file"), "rb") as f:
-        meta = pickle.load(f, encoding="bytes")
+    batch = _load_cifar_pickle(base / split, f"CIFAR-100 {split} file")
+    meta = _load_cifar_pickle(base / "meta", "CIFAR-100 meta file")
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[b"fine_label_names"]]
     data = np.asarray(batch[b"data"], dtype=np.uint8)
     if data.ndim != 2 or data.shape[1] != 3072:

@@ -12,6 +12,8 @@ pieces. The LM's image token offset is `len(tokenizer)`.
 
     gaussiantoken train-text-tokenizer --out runs/text_tokenizer [--vocab-size 384] [--model-type unigram]
         [--text-file corpus.txt] [--num-samples 4000] [--seed 0]
+The command exits with status 2 and one line on bad input (missing, non-UTF-8 or empty --text-file,
+--out a file, a vocabulary sentencepiece cannot build).
 """
 
 from __future__ import annotations
@@ -143,16 +145,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-samples", type=int, default=4000, help="Shapes scenes for the default corpus")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    try:
+        tokenizer = _main(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:  # RuntimeError: sentencepiece's own checks
+        print(f"gaussiantoken train-text-tokenizer: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"saved text tokenizer ({len(tokenizer)} tokens, {args.model_type}) to {args.out}")
+    return 0
+
+
+def _main(args):
+    """The command's work; bad input (missing/unreadable/empty --text-file, --out a file) is a ValueError."""
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a file, not a directory")
+    if args.vocab_size <= 0:
+        raise ValueError(f"--vocab-size must be positive, got {args.vocab_size}")
     if args.text_file is not None:
         path = Path(args.text_file)
         if not path.is_file():
             raise FileNotFoundError(f"--text-file not found: {path}")
-        texts = path.read_text(encoding="utf-8").splitlines()
+        try:
+            texts = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"--text-file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        if not any(t.strip() for t in texts):
+            raise ValueError(f"--text-file {path} holds no text")
     else:
         texts = default_corpus(args.num_samples, seed=args.seed)
-    tokenizer = train_text_tokenizer(texts, args.vocab_size, args.model_type, args.out)
-    print(f"saved text tokenizer ({len(tokenizer)} tokens, {args.model_type}) to {args.out}")
-    return 0
+    return train_text_tokenizer(texts, args.vocab_size, args.model_type, args.out)
 
 
 if __name__ == "__main__":

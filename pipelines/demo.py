@@ -199,6 +199,22 @@ def _replace_dir(src: Path, dst: Path) -> None:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
 
 
+def write_model_cards(out: Path, metrics: dict) -> None:
+    """README.md model cards in OUT/tokenizer and OUT/lm with the evaluation's metrics, the training recipe
+    and a sample grid (the tokenizer trainer's last one; the text-to-image grid), ready to push to a hub."""
+    from gaussiantoken.lm.configuration import GaussianTokenLMConfig
+    from gaussiantoken.tokenizer.configuration import GaussianTokenizerConfig
+    from gaussiantoken.tokenizer.model_card import write_model_card
+
+    tokenizer_grids = sorted((out / "runs" / "tokenizer" / "samples").glob("step-*.png"))
+    t2i_grids = sorted((out / "eval").rglob("text_to_image_samples.png"))
+    reconstruction = {k: v for k, v in metrics.items() if k.startswith("reconstruction.")}
+    write_model_card(out / "tokenizer", GaussianTokenizerConfig.from_pretrained(out / "tokenizer"), reconstruction,
+                     samples=tokenizer_grids[-1] if tokenizer_grids else None)
+    write_model_card(out / "lm", GaussianTokenLMConfig.from_pretrained(out / "lm"), metrics,
+                     samples=t2i_grids[-1] if t2i_grids else None)
+
+
 # ----------------------------------------------------------------------------- summary
 SUMMARY_KEYS = [
     ("reconstruction.psnr", "reconstruction PSNR (dB)", 28.0),
@@ -257,12 +273,13 @@ def run_demo(out: str | os.PathLike = "runs/demo", quick: bool = False, threads:
     from gaussiantoken.tokenizer.runtime import atomic_write_text
 
     metrics = json.loads((out / "metrics.json").read_text())
+    write_model_cards(out, metrics)
     table = summary_table(metrics, timings)
     report = (out / "eval" / "report.md").read_text(encoding="utf-8")
     report = report.replace("](", "](eval/")  # the eval report's image links, relative to OUT
     atomic_write_text(out / "report.md", f"{report}\n\n## Demo summary ({flavour})\n\n{table}\n")
     print("\n" + table)
-    print(f"\nOutputs in {out}: report.md, metrics.json, tokenizer/, lm/")
+    print(f"\nOutputs in {out}: report.md, metrics.json, tokenizer/, lm/ (each with a README.md model card)")
     return metrics
 
 

@@ -44,6 +44,12 @@ def non_saturating_g_loss(logits_fake: torch.Tensor) -> torch.Tensor:
     return F.softplus(-logits_fake.float()).mean()
 
 
+def _world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 class LeCam(nn.Module):
     """LeCam regulariser: EMAs of the mean real/fake logits and
     R = mean relu(D(x) - ema_fake)^2 + mean relu(ema_real - D(G(z)))^2.
@@ -63,7 +69,11 @@ class LeCam(nn.Module):
 
     @torch.no_grad()
     def update(self, logits_real: torch.Tensor, logits_fake: torch.Tensor) -> None:
-        real, fake = logits_real.float().mean(), logits_fake.float().mean()
+        from .runtime import dist_sum_
+
+        # the batch means over all processes (one process: as is), so every process keeps the same EMAs
+        both = torch.stack([logits_real.float().mean(), logits_fake.float().mean()])
+        real, fake = (dist_sum_(both) / _world_size()).unbind()
         if not bool(self.initialized):  # first call: start the averages at the first batch means
             self.ema_real.copy_(real)
             self.ema_fake.copy_(fake)

@@ -6,6 +6,11 @@ code toward the mean of the vectors assigned to it by an exponential moving aver
 (cluster_size and embed_sum EMAs, Laplace-smoothed), then re-seeds codes whose EMA count fell below
 `dead_code_threshold` from vectors of the current batch. In eval mode nothing changes and the output
 is exactly `codebook[codes]` (bit-identical to a lookup from ids).
+
+Under torch.distributed (DDP training) every statistic is global: the k-means init and the dead-code
+re-seeding draw from the vectors of all processes (gathered in rank order), and the EMA counts and sums
+are summed over processes, so N processes with batch B update the codebook exactly as one process with
+batch N * B would (up to float summation order), and every process keeps the same codebook.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .runtime import dist_cat, dist_sum_
 
 
 def kmeans(x: torch.Tensor, k: int, iters: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -106,7 +113,8 @@ class EMAVectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def init_codebook(self, flat: torch.Tensor) -> None:
-        """k-means initialisation from a batch of vectors [N, d]."""
+        """k-means initialisation from a batch of vectors [N, d] (all processes' vectors under DDP)."""
+        flat = dist_cat(flat)
         centroids = kmeans(flat.float(), self.codebook_size, self.kmeans_iters).to(self.codebook.dtype)
         if self.l2_normalize:
             centroids = F.normalize(centroids, dim=-1)
@@ -118,8 +126,8 @@ class EMAVectorQuantizer(nn.Module):
     @torch.no_grad()
     def ema_update(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
         """Move codes toward the mean of their assigned vectors; flat [N, d], codes [N]."""
-        onehot_counts = torch.bincount(codes, minlength=self.codebook_size).to(flat.dtype)  # [K]
-        sums = torch.zeros_like(self.embed_sum).index_add_(0, codes, flat.to(self.embed_sum.dtype))  # [K, d]
+        onehot_counts = dist_sum_(torch.bincount(codes, minlength=self.codebook_size).to(flat.dtype))  # [K]
+        sums = dist_sum_(torch.zeros_like(self.embed_sum).index_add_(0, codes, flat.to(self.embed_sum.dtype)))  # [K, d]
         self.cluster_size.mul_(self.decay).add_(onehot_counts, alpha=1.0 - self.decay)
         self.embed_sum.mul_(self.decay).add_(sums, alpha=1.0 - self.decay)
         n = self.cluster_size.sum()
@@ -133,9 +141,10 @@ class EMAVectorQuantizer(nn.Module):
     def restart_dead_codes(self, flat: torch.Tensor) -> int:
         """Re-seed codes whose EMA count < dead_code_threshold from random vectors of `flat`."""
         dead = self.cluster_size < self.dead_code_threshold
-        n_dead = int(dead.sum())
+        n_dead = int(dead.sum())  # the same on every process (global statistics)
         if n_dead == 0:
             return 0
+        flat = dist_cat(flat)
         pick = torch.randint(0, flat.shape[0], (n_dead,), device=flat.device)
         seeds = flat[pick].to(self.codebook.dtype)
         if self.l2_normalize:

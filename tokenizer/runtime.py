@@ -5,7 +5,7 @@ nested dataclasses, unknown keys rejected by name; `check_config` type-checks an
 floats finite); atomic file and directory writes (a kill at any
 moment leaves either the old or the new version, never a torn one); a stop flag set by SIGTERM/SIGINT
 so a trainer can checkpoint before exiting, and `agree_max` so all processes act on the same clock and stop
-requests; integrity checks of saved files (`check_safetensors_file`,
+requests, and `dist_sum_` / `dist_cat` so running statistics see the global batch; integrity checks of saved files (`check_safetensors_file`,
 `check_torch_file`, `check_json_file`, `check_pretrained_dir`) that turn a truncated or corrupted file into a
 `CheckpointError` naming it, instead of a crash deep inside torch/safetensors.
 """
@@ -414,8 +414,40 @@ def agree_max(values: list[float], device: Any = "cpu") -> list[float]:
     return tensor.tolist()
 
 
+def _world():
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist
+    return None
+
+
+def dist_sum_(tensor):
+    """Sum `tensor` over all processes in place (a no-op with one process); returns it. For statistics that
+    must equal one process's over the global batch (the EMA codebook's counts and sums)."""
+    dist = _world()
+    if dist is not None:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def dist_cat(tensor):
+    """Concatenate `tensor` [N, ...] (same N on every process) over processes in rank order: [world*N, ...]
+    (`tensor` itself with one process). Rank order is the global batch order of `batches_for`."""
+    dist = _world()
+    if dist is None:
+        return tensor
+    import torch
+
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts)
+
+
 __all__ = [
     "agree_max",
+    "dist_sum_",
+    "dist_cat",
     "from_dict",
     "apply_overrides",
     "load_run_config",

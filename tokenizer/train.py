@@ -9,6 +9,9 @@ the training loop, on one CPU process, one GPU, or many (DDP via `accelerate lau
 - Discriminator step (PatchGAN, hinge loss + LeCam regulariser) after each generator step once the GAN
   is on. Adam(betas) with linear warm-up + cosine decay for both; gradient clipping; bf16 autocast on GPU.
 - Model EMA (`train.ema_decay`): the EMA weights are what is saved as the final model.
+- Many processes: each takes its slice of every global batch (`batches_for`); gradients are averaged (DDP),
+  the EMA codebook and LeCam statistics are global, and the logged losses are means over processes, so a
+  run matches one process with the same global batch (tests/tokenizer/test_tokenizer_train_ddp.py).
 - Logs: TensorBoard (accelerate tracker) under OUTPUT/logs, one JSON line per step in
   OUTPUT/logs/train.jsonl, validation lines in OUTPUT/logs/val.jsonl, a tqdm bar, PNG sample grids
   (originals | reconstructions | Gaussians drawn with `draw_gaussians`) in OUTPUT/samples.
@@ -300,6 +303,10 @@ def read_losses(output_dir: str | os.PathLike, key: str = "loss") -> list[float]
 
 
 # ----------------------------------------------------------------------------- training
+# per-step metrics that are batch means: with several processes the log holds their mean over processes
+_BATCH_MEANS = ("loss", "pixel", "lpips", "quantization", "g_loss", "d_loss", "lecam", "logits_real", "logits_fake")
+
+
 @dataclass
 class TrainResult:
     step: int
@@ -342,6 +349,7 @@ def train(config: TokenizerRunConfig, resume: bool | str | None = None, stop_fla
         mp = "bf16" if torch.cuda.is_available() else "no"
     _forget_inherited_deepspeed()
     accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),  # without it, a multi-process CPU launch gives N lone processes
         mixed_precision=mp,
         log_with="tensorboard" if t.log_with == "tensorboard" else None,
         project_dir=str(out / "logs"),
@@ -624,6 +632,11 @@ def _run(config, accelerator, stop_flag, resume, step_callback, wall_start) -> T
                            codebook_usage=float(o.codebook_usage), codebook_perplexity=float(o.codebook_perplexity),
                            lr=sched.get_last_lr()[0], epoch=epoch,
                            elapsed_s=clock["offset"] + time.monotonic() - wall_start)
+            if accelerator.num_processes > 1:  # log the global batch's losses (means of the per-process means)
+                keys = [k for k in _BATCH_MEANS if k in metrics]
+                means = accelerator.reduce(torch.tensor([float(metrics[k]) for k in keys], device=accelerator.device),
+                                           "mean")
+                metrics.update(zip(keys, means.tolist()))
             train_log.write({"step": step, **metrics})
             if step % t.log_every == 0 or step == 1:
                 accelerator.log({f"train/{k}": v for k, v in metrics.items()}, step=step)
