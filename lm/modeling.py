@@ -161,6 +161,15 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
                        needs_text_tokenizer=pipe, from_pipeline=pipe, check_fit="config" not in kwargs)
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """As PreTrainedModel.save_pretrained, plus a README.md model card (tokenizer/model_card.py)."""
+        out = super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            from gaussiantoken.tokenizer.model_card import write_model_card
+
+            write_model_card(save_directory, self.config)
+        return out
+
     def train(self, mode: bool = True):
         super().train(mode)
         self.image_tokenizer.eval()  # frozen: no EMA/codebook updates, no dropout

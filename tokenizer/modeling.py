@@ -146,6 +146,15 @@ class GaussianTokenizer(PreTrainedModel):
                        f"{cls.__name__}.from_pretrained", from_pipeline=pipe, check_fit="config" not in kwargs)
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """As PreTrainedModel.save_pretrained, plus a README.md model card (tokenizer/model_card.py)."""
+        out = super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            from .model_card import write_model_card
+
+            write_model_card(save_directory, self.config)
+        return out
+
     # ------------------------------------------------------------------ validation
     def _check_pixels(self, pixel_values) -> None:
         S = self.config.image_size

@@ -71,3 +71,21 @@ def test_demo_refuses_to_mix_flavours(demo_dir):
     proc = subprocess.run([sys.executable, "-m", "gaussiantoken", "demo", "--out", str(out)],
                           env=_child_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "quick" in proc.stderr
+
+
+def test_demo_writes_hub_model_cards(demo_dir):
+    import yaml
+
+    out, _ = demo_dir
+    metrics = json.loads((out / "metrics.json").read_text())
+    for sub, tag, prefixes in (("tokenizer", "image-feature-extraction", {"reconstruction"}),
+                               ("lm", "image-text-to-text", {"reconstruction", "text_to_image", "captioning", "vqa"})):
+        card = (out / sub / "README.md").read_text()
+        meta = yaml.safe_load(card.split("---")[1])
+        assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == tag and "gaussiantoken" in meta["tags"]
+        results = meta["model-index"][0]["results"]
+        got = {r["task"]["type"]: {m["type"]: m["value"] for m in r["metrics"]} for r in results}
+        assert len(results) == len(prefixes)
+        assert got["image-to-image"]["psnr"] == round(metrics["reconstruction.psnr"], 4)
+        assert "## Training recipe" in card and "```yaml" in card and "import gaussiantoken" in card
+        assert (out / sub / "samples.png").is_file() and "![samples](samples.png)" in card
