@@ -5,12 +5,12 @@ fresh interpreter and in any import order:
 
 | transformers entry point        | our directory        | resolves to                                   |
 |---------------------------------|----------------------|-----------------------------------------------|
-| AutoConfig                      | LM / image tokenizer | GaussianTokenLMConfig / GaussianTokenizerConfig |
+| AutoConfig                      | LM / image tokenizer | GaussianTokenLMConfig / GaussianTokenizerConfig, GridVQConfig |
 | AutoModelForCausalLM            | LM                   | GaussianTokenForCausalLM                      |
 | AutoModelForImageTextToText     | LM                   | GaussianTokenForImageTextToText (text-only generate) |
 | AutoProcessor                   | LM                   | GaussianTokenProcessor (with its chat template) |
 | AutoTokenizer                   | LM                   | the LM's text tokenizer (a stock class; needs AutoConfig to know the LM) |
-| AutoModel                       | image tokenizer      | GaussianTokenizer                             |
+| AutoModel                       | image tokenizer      | GaussianTokenizer, GridVQTokenizer (the grid-VQ baseline) |
 | AutoImageProcessor              | image tokenizer      | GaussianTokenizerImageProcessor               |
 | pipeline("text-to-image")       | LM                   | TextToImagePipeline                           |
 | pipeline("image-text-to-text")  | LM                   | the stock ImageTextToTextPipeline             |
@@ -26,8 +26,8 @@ an import hook) is what `import gaussiantoken` costs beyond `import torch` (meas
 docs/architecture.md, "Registration").
 
 No import hook, no `sys.meta_path` entry; `register()` is idempotent. The model_type strings are
-the config classes' `model_type` attributes (each defined once, in tokenizer/configuration.py and
-lm/configuration.py); nothing here retypes them.
+the config classes' `model_type` attributes (the kinds named once: tokenizer/model_dirs.py for the LM and
+the Gaussian tokenizer, tokenizer/grid_vq_config.py for the grid-VQ baseline); nothing here retypes them.
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ _MODELS = (
     }),
     ("gaussiantoken.tokenizer.configuration", "GaussianTokenizerConfig", "gaussiantoken.tokenizer", {
         "MODEL_MAPPING": "GaussianTokenizer",
+    }),
+    ("gaussiantoken.tokenizer.grid_vq_config", "GridVQConfig", "gaussiantoken.tokenizer", {
+        "MODEL_MAPPING": "GridVQTokenizer",
     }),
 )
 
@@ -95,14 +98,15 @@ def register() -> None:
         package = importlib.import_module(package_name)
         for mapping_name, class_name in models.items():
             _lazy_model_entry(getattr(modeling_auto, mapping_name), config_class, class_name, package)
-    lm_config, tokenizer_config = configs
+    lm_config, *tokenizer_configs = configs
 
     from gaussiantoken.lm.processing import GaussianTokenProcessor
     from gaussiantoken.tokenizer.image_processing import GaussianTokenizerImageProcessor
 
     AutoProcessor.register(lm_config, GaussianTokenProcessor, exist_ok=True)
-    AutoImageProcessor.register(tokenizer_config, image_processor_classes={"pil": GaussianTokenizerImageProcessor},
-                                exist_ok=True)
+    for tokenizer_config in tokenizer_configs:  # both image tokenizers take the same pixels
+        AutoImageProcessor.register(tokenizer_config, image_processor_classes={"pil": GaussianTokenizerImageProcessor},
+                                    exist_ok=True)
     for task, (module, class_name) in TASKS.items():
         pipeline_class = getattr(importlib.import_module(module), class_name)
         PIPELINE_REGISTRY.register_pipeline(task, pipeline_class=pipeline_class, pt_model=GaussianTokenLMLoader,

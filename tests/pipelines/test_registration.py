@@ -97,3 +97,18 @@ def test_registration_is_the_only_place_that_registers():
                  if "tests" not in p.parts and p.name != "registration.py" and ".venv" not in p.parts
                  and pattern.search(p.read_text())]
     assert not offenders, offenders
+
+
+def test_grid_vq_tokenizer_loads_through_auto_classes(tmp_path):
+    code = (
+        "import sys, gaussiantoken, transformers as T\n"
+        "from gaussiantoken.tokenizer import GridVQConfig, GridVQTokenizer, GaussianTokenizerImageProcessor\n"
+        "GridVQTokenizer(GridVQConfig(image_size=16, grid_size=[4, 4], encoder_channels=8, codebook_size=16,\n"
+        "    codebook_dim=4, decoder_channels=8, kmeans_init=False)).save_pretrained(sys.argv[1])\n"
+        "GaussianTokenizerImageProcessor(image_size=16).save_pretrained(sys.argv[1])\n"
+        "print('RESULT', type(T.AutoModel.from_pretrained(sys.argv[1])).__name__,\n"
+        "      type(T.AutoImageProcessor.from_pretrained(sys.argv[1])).__name__)\n"
+    )
+    out = _run(code, tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "RESULT GridVQTokenizer GaussianTokenizerImageProcessor" in out.stdout
