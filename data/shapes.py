@@ -1,4 +1,4 @@
-"""The built-in Shapes world (DESIGN.md section 6): public API and the dataset builder.
+"""The built-in Shapes world (docs/shapes_world.md): public API and the dataset builder.
 
 Captioned, question-annotated images with exact ground truth, made procedurally so that every
 stage can be trained and scored offline. The pieces live in small modules, re-exported here:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
-# The Shapes world vocabulary (DESIGN.md section 6).
+# The Shapes world vocabulary (docs/shapes_world.md).
 COLORS = ("red", "green", "blue", "yellow", "magenta", "cyan", "white")
 SHAPES = ("circle", "square", "triangle")
 SIZES = ("small", "large")

@@ -3,7 +3,7 @@
 Every size of the model lives here (saved as config.json beside the weights); run settings (learning
 rate, steps, losses) live in the trainer's YAML dataclasses, never here.
 
-Token grammar (DESIGN.md section 4): each Gaussian contributes one feature-code token followed by one
+Token grammar (docs/token_layout.md): each Gaussian contributes one feature-code token followed by one
 token per entry of `geometry_slots` (each a tuple of attributes quantized jointly by uniform bins).
 Attributes: "x", "y" (position; absolute in [-1, 1] or, with position_mode="anchor_offset", an offset
 from the slot's learned anchor in [-offset_range, offset_range]), "scale_x", "scale_y" (log of the

@@ -1,4 +1,4 @@
-"""Quantized Gaussian geometry (DESIGN.md section 4): attribute <-> uniform bin, slots of jointly
+"""Quantized Gaussian geometry (docs/token_layout.md): attribute <-> uniform bin, slots of jointly
 binned attributes <-> one token each, straight-through estimation, and the token layout.
 
 Attributes and their ranges (n bins each, bin i has centre lo + (i + 0.5) (hi - lo) / n):

@@ -1,6 +1,6 @@
 """`GaussianTokenizer`: image <-> M quantized 2D Gaussians <-> a fully discrete token sequence.
 
-Pipeline (DESIGN.md sections 1 and 4):
+Pipeline (docs/architecture.md section 2, docs/token_layout.md):
     pixels [B, 3, S, S] --CNN encoder--> multi-scale maps --deformable encoder layers-->
     M anchor queries --num_decoder_layers x (deformable cross-attention, FFN, xy refine)--> heads:
     position, log-scale, rotation, feature z [B, M, codebook_dim]

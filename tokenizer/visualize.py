@@ -1,5 +1,5 @@
 """`draw_gaussians`: an image with each 2D Gaussian drawn as its k-sigma ellipse (PIL ImageDraw
-polygon), upscaled for visibility. Coordinates follow the splat convention (DESIGN.md section 3)."""
+polygon), upscaled for visibility. Coordinates follow the splat convention (docs/splatting.md)."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ def random_gaussians(B, M, C, scale=(0.15, 0.5), dtype=F64, seed=0, opacity=(0.3
 
 
 def naive_splat(means, scales, rotations, features, height, width, opacities):
-    """Per-pixel, per-Gaussian loops straight from DESIGN.md section 3 (Sigma^-1 form), float64."""
+    """Per-pixel, per-Gaussian loops straight from docs/splatting.md (Sigma^-1 form), float64."""
     B, M, C = features.shape
     out = torch.zeros(B, C, height, width, dtype=F64)
     for b in range(B):
@@ -231,7 +231,7 @@ def single_gaussian_loss(s, theta, n=32):
 
 
 def test_design_golden_point_gradients_equal_central_differences():
-    # DESIGN.md quotes finite-difference gradients (1.988, -0.331, -2.926) at s = (1.7, 3.1), theta = 0.7 in
+    # docs/architecture.md (section 7) quotes finite-difference gradients (1.988, -0.331, -2.926) at s = (1.7, 3.1), theta = 0.7 in
     # the paper's test setup, which is not published; we could not reproduce that setup (single centred
     # Gaussian with sum / squared / coordinate-weighted losses on 8..64 px grids, scales in pixels or
     # normalized units). So at the same point we assert that our analytic gradients (the symmetric-conic

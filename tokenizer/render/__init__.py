@@ -2,7 +2,7 @@
 
 `splat(means, scales, rotations, features, height, width, opacities=None, backend="auto")`
 renders [B, M] Gaussians into a [B, C, H, W] feature map by the plain-sum rule that
-`reference.py` specifies (DESIGN.md section 3). Backends:
+`reference.py` specifies (docs/splatting.md). Backends:
 
 - "torch": the chunked PyTorch reference (CPU and GPU, autograd).
 - "cuda": the CUDA extension (`cuda.py`, sources in `csrc/`), built lazily on first use.
@@ -133,7 +133,7 @@ def splat(
     backend: str = "auto",
     validate: bool | None = None,  # value checks: None = on CPU inputs only (no host sync on CUDA)
 ) -> torch.Tensor:  # [B, C, H, W]
-    """Render 2D Gaussians into a feature map (see the module docstring and DESIGN.md section 3)."""
+    """Render 2D Gaussians into a feature map (see the module docstring and docs/splatting.md)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     _check_inputs(means, scales, rotations, features, height, width, opacities)

@@ -1,7 +1,7 @@
 """The CUDA splatting backend: torch.library custom ops over the lazily built extension in `csrc/`.
 
 Public: `cuda_status()` (is the backend usable here, and if not, why) and `splat_cuda(...)` (the
-`splat` contract of DESIGN.md section 3 on CUDA tensors). The kernels are registered as the custom
+`splat` contract of docs/splatting.md on CUDA tensors). The kernels are registered as the custom
 ops `gaussiantoken::splat_fwd` and `gaussiantoken::splat_bwd` (with fake implementations and an
 autograd formula), so `torch.compile(fullgraph=True)` traces through them as single opaque nodes.
 

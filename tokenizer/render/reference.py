@@ -1,6 +1,6 @@
 """The reference splatting backend: vectorized PyTorch, chunked, with an analytic backward.
 
-This file is the specification of `splat` (DESIGN.md section 3); every other backend is tested
+This file is the specification of `splat` (docs/splatting.md); every other backend is tested
 against it. For pixel centre p and Gaussian g with mean mu, axis scales (s_x, s_y), rotation theta:
 
     u, v   = R(theta)^T (p - mu)              (the offset in the Gaussian's own axes)
