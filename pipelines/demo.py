@@ -12,7 +12,11 @@ rerun skips it, and an interrupted stage continues from its trainer's last check
                -> OUT/metrics.json, OUT/report.md (+ grids and plots under OUT/eval)
 
 Budgets: the default demo is sized for about 15 minutes on 2 CPU cores, `--quick` for about 3
-(the CI smoke test). Every stage reads the same YAML recipes a user would run by hand; the demo only
+(the CI smoke test), `--minutes N` for about N (the tokenizer keeps its 5 minutes, the LM gets the rest
+less ~3 minutes for the other stages). The LM trains on fresh Shapes scenes encoded on the fly
+(`data.source=shapes_stream`, `lm.stream`: no scene repeats); the codes stage still shows the extract-codes
+path that real datasets use. Text-to-image is scored on the structured held-out sets (one-object prompts
+with new scenes, unseen two- and three-object compositions; `eval.text_to_image.prompt_sets`). Every stage reads the same YAML recipes a user would run by hand; the demo only
 overrides paths, sizes and time budgets (see `PLANS`).
 """
 
@@ -24,11 +28,13 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 STAGES = ("data", "tokenizer", "codes", "text", "lm", "evaluate")
+# the LM's data: fresh scenes (lm.stream); canonical backgrounds (lm.canonical) measured no better (bench/RESULTS.md)
+LM_DATA = ["data.source=shapes_stream"]
 
 
 @dataclass
@@ -52,14 +58,29 @@ class Plan:
 PLANS = {
     # the step caps are out of reach on CPU: both cosines follow their clocks and anneal by the end of the minutes
     "default": Plan(train_samples=6000, tokenizer_minutes=5.0, tokenizer_steps=6000, lm_minutes=7.0,
-                    lm_steps=6000, lm_repeats=4, eval_prompts=100, eval_images=100, eval_meteor=True,
+                    lm_steps=6000, lm_repeats=4, eval_prompts=50, eval_images=100, eval_meteor=True,
                     feature_net_samples=1000,
                     # a narrower LM than configs/lm/shapes.yaml: about twice the steps in the same minutes
-                    extra_lm=["model.text_config.hidden_size=192", "model.text_config.intermediate_size=512"]),
+                    extra_lm=["model.text_config.hidden_size=192", "model.text_config.intermediate_size=512",
+                              *LM_DATA]),
     "quick": Plan(train_samples=800, tokenizer_minutes=0.6, tokenizer_steps=150, lm_minutes=0.6,
-                  lm_steps=60, lm_repeats=1, eval_prompts=16, eval_images=16, eval_meteor=False,
-                  feature_net_samples=200, extra_tokenizer=["train.eval_every=100", "train.sample_every=100"]),
+                  lm_steps=60, lm_repeats=1, eval_prompts=8, eval_images=16, eval_meteor=False,
+                  feature_net_samples=200, extra_tokenizer=["train.eval_every=100", "train.sample_every=100"],
+                  extra_lm=[*LM_DATA, "data.stream_chunk=64"]),
 }
+OTHER_STAGES_MINUTES = 3.0  # data, codes, text vocabulary and evaluation, about
+
+
+def plan_for(quick: bool = False, minutes: float | None = None) -> tuple[str, Plan]:
+    """(flavour, plan): `--quick`, the default, or the default with N minutes in all (the LM gets the rest)."""
+    if quick or minutes is None:
+        return ("quick", PLANS["quick"]) if quick else ("default", PLANS["default"])
+    base = PLANS["default"]
+    lm_minutes = minutes - base.tokenizer_minutes - OTHER_STAGES_MINUTES
+    if lm_minutes < 1.0:
+        raise ValueError(f"--minutes {minutes} leaves the LM {lm_minutes:.1f} minutes; give at least "
+                         f"{base.tokenizer_minutes + OTHER_STAGES_MINUTES + 1:.0f}")
+    return f"minutes-{minutes:g}", replace(base, lm_minutes=lm_minutes, lm_steps=max(base.lm_steps, int(400 * lm_minutes)))
 TRAIN_SEED, HELDOUT_SEED = 0, 1234
 
 
@@ -174,6 +195,7 @@ def stage_evaluate(out: Path, plan: Plan) -> dict:
         f"vqa.data={json.dumps(heldout)}",
         f"captioning.meteor={str(plan.eval_meteor).lower()}",
         f"text_to_image.num_prompts={plan.eval_prompts}",
+        "text_to_image.prompt_sets=true",
         f"text_to_image.exclude_data={json.dumps(train_spec)}",
         f"text_to_image.feature_net_train_samples={plan.feature_net_samples}",
     ])
@@ -221,6 +243,9 @@ SUMMARY_KEYS = [
     ("reconstruction.ssim", "reconstruction SSIM", None),
     ("reconstruction.scene_exact_rate", "scene recovered from reconstructions", 0.98),
     ("text_to_image.accuracy", "text-to-image compositional accuracy", 0.80),
+    ("text_to_image.accuracy_one", "  one-object prompts (new scenes)", 0.95),
+    ("text_to_image.accuracy_two_unseen", "  unseen two-object compositions", 0.80),
+    ("text_to_image.accuracy_three_unseen", "  unseen three-object compositions", None),
     ("captioning.exact_scene_accuracy", "captioning exact-scene accuracy", 0.90),
     ("captioning.cider", "captioning CIDEr", None),
     ("vqa.accuracy", "VQA accuracy", 0.90),
@@ -242,7 +267,8 @@ def summary_table(metrics: dict, timings: dict) -> str:
 
 
 # ----------------------------------------------------------------------------- entry point
-def run_demo(out: str | os.PathLike = "runs/demo", quick: bool = False, threads: int | None = None) -> dict:
+def run_demo(out: str | os.PathLike = "runs/demo", quick: bool = False, threads: int | None = None,
+             minutes: float | None = None) -> dict:
     """Run (or continue) the demo; returns the final metrics dict."""
     import torch
 
@@ -250,8 +276,7 @@ def run_demo(out: str | os.PathLike = "runs/demo", quick: bool = False, threads:
         torch.set_num_threads(threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    plan = PLANS["quick" if quick else "default"]
-    flavour = "quick" if quick else "default"
+    flavour, plan = plan_for(quick, minutes)
     stages = Stages(out)
     previous = stages.done("plan")
     if previous is not None and previous.get("flavour") != flavour:
@@ -288,9 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     parser.add_argument("--quick", action="store_true", help="a ~3-minute smoke run instead of the ~15-minute demo")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="about N minutes in all instead of ~15: the LM gets the extra time")
     args = parser.parse_args(argv)
+    if args.quick and args.minutes is not None:
+        parser.error("--quick and --minutes exclude each other")
     try:
-        run_demo(args.out, quick=args.quick, threads=args.threads)
+        run_demo(args.out, quick=args.quick, threads=args.threads, minutes=args.minutes)
     except (ValueError, FileNotFoundError) as err:
         print(f"gaussiantoken demo: error: {err}", file=sys.stderr)
         return 2
