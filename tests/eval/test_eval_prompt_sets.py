@@ -52,3 +52,20 @@ def test_per_set_scores_and_parsed_description():
     assert score_prompt_sets(images, wrong)["all"]["accuracy"] == pytest.approx(1 / 3)
     text = parsed_description(images[1])
     assert text.startswith("2: ") and all(f"{o['size']} {o['color']} {o['shape']}" in text for o in scenes[1])
+
+
+def test_harness_config_prompt_sets(tmp_path):
+    from pathlib import Path
+
+    from gaussiantoken.eval.run import load_config, text_to_image_prompts
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "eval" / "shapes.yaml"
+    cfg = load_config(config, ["text_to_image.prompt_sets=true", "text_to_image.num_prompts=5",
+                               "text_to_image.exclude_data=null"])
+    prompts, sets = text_to_image_prompts(cfg, 32, sets=True)
+    assert list(sets) == ["one", "two_unseen", "three_unseen"] and prompts == [p for v in sets.values() for p in v]
+    assert text_to_image_prompts(cfg, 32) == prompts
+    plain = load_config(config, ["text_to_image.num_prompts=5", "text_to_image.exclude_data=null"])
+    assert text_to_image_prompts(plain, 32, sets=True)[1] is None
+    with pytest.raises((ValueError, TypeError), match="prompt_sets"):
+        load_config(config, ["text_to_image.prompt_sets=3"])
