@@ -36,6 +36,9 @@ from gaussiantoken.lm.configuration import (
     check_model_dir_kind,
 )
 
+TEXT_MAX_NEW_TOKENS = 32  # default new tokens for text generation (captions, answers)
+
+
 def _tokenizer_classes():
     from gaussiantoken.tokenizer import GaussianTokenizer
 
@@ -70,6 +73,10 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
         self.image_tokenizer.requires_grad_(False)
         self._no_split_modules = list(getattr(self.language_model, "_no_split_modules", None) or [])
         self.post_init()
+        if self.generation_config is not None and self.generation_config.max_new_tokens is None:
+            # captions and answers are short: the default of a plain `generate` and of the stock
+            # image-text-to-text pipeline (saved in generation_config.json; a call's max_new_tokens wins)
+            self.generation_config.max_new_tokens = TEXT_MAX_NEW_TOKENS
 
     # ------------------------------------------------------------------ construction
     def _check_image_tokenizer(self, tok) -> None:
