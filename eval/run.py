@@ -192,23 +192,13 @@ def load_config(path, overrides: list[str] | None = None) -> EvalConfig:
 
 
 def model_dir_kind(path) -> str:
-    """'gaussiantoken_lm' or 'gaussian_tokenizer' from the directory's config.json; clear errors otherwise."""
+    """'gaussiantoken_lm' or 'gaussian_tokenizer' from the directory's config.json; clear errors otherwise
+    (`tokenizer.model_dirs.check_model_dir`: missing path or config.json, malformed JSON, another kind)."""
+    from gaussiantoken.tokenizer.model_dirs import check_model_dir
+
     if path is None:
         raise ValueError("no model directory: set `model:` in the config or pass --model DIR")
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"model directory not found: {path}")
-    cfg = os.path.join(path, "config.json")
-    if not os.path.isfile(cfg):
-        raise FileNotFoundError(f"model directory {path} has no config.json (not a saved model)")
-    try:
-        with open(cfg, encoding="utf-8") as fh:
-            kind = json.load(fh).get("model_type")
-    except (json.JSONDecodeError, AttributeError) as err:
-        raise ValueError(f"{cfg}: malformed JSON ({err})") from err
-    if kind not in (LM_MODEL_TYPE, TOKENIZER_MODEL_TYPE):
-        raise ValueError(f"{path} holds a {kind!r} checkpoint; expected {LM_MODEL_TYPE!r} (multimodal LM) or "
-                         f"{TOKENIZER_MODEL_TYPE!r} (image tokenizer)")
-    return kind
+    return check_model_dir(path, (LM_MODEL_TYPE, TOKENIZER_MODEL_TYPE), "model directory")["model_type"]
 
 
 def _device(name: str) -> str:

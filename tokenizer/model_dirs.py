@@ -55,13 +55,16 @@ def config_from_dict(from_dict, config_cls, config_dict: dict, kwargs: dict):
 
 
 def _kind(kind: str | None) -> str:
+    if kind is not None and " or " in kind:  # several kinds, already formatted
+        return kind
     return f"{kind!r} ({KINDS[kind]})" if kind in KINDS else repr(kind)
 
 
-def check_model_dir(path, kind: str, what: str = "model directory", needs_text_tokenizer: bool = False,
+def check_model_dir(path, kind: str | tuple[str, ...], what: str = "model directory", needs_text_tokenizer: bool = False,
                     from_pipeline: bool = False, needs_weights: bool = True) -> dict:
-    """Check saved directory `path` holds a `kind` model (see the module docstring); returns its config.json.
-    `needs_weights=False`: a config-only directory passes (what config classes' from_pretrained need)."""
+    """Check saved directory `path` holds a `kind` model (or one of several kinds; see the module docstring);
+    returns its config.json. `needs_weights=False`: a config-only directory passes (what config classes'
+    from_pretrained need)."""
     try:
         return _check(Path(os.fspath(path)), kind, what, needs_text_tokenizer, needs_weights)
     except ValueError as exc:  # ModelDirectoryError and CheckpointError
@@ -70,7 +73,9 @@ def check_model_dir(path, kind: str, what: str = "model directory", needs_text_t
         raise
 
 
-def _check(path: Path, kind: str, what: str, needs_text_tokenizer: bool, needs_weights: bool = True) -> dict:
+def _check(path: Path, kind, what: str, needs_text_tokenizer: bool, needs_weights: bool = True) -> dict:
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    kind = " or ".join(_kind(k) for k in kinds) if len(kinds) > 1 else kinds[0]
     if not path.exists():
         raise ModelDirectoryError(f"{what} {path}: no such directory (expected a saved {_kind(kind)} directory)")
     if not path.is_dir():
@@ -83,7 +88,7 @@ def _check(path: Path, kind: str, what: str, needs_text_tokenizer: bool, needs_w
     if found is None:
         raise ModelDirectoryError(f"{path / 'config.json'} has no 'model_type' key (expected {_kind(kind)}); "
                                   "was the file edited?")
-    if found != kind:
+    if found not in kinds:
         raise ModelDirectoryError(f"{what} {path} holds a {_kind(found)} checkpoint, expected {_kind(kind)}")
     weights = (path / "model.safetensors").is_file() or (path / "model.safetensors.index.json").is_file()
     if needs_weights and not weights:

@@ -151,7 +151,7 @@ def test_missing_model_dir_and_wrong_kind(model_dirs, tmp_path, capsys):
     cfg = _config(tmp_path)
     out = tmp_path / "out"
     assert main([cfg, "--model", str(tmp_path / "nope"), "--out", str(out)]) == 2
-    assert "model directory not found" in capsys.readouterr().err
+    assert "nope: no such directory" in capsys.readouterr().err
     assert main([cfg, "--out", str(out)]) == 2
     assert "no model directory" in capsys.readouterr().err
     assert main([cfg, "--model", str(tok_dir), "--out", str(out)]) == 2
