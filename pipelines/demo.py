@@ -11,6 +11,9 @@ rerun skips it, and an interrupted stage continues from its trainer's last check
 6. evaluate    reconstruction, text-to-image, captioning, VQA (configs/eval/shapes.yaml)
                -> OUT/metrics.json, OUT/report.md (+ grids and plots under OUT/eval)
 
+One writer: the demo holds OUT's run lock (a second demo into the same OUT exits with status 2, naming
+the first); --out must be a folder.
+
 Budgets: the default demo is sized for about 15 minutes on 2 CPU cores, `--quick` for about 3
 (the CI smoke test), `--minutes N` for about N (the tokenizer keeps its 5 minutes, the LM gets the rest
 less ~3 minutes for the other stages). The LM trains on fresh Shapes scenes encoded on the fly
@@ -267,7 +270,18 @@ def summary_table(metrics: dict, timings: dict) -> str:
 
 
 # ----------------------------------------------------------------------------- entry point
-def run_demo(out: str | os.PathLike = "runs/demo", quick: bool = False, threads: int | None = None,
+def run_demo(out: str | os.PathLike = "runs/demo", *args, **kwargs) -> dict:
+    """Run (or continue) the demo in folder `out` (arguments: `_run_demo`), holding `out`'s run lock: a second
+    demo into the same folder fails at once naming the first; `out` must be a folder, not a file."""
+    from gaussiantoken.tokenizer.run_lock import run_lock
+
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"--out {out} is a file; the demo writes a folder")
+    with run_lock(out, "demo"):
+        return _run_demo(out, *args, **kwargs)
+
+
+def _run_demo(out: str | os.PathLike = "runs/demo", quick: bool = False, threads: int | None = None,
              minutes: float | None = None) -> dict:
     """Run (or continue) the demo; returns the final metrics dict."""
     import torch
