@@ -23,8 +23,12 @@ The tasks are registered by gaussiantoken/registration.py.
 
 from __future__ import annotations
 
+import os
+
 import torch
 from transformers import Pipeline
+
+from gaussiantoken.tokenizer.image_processing import load_image_file
 
 CAPTION_TASK = "gaussiantoken-captioning"
 VQA_TASK = "gaussiantoken-vqa"
@@ -48,12 +52,8 @@ def _load_images(images):
         raise ValueError("no images given")
     out = []
     for item in items:
-        if isinstance(item, str):
-            try:
-                item = Image.open(item)
-                item.load()
-            except (OSError, ValueError) as err:
-                raise ValueError(f"could not read an image from {item!r}: {err}") from err
+        if isinstance(item, (str, os.PathLike)):
+            item = load_image_file(item)  # a missing / truncated file: ValueError naming the path
         if not isinstance(item, Image.Image):
             raise TypeError(f"expected a PIL image or an image file path, got {type(item).__name__}")
         out.append(item)

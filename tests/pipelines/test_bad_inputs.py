@@ -81,6 +81,12 @@ def _t2i(dirs, name, **call):
     return pipe("a red circle", **call) if call else pipe
 
 
+def _captioning(dirs, image):
+    from transformers import pipeline
+
+    return pipeline("gaussiantoken-captioning", model=str(dirs["lm"]), device="cpu")(image)
+
+
 def _tokenizer_config(tmp_path, *overrides):
     from gaussiantoken.tokenizer.train import load_config
 
@@ -120,6 +126,8 @@ API_CASES = [  # (id, call(dirs, tmp_path, image_tokenizer_dir), exception, word
     ("image-nan-F-mode", lambda d, t, i: _processor()(Image.fromarray(np.full((4, 4), np.nan, np.float32))),
      ValueError, "NaN"),
     ("image-truncated-png", lambda d, t, i: _read(d["truncated.png"]), ValueError, "truncated.png"),
+    ("caption-pipeline-truncated-png", lambda d, t, i: _captioning(d, str(d["truncated.png"])), ValueError,
+     "could not read an image from .*truncated.png"),
     ("t2i-guidance-inf", lambda d, t, i: _t2i(d, "lm", guidance_scale=float("inf")), ValueError, "guidance_scale"),
     ("t2i-guidance-nan", lambda d, t, i: _t2i(d, "lm", guidance_scale=float("nan")), ValueError, "guidance_scale"),
     ("lm-no-config", lambda d, t, i: _load_lm(d, "no_config"), ValueError, "no_config has no config.json"),
