@@ -59,21 +59,22 @@ class GridEncoder(nn.Module):
 class GridDecoder(nn.Module):
     """The mirror: conv3x3 from d and residual blocks at the grid, then per level nearest (sy, sx)
     upsampling + conv (narrowing) + residual blocks (none at full resolution), GN/SiLU/conv to RGB,
-    tanh (or clamp)."""
+    tanh (or clamp). GroupNorm over all channels by default (decoder_norm_groups=1): with 2 channels
+    per group, one outlier code in the grid was inflated into a black disc, as in the Gaussian decoder."""
 
     def __init__(self, c: GridVQConfig):
         super().__init__()
-        C, strides = c.decoder_channels, _strides(c.image_size, c.grid_size)
+        C, strides, g = c.decoder_channels, _strides(c.image_size, c.grid_size), c.decoder_norm_groups
         width = c.width(C, len(strides))
         layers: list[nn.Module] = [nn.Conv2d(c.codebook_dim, width, 3, padding=1)]
-        layers += [ResBlock(width, width) for _ in range(c.decoder_num_res_blocks)]
+        layers += [ResBlock(width, width, g) for _ in range(c.decoder_num_res_blocks)]
         for level in range(len(strides), 0, -1):
             out = c.width(C, level - 1)
             layers += [nn.Upsample(scale_factor=strides[level - 1], mode="nearest"), nn.Conv2d(width, out, 3, padding=1)]
             if level - 1 > 0:
-                layers += [ResBlock(out, out) for _ in range(c.decoder_num_res_blocks)]
+                layers += [ResBlock(out, out, g) for _ in range(c.decoder_num_res_blocks)]
             width = out
-        layers += [nn.GroupNorm(_groups(width), width), nn.SiLU(), nn.Conv2d(width, 3, 3, padding=1)]
+        layers += [nn.GroupNorm(g or _groups(width), width), nn.SiLU(), nn.Conv2d(width, 3, 3, padding=1)]
         self.body = nn.Sequential(*layers)
         self.activation = c.output_activation
 

@@ -34,6 +34,7 @@ class GridVQConfig(PretrainedConfig):
         gradient_estimator: str = "rotation",
         decoder_channels: int = 32,
         decoder_num_res_blocks: int = 1,  # per level below full resolution
+        decoder_norm_groups: int | None = 1,  # GroupNorm groups in the decoder (None: up to 32; see CNNDecoder)
         output_activation: str = "tanh",
         **kwargs,
     ):
@@ -54,6 +55,7 @@ class GridVQConfig(PretrainedConfig):
         self.gradient_estimator = gradient_estimator
         self.decoder_channels = int(decoder_channels)
         self.decoder_num_res_blocks = int(decoder_num_res_blocks)
+        self.decoder_norm_groups = None if decoder_norm_groups is None else int(decoder_norm_groups)
         self.output_activation = output_activation
         super().__init__(**kwargs)
         self.validate_architecture()
@@ -75,6 +77,8 @@ class GridVQConfig(PretrainedConfig):
         for name in ("encoder_num_res_blocks", "decoder_num_res_blocks"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.decoder_norm_groups is not None and self.decoder_norm_groups <= 0:
+            raise ValueError(f"decoder_norm_groups must be positive or null, got {self.decoder_norm_groups}")
         if not self.channel_mult or any(m <= 0 for m in self.channel_mult):
             raise ValueError(f"channel_mult must be positive multipliers, got {self.channel_mult}")
         if len(self.grid_size) != 2:

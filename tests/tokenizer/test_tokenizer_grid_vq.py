@@ -152,3 +152,12 @@ def test_continuous_geometry_ablation_renders_the_unquantized_geometry():
     out = model(pixel_values=x)
     assert torch.equal(out.reconstruction, expected)
     assert not torch.equal(out.reconstruction, model.decode(out.ids))  # the geometry tokens are lossy
+
+
+def test_decoder_normalises_over_all_channels_by_default():
+    norms = [m for m in GridVQTokenizer(GridVQConfig(**TINY)).decoder.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(m.num_groups == 1 for m in norms)
+    legacy = GridVQTokenizer(GridVQConfig(decoder_norm_groups=None, **TINY)).decoder
+    assert all(m.num_groups == m.num_channels for m in legacy.modules() if isinstance(m, torch.nn.GroupNorm))
+    with pytest.raises(ValueError, match="decoder_norm_groups"):
+        GridVQConfig(decoder_norm_groups=0)
