@@ -12,6 +12,8 @@ opens an image file, naming the file when it is missing, truncated or not an ima
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from PIL import Image
@@ -139,6 +141,8 @@ class GaussianTokenizerImageProcessor(BaseImageProcessor):
             images = [images]
         elif isinstance(images, torch.Tensor) and images.dim() == 4:
             images = list(images)
+        elif isinstance(images, Sequence) and not isinstance(images, (str, bytes, list, tuple)):
+            images = list(images)  # e.g. a `datasets` Column of images (ds["image"])
         if not isinstance(images, (list, tuple)) or len(images) == 0:
             raise ValueError("images must be a non-empty image or list of images")
         pixel_values = torch.stack([self._to_tensor(im, i) for i, im in enumerate(images)])  # [B, 3, S, S]

@@ -59,3 +59,15 @@ def test_bad_inputs():
         p.postprocess(torch.zeros(1, 3, 8, 8), "jpeg")
     with pytest.raises(ValueError, match="image_size"):
         GaussianTokenizerImageProcessor(image_size=0)
+
+
+def test_a_datasets_column_of_images_is_a_batch():
+    import datasets
+
+    images = [Image.new("RGB", (8, 8), (255, 0, 0)), Image.new("RGB", (8, 8), (0, 0, 255))]
+    ds = datasets.Dataset.from_dict({"image": images}).cast_column("image", datasets.Image())
+    proc = GaussianTokenizerImageProcessor(image_size=8)
+    from_column = proc(ds["image"], return_tensors="pt").pixel_values  # [2, 3, 8, 8]
+    from_list = proc(images, return_tensors="pt").pixel_values
+    assert from_column.shape == (2, 3, 8, 8)
+    assert torch.equal(from_column, from_list)
