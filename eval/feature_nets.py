@@ -144,9 +144,18 @@ def train_shapes_feature_net(dataset, config: ShapesFeatureNetConfig | None = No
     """Train a ShapesFeatureNet with BCE on `shapes_targets`. Returns (model in eval mode, epoch losses)."""
     cfg = config or ShapesFeatureNetConfig()
     images, targets = _tensors(dataset, cfg)
-    gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = ShapesFeatureNet(cfg)
+    losses = fit_feature_net(model, images, targets, F.binary_cross_entropy_with_logits,
+                             epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    return model.eval(), losses
+
+
+def fit_feature_net(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, loss_fn, *, epochs: int,
+                    batch_size: int, lr: float, seed: int) -> list[float]:
+    """The one training loop of our fixed feature nets: AdamW + one-cycle LR over shuffled minibatches of
+    images [N, 3, H, W] and their targets [N, ...]; returns the mean loss of each epoch (model left in train mode)."""
+    gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * max(1, -(-len(images) // batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
@@ -156,14 +165,14 @@ def train_shapes_feature_net(dataset, config: ShapesFeatureNetConfig | None = No
         perm, total = torch.randperm(len(images), generator=gen), 0.0
         for start in range(0, len(images), batch_size):
             idx = perm[start:start + batch_size]
-            loss = F.binary_cross_entropy_with_logits(model(images[idx]), targets[idx])
+            loss = loss_fn(model(images[idx]), targets[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(idx)
         losses.append(total / len(images))
-    return model.eval(), losses
+    return losses
 
 
 @torch.no_grad()

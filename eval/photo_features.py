@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .feature_nets import ShapesFeatureNet, ShapesFeatureNetConfig, image_to_tensor
+from .feature_nets import ShapesFeatureNet, ShapesFeatureNetConfig, fit_feature_net, image_to_tensor
 
 
 class PhotoFeatureNetConfig(ShapesFeatureNetConfig):
@@ -52,25 +52,10 @@ def train_photo_feature_net(dataset, epochs: int = 3, batch_size: int = 64, lr: 
         raise ValueError("dataset is empty")
     names, labels = patch_classes(dataset)
     images = torch.stack([image_to_tensor(im) for im in dataset["image"]])  # [N, 3, H, W] in [0, 1]
-    gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = PhotoFeatureNet(PhotoFeatureNetConfig(classes=names, **config_kwargs))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * max(1, -(-len(images) // batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
-    losses = []
-    model.train()
-    for _ in range(epochs):
-        perm, total = torch.randperm(len(images), generator=gen), 0.0
-        for start in range(0, len(images), batch_size):
-            idx = perm[start:start + batch_size]
-            loss = F.cross_entropy(model(images[idx]), labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        losses.append(total / len(images))
+    losses = fit_feature_net(model, images, labels, F.cross_entropy, epochs=epochs, batch_size=batch_size, lr=lr,
+                             seed=seed)
     return model.eval(), losses
 
 
