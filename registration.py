@@ -26,7 +26,7 @@ an import hook) is what `import gaussiantoken` costs beyond `import torch` (meas
 docs/architecture.md, "Registration").
 
 No import hook, no `sys.meta_path` entry; `register()` is idempotent. The model_type strings are
-the config classes' `model_type` attributes (the kinds named once: tokenizer/model_dirs.py for the LM and
+the config classes' `model_type` attributes (the kinds named once: runtime/model_dirs.py for the LM and
 the Gaussian tokenizer, tokenizer/grid_vq_config.py for the grid-VQ baseline); nothing here retypes them.
 """
 

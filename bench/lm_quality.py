@@ -78,7 +78,7 @@ def score_point(final_dir: str, args, out_dir: Path | None) -> dict:
 
 def run_one(name: str, seed: int, overrides: list[str], args, run_dir: Path) -> list[dict]:
     from gaussiantoken.lm.train import LMRunConfig, train
-    from gaussiantoken.tokenizer.runtime import load_run_config
+    from gaussiantoken.runtime.config import load_run_config
 
     points = [None] if args.minutes else sorted(int(s) for s in args.steps.split(","))
     base = [f"model.tokenizer={args.tokenizer}", f"train.output_dir={run_dir}", f"train.seed={seed}",

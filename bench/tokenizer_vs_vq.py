@@ -124,7 +124,7 @@ def figure(path: Path, originals, rows: list[tuple[str, object, object]]) -> Non
     from PIL import Image
 
     from gaussiantoken.tokenizer import draw_gaussians
-    from gaussiantoken.tokenizer.runtime import atomic_write_bytes
+    from gaussiantoken.runtime.files import atomic_write_bytes
 
     up, n = 4, originals.shape[0]
     cell = originals.shape[-1] * up

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from gaussiantoken.lm.configuration import _as_text_config
     from gaussiantoken.lm.train import LMRunConfig, avoid_cpu_op_builds, ensure_distributed_env, resolve_path
-    from gaussiantoken.tokenizer.runtime import load_run_config
+    from gaussiantoken.runtime.config import load_run_config
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda but no CUDA GPU is available")

@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"model": str(args.model_dir), "data": args.data, "seed": args.seed, **result}
     print(json.dumps(result, indent=2))
     if args.out:
-        from gaussiantoken.tokenizer.runtime import atomic_write_text
+        from gaussiantoken.runtime.files import atomic_write_text
         from gaussiantoken.tokenizer.train import save_sample_grid
 
         out = Path(args.out)

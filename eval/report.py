@@ -63,7 +63,7 @@ def flatten_metrics(metrics: dict, prefix: str = "") -> dict:
 
 def write_json_atomic(path, obj: Any) -> None:
     """Write obj as JSON to path so that readers see either the old file or the complete new one."""
-    from gaussiantoken.tokenizer.runtime import atomic_write_text
+    from gaussiantoken.runtime.files import atomic_write_text
 
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
 

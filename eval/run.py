@@ -1,7 +1,7 @@
 """The evaluation harness: `gaussiantoken evaluate CONFIG.yaml [key=value ...] [--model DIR] [--out DIR]`.
 
 Owns the run config (`EvalConfig` and one dataclass per task, filled from YAML by
-`tokenizer.runtime.load_run_config`, `key=value` overrides with dotted keys) and `evaluate(config)`, which
+`runtime.config.load_run_config`, `key=value` overrides with dotted keys) and `evaluate(config)`, which
 runs the tasks the config names over one model directory and writes OUT/metrics.json (flat dotted keys,
 e.g. reconstruction.psnr, text_to_image.accuracy, captioning.cider, vqa.accuracy) and OUT/report.md
 through `eval.report.write_report`, plus sample grids and prediction files (COCO / VQA results format).
@@ -28,8 +28,8 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from gaussiantoken.tokenizer.model_dirs import LM_KIND as LM_MODEL_TYPE  # the kinds are named once, there
-from gaussiantoken.tokenizer.model_dirs import TOKENIZER_KIND as TOKENIZER_MODEL_TYPE
+from gaussiantoken.runtime.model_dirs import LM_KIND as LM_MODEL_TYPE  # the kinds are named once, there
+from gaussiantoken.runtime.model_dirs import TOKENIZER_KIND as TOKENIZER_MODEL_TYPE
 
 TASKS = ("reconstruction", "text_to_image", "captioning", "vqa")
 
@@ -180,7 +180,7 @@ def validate_config(cfg: EvalConfig) -> None:
 
 def load_config(path, overrides: list[str] | None = None) -> EvalConfig:
     """YAML + `key=value` overrides -> EvalConfig (ValueError/FileNotFoundError naming the problem)."""
-    from gaussiantoken.tokenizer.runtime import load_run_config
+    from gaussiantoken.runtime.config import load_run_config
 
     try:
         return load_run_config(EvalConfig, path, overrides or [])
@@ -193,8 +193,8 @@ def load_config(path, overrides: list[str] | None = None) -> EvalConfig:
 
 def model_dir_kind(path) -> str:
     """'gaussiantoken_lm' or 'gaussian_tokenizer' from the directory's config.json; clear errors otherwise
-    (`tokenizer.model_dirs.check_model_dir`: missing path or config.json, malformed JSON, another kind)."""
-    from gaussiantoken.tokenizer.model_dirs import check_model_dir
+    (`runtime.model_dirs.check_model_dir`: missing path or config.json, malformed JSON, another kind)."""
+    from gaussiantoken.runtime.model_dirs import check_model_dir
 
     if path is None:
         raise ValueError("no model directory: set `model:` in the config or pass --model DIR")

@@ -24,9 +24,9 @@ from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from gaussiantoken.tokenizer.configuration import GaussianTokenizerConfig
-from gaussiantoken.tokenizer.model_dirs import LM_KIND
+from gaussiantoken.runtime.model_dirs import LM_KIND
 
-MODEL_TYPE = LM_KIND  # "gaussiantoken_lm" (tokenizer/model_dirs.py holds the kinds' names)
+MODEL_TYPE = LM_KIND  # "gaussiantoken_lm" (runtime/model_dirs.py holds the kinds' names)
 _TOKENIZER_MODEL_TYPE = GaussianTokenizerConfig.model_type
 
 
@@ -43,8 +43,8 @@ def _dir_model_type(path) -> str | None:
 
 def check_model_dir_kind(path, expected: str, what: str) -> None:
     """Raise ValueError when local dir `path` is not a saved model, holds a different kind of checkpoint than
-    `expected`, or has truncated or corrupted config.json / weights (`tokenizer.model_dirs.check_model_dir`)."""
-    from gaussiantoken.tokenizer.model_dirs import check_model_dir, looks_local
+    `expected`, or has truncated or corrupted config.json / weights (`runtime.model_dirs.check_model_dir`)."""
+    from gaussiantoken.runtime.model_dirs import check_model_dir, looks_local
 
     if path is None or not looks_local(path):
         return
@@ -135,7 +135,7 @@ class GaussianTokenLMConfig(PretrainedConfig):
     @classmethod
     def from_dict(cls, config_dict, **kwargs):
         """As PretrainedConfig.from_dict; an inconsistent saved config names its directory's config.json."""
-        from gaussiantoken.tokenizer.model_dirs import config_from_dict
+        from gaussiantoken.runtime.model_dirs import config_from_dict
 
         return config_from_dict(super().from_dict, cls, config_dict, kwargs)
 

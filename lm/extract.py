@@ -17,7 +17,7 @@ dataset), and whichever of `caption`, `questions`, `answers` the source has (oth
 
 Resumable: a completed shard is skipped on rerun (a killed run loses at most the shard in progress);
 rerunning with a different tokenizer or dataset size into the same --out raises a ValueError. One writer:
-the run holds OUT's lock (`tokenizer.run_lock`). An empty dataset is an error before anything is written.
+the run holds OUT's lock (`runtime.run_lock`). An empty dataset is an error before anything is written.
 The CLI exits with status 2 and a one-line message on bad input (missing tokenizer, bad --data, --out a file).
 """
 
@@ -113,7 +113,7 @@ def extract_codes(
     progress: bool = True,
 ):
     """Encode `dataset` (needs an `image` column) into OUT (see module docstring); returns the merged dataset."""
-    from gaussiantoken.tokenizer.run_lock import run_lock
+    from gaussiantoken.runtime.run_lock import run_lock
 
     if batch_size <= 0 or shard_size <= 0:
         raise ValueError(f"batch_size and shard_size must be positive, got {batch_size}, {shard_size}")
@@ -134,7 +134,7 @@ def _extract(tokenizer_dir: Path, dataset, out_dir: Path, batch_size: int, shard
     from tqdm.auto import tqdm
 
     from gaussiantoken.tokenizer import GaussianTokenizer
-    from gaussiantoken.tokenizer.runtime import atomic_directory, atomic_write_text
+    from gaussiantoken.runtime.files import atomic_directory, atomic_write_text
 
     model = GaussianTokenizer.from_pretrained(str(tokenizer_dir)).to(device).eval()
     processor = _image_processor(tokenizer_dir, model.config.image_size)
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args):
-    from gaussiantoken.tokenizer.model_dirs import TOKENIZER_KIND, check_model_dir
+    from gaussiantoken.runtime.model_dirs import TOKENIZER_KIND, check_model_dir
 
     if args.num_samples is not None and args.num_samples <= 0:
         raise ValueError(f"--num-samples must be positive, got {args.num_samples}")

@@ -160,7 +160,7 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        from gaussiantoken.tokenizer.model_dirs import LM_KIND, check_loadable
+        from gaussiantoken.runtime.model_dirs import LM_KIND, check_loadable
 
         # a transformers pipeline (kwarg _from_pipeline) needs the text tokenizer too, and a readable error
         pipe = kwargs.get("_from_pipeline") is not None

@@ -18,8 +18,8 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 from transformers import Trainer, TrainerCallback
 
-from gaussiantoken.tokenizer.runtime import agree_max
-from gaussiantoken.tokenizer.trainer_state import warmup_cosine
+from gaussiantoken.runtime.dist import agree_max
+from gaussiantoken.runtime.schedule import warmup_cosine
 
 # state that a resumed run takes from the checkpoint; the rest (warm-up, steps, budget) from its own config
 _RESUMED = ("last_epoch", "_step_count", "_last_lr", "base_lrs", "elapsed_s")

@@ -139,7 +139,7 @@ class StreamState:
                 "rows_per_step": self.rows_per_step, **self.stream.identity()}
 
     def write(self, checkpoint_dir: str | os.PathLike, global_step: int) -> None:
-        from gaussiantoken.tokenizer.runtime import atomic_write_text
+        from gaussiantoken.runtime.files import atomic_write_text
 
         atomic_write_text(Path(checkpoint_dir) / STATE_FILE, json.dumps(self.record(global_step), indent=2))
 

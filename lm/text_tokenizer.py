@@ -129,7 +129,7 @@ def train_text_tokenizer(
     """Train and (optionally) save the text tokenizer; returns the PreTrainedTokenizerFast."""
     tokenizer = tokenizer_from_sentencepiece(train_sentencepiece(texts, vocab_size, model_type))
     if out_dir is not None:
-        from gaussiantoken.tokenizer.runtime import atomic_directory
+        from gaussiantoken.runtime.files import atomic_directory
 
         with atomic_directory(out_dir) as tmp:
             tokenizer.save_pretrained(tmp)

@@ -50,7 +50,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gaussiantoken.tokenizer.run_lock import run_lock
+from gaussiantoken.runtime.run_lock import run_lock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,7 +133,7 @@ def resolve_path(path: str | None) -> str | None:
 def check_config(cfg: LMRunConfig) -> None:
     """Cheap checks of the run config, before any model or data is built (ValueError/FileNotFoundError)."""
     from gaussiantoken.lm.data import normalize_ratios
-    from gaussiantoken.tokenizer.runtime import check_config as check_types
+    from gaussiantoken.runtime.config import check_config as check_types
 
     check_types(cfg)  # every key's type ('abc' for an int is a TypeError naming it), floats finite
 
@@ -216,7 +216,7 @@ def load_text_tokenizer(cfg: LMRunConfig):
         else:
             tokenizer = train_text_tokenizer(default_corpus(), m.text_vocab_size)
             if int(os.environ.get("RANK", "0")) == 0:
-                from gaussiantoken.tokenizer.runtime import atomic_directory
+                from gaussiantoken.runtime.files import atomic_directory
 
                 with atomic_directory(saved) as tmp:
                     tokenizer.save_pretrained(tmp)
@@ -366,7 +366,7 @@ def check_lm_checkpoint(path: str | os.PathLike) -> None:
     safetensors weights (`check_pretrained_dir`), the DeepSpeed shards named by `latest` (or, without
     DeepSpeed, optimizer.pt and scheduler.pt) and rng_state*.pth (complete torch.save archives).
     """
-    from gaussiantoken.tokenizer.runtime import CheckpointError, check_json_file, check_pretrained_dir, check_torch_file
+    from gaussiantoken.runtime.integrity import CheckpointError, check_json_file, check_pretrained_dir, check_torch_file
 
     path = Path(path)
     try:
@@ -395,7 +395,7 @@ def check_lm_checkpoint(path: str | os.PathLike) -> None:
 
 def resolve_resume(cfg: LMRunConfig) -> str | bool | None:
     """The checkpoint to resume from (see the module docstring), checked with `check_lm_checkpoint`."""
-    from gaussiantoken.tokenizer.runtime import CheckpointError
+    from gaussiantoken.runtime.integrity import CheckpointError
 
     r = cfg.train.resume
     if r is None or str(r).lower() in ("none", "null", "false", "no"):
@@ -464,7 +464,8 @@ def _train(cfg: LMRunConfig) -> TrainResult:
 
     from gaussiantoken.lm.data import SequenceCollator
     from gaussiantoken.lm.schedule import ClockTrainer, RunClock
-    from gaussiantoken.tokenizer.runtime import StopFlag, save_run_config
+    from gaussiantoken.runtime.stop import StopFlag
+    from gaussiantoken.runtime.config import save_run_config
 
     t = cfg.train
     on_cuda = torch.cuda.is_available() and t.device != "cpu"
@@ -536,7 +537,8 @@ def _release_accelerator_state(saved_env: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gaussiantoken.tokenizer.runtime import CheckpointError, load_run_config
+    from gaussiantoken.runtime.integrity import CheckpointError
+    from gaussiantoken.runtime.config import load_run_config
 
     parser = argparse.ArgumentParser(prog="gaussiantoken train-lm", description=__doc__.split("\n\n")[0])
     parser.add_argument("config", help="YAML run config, e.g. configs/lm/shapes.yaml")

@@ -7,7 +7,7 @@
 
 Each returns 0 on success and 2 with a one-line error on bad input (bad model directory, bad image,
 bad argument), so scripts can tell them apart from crashes. --model is checked by
-`tokenizer.model_dirs.check_model_dir` (a saved gaussiantoken_lm with its tokenizer.json) before
+`runtime.model_dirs.check_model_dir` (a saved gaussiantoken_lm with its tokenizer.json) before
 transformers sees it; image files are read with `load_image_file` (errors name the file); the grid of
 `generate` is written atomically (a reader sees the old file or the complete new one).
 """
@@ -36,7 +36,7 @@ def image_grid(images, columns: int | None = None):
 
 
 def _check_model_dir(path: str) -> str:
-    from gaussiantoken.tokenizer.model_dirs import LM_KIND, check_model_dir
+    from gaussiantoken.runtime.model_dirs import LM_KIND, check_model_dir
 
     check_model_dir(path, LM_KIND, "--model", needs_text_tokenizer=True)
     return path
@@ -67,7 +67,7 @@ def _pipeline(task: str, model: str, device: str | None):
 
 
 def _run(fn, argv) -> int:
-    from gaussiantoken.tokenizer.model_dirs import PipelineModelError
+    from gaussiantoken.runtime.model_dirs import PipelineModelError
 
     try:
         return fn(argv)
@@ -102,7 +102,7 @@ def _generate(argv: list[str]) -> int:
                   top_k=args.top_k, top_p=args.top_p, batch_size=args.batch_size)
     import io
 
-    from gaussiantoken.tokenizer.runtime import atomic_write_bytes
+    from gaussiantoken.runtime.files import atomic_write_bytes
 
     buf = io.BytesIO()
     image_grid(images).save(buf, format=Image.registered_extensions()[os.path.splitext(args.out)[1].lower()])

@@ -100,7 +100,7 @@ class Stages:
         return json.loads(path.read_text()) if path.is_file() else None
 
     def finish(self, name: str, record: dict) -> None:
-        from gaussiantoken.tokenizer.runtime import atomic_write_text
+        from gaussiantoken.runtime.files import atomic_write_text
 
         atomic_write_text(self.dir / f"{name}.json", json.dumps(record, indent=2))
 
@@ -163,7 +163,7 @@ def stage_text(out: Path, plan: Plan) -> dict:
 
 def stage_lm(out: Path, plan: Plan) -> dict:
     from gaussiantoken.lm.train import LMRunConfig, train
-    from gaussiantoken.tokenizer.runtime import load_run_config
+    from gaussiantoken.runtime.config import load_run_config
 
     run_dir = out / "runs" / "lm"
     cfg = load_run_config(LMRunConfig, REPO_CONFIGS / "lm" / "shapes.yaml", [
@@ -218,7 +218,7 @@ RUNNERS = {
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
-    from gaussiantoken.tokenizer.runtime import atomic_directory
+    from gaussiantoken.runtime.files import atomic_directory
 
     with atomic_directory(dst) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
@@ -273,7 +273,7 @@ def summary_table(metrics: dict, timings: dict) -> str:
 def run_demo(out: str | os.PathLike = "runs/demo", *args, **kwargs) -> dict:
     """Run (or continue) the demo in folder `out` (arguments: `_run_demo`), holding `out`'s run lock: a second
     demo into the same folder fails at once naming the first; `out` must be a folder, not a file."""
-    from gaussiantoken.tokenizer.run_lock import run_lock
+    from gaussiantoken.runtime.run_lock import run_lock
 
     if Path(out).exists() and not Path(out).is_dir():
         raise ValueError(f"--out {out} is a file; the demo writes a folder")
@@ -309,7 +309,7 @@ def _run_demo(out: str | os.PathLike = "runs/demo", quick: bool = False, threads
         record["seconds"] = round(time.monotonic() - start, 1)
         timings[name] = record["seconds"]
         stages.finish(name, record)
-    from gaussiantoken.tokenizer.runtime import atomic_write_text
+    from gaussiantoken.runtime.files import atomic_write_text
 
     metrics = json.loads((out / "metrics.json").read_text())
     write_model_cards(out, metrics)

@@ -29,13 +29,8 @@ import pytest
 import torch
 import yaml
 
-from gaussiantoken.tokenizer.runtime import (
-    CheckpointError,
-    check_pretrained_dir,
-    check_safetensors_file,
-    check_torch_file,
-    from_dict,
-)
+from gaussiantoken.runtime.integrity import CheckpointError, check_pretrained_dir, check_safetensors_file, check_torch_file
+from gaussiantoken.runtime.config import from_dict
 from gaussiantoken.tokenizer.train import TokenizerRunConfig, main, read_losses, train
 from gaussiantoken.tokenizer.trainer_state import list_checkpoints
 
@@ -155,7 +150,7 @@ def test_resume_drops_a_log_line_torn_by_the_kill(reference_run, split_run, tmp_
 KILLED_WRITER = r"""
 import shutil, sys, time
 from pathlib import Path
-from gaussiantoken.tokenizer.runtime import atomic_directory
+from gaussiantoken.runtime.files import atomic_directory
 src, final = Path(sys.argv[1]), Path(sys.argv[2])
 with atomic_directory(final) as tmp:
     shutil.copy(src / "model.safetensors", tmp / "model.safetensors")
@@ -402,7 +397,7 @@ def _free_port() -> int:
 
 def test_lm_trainer_sigkill_then_resume_auto_is_exact(lm_parts, tmp_path):
     from gaussiantoken.lm.train import LMRunConfig, resolve_resume
-    from gaussiantoken.tokenizer.runtime import load_run_config
+    from gaussiantoken.runtime.config import load_run_config
 
     def cfg(out):
         return load_run_config(LMRunConfig, LM_CONFIG, lm_overrides(lm_parts, out))

@@ -20,7 +20,7 @@ import os
 
 from transformers import PretrainedConfig
 
-from .model_dirs import TOKENIZER_KIND
+from gaussiantoken.runtime.model_dirs import TOKENIZER_KIND
 
 GEOMETRY_ATTRIBUTES = ("x", "y", "scale_x", "scale_y", "rotation")
 POSITION_MODES = ("absolute", "anchor_offset")
@@ -32,7 +32,7 @@ def check_model_type(path: str | os.PathLike, expected: str) -> None:
     """Raise ValueError when a local checkpoint directory holds a model of another kind, or when its
     config.json / safetensors weights are truncated or corrupted (`runtime.CheckpointError` naming the file).
     Here, beside the config, so that loading a config never imports the model stack."""
-    from .runtime import check_pretrained_dir
+    from gaussiantoken.runtime.integrity import check_pretrained_dir
 
     config = check_pretrained_dir(path)  # None: not a local dir, or no config.json
     if config is not None:
@@ -154,7 +154,7 @@ class GaussianTokenizerConfig(PretrainedConfig):
     @classmethod
     def from_dict(cls, config_dict, **kwargs):
         """As PretrainedConfig.from_dict; an inconsistent saved config names its directory's config.json."""
-        from .model_dirs import config_from_dict
+        from gaussiantoken.runtime.model_dirs import config_from_dict
 
         return config_from_dict(super().from_dict, cls, config_dict, kwargs)
 

@@ -69,7 +69,7 @@ class LeCam(nn.Module):
 
     @torch.no_grad()
     def update(self, logits_real: torch.Tensor, logits_fake: torch.Tensor) -> None:
-        from .runtime import dist_sum_
+        from gaussiantoken.runtime.dist import dist_sum_
 
         # the batch means over all processes (one process: as is), so every process keeps the same EMAs
         both = torch.stack([logits_real.float().mean(), logits_fake.float().mean()])

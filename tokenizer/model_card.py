@@ -98,7 +98,7 @@ def _fields(config, names) -> dict:
 
 def model_card(directory, config, metrics: dict | None = None) -> str:
     """The README.md text for a saved model directory (see the module docstring)."""
-    from .model_dirs import LM_KIND
+    from gaussiantoken.runtime.model_dirs import LM_KIND
 
     directory = Path(directory)
     name = directory.resolve().name
@@ -199,7 +199,7 @@ def model_card(directory, config, metrics: dict | None = None) -> str:
 def write_model_card(directory, config, metrics: dict | None = None, samples: str | os.PathLike | None = None):
     """Write DIRECTORY/README.md (and copy `samples` to DIRECTORY/samples.png first); returns the card's path,
     or None when DIRECTORY holds a README.md that a person wrote (no marker line)."""
-    from .runtime import atomic_write_text
+    from gaussiantoken.runtime.files import atomic_write_text
 
     directory = Path(directory)
     card = directory / CARD_FILE

@@ -139,7 +139,7 @@ class GaussianTokenizer(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        from .model_dirs import check_loadable
+        from gaussiantoken.runtime.model_dirs import check_loadable
 
         pipe = kwargs.get("_from_pipeline") is not None
         check_loadable(cls, pretrained_model_name_or_path, cls.config_class.model_type,

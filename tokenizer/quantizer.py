@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .runtime import dist_cat, dist_sum_
+from gaussiantoken.runtime.dist import dist_cat, dist_sum_
 
 
 def kmeans(x: torch.Tensor, k: int, iters: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -45,9 +45,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .run_lock import run_lock
-from .runtime import (CheckpointError, StopFlag, agree_max, atomic_directory, check_config, load_run_config,
-                      save_run_config)
+from gaussiantoken.runtime.run_lock import run_lock
+from gaussiantoken.runtime.integrity import CheckpointError
+from gaussiantoken.runtime.stop import StopFlag
+from gaussiantoken.runtime.dist import agree_max
+from gaussiantoken.runtime.files import atomic_directory
+from gaussiantoken.runtime.config import check_config, load_run_config, save_run_config
 
 
 # ----------------------------------------------------------------------------- run config
@@ -244,7 +247,7 @@ def save_sample_grid(path: Path, originals, reconstructions, gaussians: dict | N
 
     from gaussiantoken.tokenizer import draw_gaussians
 
-    from .runtime import atomic_write_bytes
+    from gaussiantoken.runtime.files import atomic_write_bytes
 
     n, size = originals.shape[0], originals.shape[-1]
     up = grid_upscale(size)
@@ -368,7 +371,7 @@ def train(config: TokenizerRunConfig, resume: bool | str | None = None, stop_fla
 @contextmanager
 def _locked(out: Path, accelerator):
     """The main process holds OUTPUT's run lock; every process learns (one all-reduce) whether it got it."""
-    from .run_lock import RunLocked
+    from gaussiantoken.runtime.run_lock import RunLocked
 
     lock, error = contextlib.ExitStack(), None
     with lock:
@@ -396,8 +399,8 @@ def _run(config, accelerator, stop_flag, resume, step_callback, wall_start) -> T
     from .discriminator import PatchDiscriminator
     from .losses import LeCam, adaptive_gan_weight, hinge_d_loss, load_lpips, non_saturating_g_loss, pixel_loss
     from .trainer_state import (ModelEMA, batches_for, capture_rng, check_checkpoint, checkpoint_dir,
-                                clean_checkpoint_temporaries, latest_checkpoint, prune_checkpoints, restore_rng,
-                                warmup_cosine)
+                                clean_checkpoint_temporaries, latest_checkpoint, prune_checkpoints, restore_rng)
+    from gaussiantoken.runtime.schedule import warmup_cosine
 
     t, lc = config.train, config.loss
     out = Path(t.output_dir)

@@ -1,8 +1,6 @@
-"""Trainer helpers that need no tokenizer model: schedule, model EMA, data order, RNG and checkpoints.
+"""Tokenizer-trainer helpers that need no tokenizer model: model EMA, data order, RNG and checkpoints.
 
 Owns:
-- `warmup_cosine(step, warmup_steps, total_steps, min_ratio, time_fraction)`: the learning-rate
-  multiplier (the cosine follows steps, or the clock of a time budget when that runs out first).
 - `ModelEMA`: an exponential moving average copy of a module (parameters averaged, buffers copied).
 - `epoch_order(num_items, seed, epoch)` / `batches_for(...)`: the data order as a pure function of
   (seed, epoch), so a run resumed at (epoch, position) sees exactly the batches it would have seen.
@@ -17,7 +15,6 @@ Owns:
 from __future__ import annotations
 
 import copy
-import math
 import random
 import re
 from pathlib import Path
@@ -27,22 +24,6 @@ import torch
 import torch.nn as nn
 
 CHECKPOINT_RE = re.compile(r"step-(\d{8})")
-
-
-# ----------------------------------------------------------------------------- schedule
-def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0,
-                  time_fraction: float = 0.0) -> float:
-    """Linear warm-up from 1/warmup to 1 over `warmup_steps`, then cosine from 1 down to `min_ratio`.
-
-    `step` counts optimizer steps already taken (0 for the first update). The cosine's progress is the
-    larger of the step fraction and `time_fraction` (the share of a time budget spent, 0 without one),
-    so a run stopped by its clock still ends at `min_ratio` instead of mid-schedule.
-    """
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    decay_steps = max(1, total_steps - warmup_steps)
-    progress = min(1.0, max((step - warmup_steps) / decay_steps, time_fraction))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 # ----------------------------------------------------------------------------- model EMA
@@ -164,7 +145,7 @@ def clean_checkpoint_temporaries(output_dir: str | Path) -> list[Path]:
     listed) and restore a checkpoint whose replacement died between its two renames; returns what was removed."""
     import shutil
 
-    from .runtime import recover_directory
+    from gaussiantoken.runtime.files import recover_directory
 
     root = Path(output_dir) / "checkpoints"
     if not root.is_dir():
@@ -188,7 +169,7 @@ def check_checkpoint(path: str | Path, with_gan: bool) -> dict:
     Every weights file must pass `check_safetensors_file` and state.pt must load and hold the resume keys;
     otherwise a `CheckpointError` names the checkpoint, the damaged file and the previous checkpoint.
     """
-    from .runtime import CheckpointError, check_safetensors_file, check_torch_file
+    from gaussiantoken.runtime.integrity import CheckpointError, check_safetensors_file, check_torch_file
 
     path = Path(path)
     earlier = [p for p in list_checkpoints(path.parent.parent) if p.name < path.name]
@@ -215,7 +196,6 @@ def check_checkpoint(path: str | Path, with_gan: bool) -> dict:
 
 
 __all__ = [
-    "warmup_cosine",
     "ModelEMA",
     "epoch_order",
     "batches_for",

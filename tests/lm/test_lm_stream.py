@@ -11,7 +11,7 @@ import torch
 
 from gaussiantoken.lm.stream import STATE_FILE, ShapesCodeStream
 from gaussiantoken.lm.train import LMRunConfig, train
-from gaussiantoken.tokenizer.runtime import load_run_config
+from gaussiantoken.runtime.config import load_run_config
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "lm" / "shapes.yaml"
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from gaussiantoken.lm.train import LMRunConfig, check_config, train
-from gaussiantoken.tokenizer.runtime import load_run_config
+from gaussiantoken.runtime.config import load_run_config
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "lm" / "shapes.yaml"
 

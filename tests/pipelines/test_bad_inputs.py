@@ -95,7 +95,7 @@ def _tokenizer_config(tmp_path, *overrides):
 
 def _lm_config(tmp_path, image_tokenizer_dir, *overrides):
     from gaussiantoken.lm.train import LMRunConfig, check_config
-    from gaussiantoken.tokenizer.runtime import load_run_config
+    from gaussiantoken.runtime.config import load_run_config
 
     (tmp_path / "codes").mkdir(exist_ok=True)
     cfg = load_run_config(LMRunConfig, None, [f"model.tokenizer={image_tokenizer_dir}",

@@ -71,7 +71,7 @@ def test_text_to_image_bad_input(t2i, tiny_lm_dir, tmp_path):
     from gaussiantoken.lm.modeling import GaussianTokenForCausalLM
 
     GaussianTokenForCausalLM.from_pretrained(tiny_lm_dir).image_tokenizer.save_pretrained(tmp_path / "tok")
-    from gaussiantoken.tokenizer.model_dirs import PipelineModelError
+    from gaussiantoken.runtime.model_dirs import PipelineModelError
 
     with pytest.raises(PipelineModelError, match="gaussian_tokenizer"):  # not buried in transformers' ValueError
         pipeline("text-to-image", model=str(tmp_path / "tok"), device="cpu")

@@ -26,8 +26,8 @@ from gaussiantoken.tokenizer.trainer_state import (
     capture_rng,
     epoch_order,
     restore_rng,
-    warmup_cosine,
 )
+from gaussiantoken.runtime.schedule import warmup_cosine
 
 
 def test_pixel_loss_hand_values():

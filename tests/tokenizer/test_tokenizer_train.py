@@ -43,7 +43,7 @@ def tiny_config(output_dir, **train_overrides) -> TokenizerRunConfig:
         "loss": dict(gan_weight=0.1, gan_start_step=2, lecam_weight=0.05, disc_channels=8, disc_layers=2),
     }
     cfg["train"].update(train_overrides)
-    from gaussiantoken.tokenizer.runtime import from_dict
+    from gaussiantoken.runtime.config import from_dict
 
     return from_dict(TokenizerRunConfig, cfg)
 
@@ -183,7 +183,7 @@ class _FakeClock:
 def test_time_budget_drives_the_schedule_and_resumes_the_clock(tmp_path, monkeypatch):
     """With train.max_minutes the cosine ends at min_lr_ratio when the budget does (not at max_steps),
     and a resumed run continues the clock it saved, so its schedule and stop match one run's."""
-    from gaussiantoken.tokenizer.trainer_state import warmup_cosine
+    from gaussiantoken.runtime.schedule import warmup_cosine
 
     import gaussiantoken.tokenizer.train as train_module
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .runtime import CheckpointError, check_pretrained_dir, check_safetensors_file
+from .integrity import CheckpointError, check_pretrained_dir, check_safetensors_file
 
 LM_KIND = "gaussiantoken_lm"
 TOKENIZER_KIND = "gaussian_tokenizer"

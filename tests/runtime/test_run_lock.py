@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from gaussiantoken.tokenizer.run_lock import LOCK_NAME, RunLocked, run_lock
+from gaussiantoken.runtime.run_lock import LOCK_NAME, RunLocked, run_lock
 from gaussiantoken.tokenizer.train import main, read_losses, train
 from gaussiantoken.tokenizer.trainer_state import list_checkpoints
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_reliability import child_env, tiny_config, write_yaml  # noqa: E402
 
 torch.set_num_threads(1)
@@ -64,7 +64,7 @@ def test_other_writers_refuse_a_locked_directory(tmp_path, image_tokenizer_dir):
     from gaussiantoken.lm.train import LMRunConfig
     from gaussiantoken.lm.train import train as train_lm
     from gaussiantoken.pipelines.demo import run_demo
-    from gaussiantoken.tokenizer.runtime import load_run_config
+    from gaussiantoken.runtime.config import load_run_config
 
     out = tmp_path / "out"
     (tmp_path / "codes").mkdir()

@@ -1,4 +1,4 @@
-"""Run-config parsing, overrides and atomic writes (tokenizer/runtime.py)."""
+"""Run-config parsing, overrides, atomic writes and stop flags (the runtime package)."""
 
 import dataclasses
 import os
@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from gaussiantoken.tokenizer import runtime
+from gaussiantoken.runtime import config, files, stop
 
 
 @dataclasses.dataclass
@@ -24,7 +24,7 @@ class Run:
 def test_yaml_and_dotted_overrides(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("name: a\noptim:\n  lr: 0.5\n")
-    cfg = runtime.load_run_config(Run, path, ["optim.steps=7", "name=b"])
+    cfg = config.load_run_config(Run, path, ["optim.steps=7", "name=b"])
     assert cfg == Run(name="b", optim=Optim(lr=0.5, steps=7))
 
 
@@ -32,26 +32,26 @@ def test_unknown_key_is_named(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("optim:\n  lrr: 0.5\n")
     with pytest.raises(ValueError, match="optim.lrr"):
-        runtime.load_run_config(Run, path)
+        config.load_run_config(Run, path)
 
 
 def test_malformed_yaml_and_missing_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("a: [1, 2\n")
     with pytest.raises(ValueError, match="malformed YAML"):
-        runtime.load_run_config(Run, bad)
+        config.load_run_config(Run, bad)
     with pytest.raises(FileNotFoundError):
-        runtime.load_run_config(Run, tmp_path / "nope.yaml")
+        config.load_run_config(Run, tmp_path / "nope.yaml")
     with pytest.raises(ValueError, match="key=value"):
-        runtime.load_run_config(Run, None, ["name"])
+        config.load_run_config(Run, None, ["name"])
 
 
 def test_atomic_directory_keeps_old_version_on_failure(tmp_path):
     final = tmp_path / "ckpt"
-    with runtime.atomic_directory(final) as tmp:
+    with files.atomic_directory(final) as tmp:
         (tmp / "state").write_text("one")
     with pytest.raises(RuntimeError):
-        with runtime.atomic_directory(final) as tmp:
+        with files.atomic_directory(final) as tmp:
             (tmp / "state").write_text("two (torn)")
             raise RuntimeError("killed mid-write")
     assert (final / "state").read_text() == "one"
@@ -63,20 +63,20 @@ def test_recover_directory_after_crash_between_renames(tmp_path):
     old = tmp_path / ".ckpt.old-123"
     old.mkdir()
     (old / "state").write_text("previous")
-    runtime.recover_directory(final)
+    files.recover_directory(final)
     assert (final / "state").read_text() == "previous"
 
 
 def test_atomic_write_bytes_replaces(tmp_path):
     path = tmp_path / "f.bin"
-    runtime.atomic_write_bytes(path, b"a")
-    runtime.atomic_write_bytes(path, b"bb")
+    files.atomic_write_bytes(path, b"a")
+    files.atomic_write_bytes(path, b"bb")
     assert path.read_bytes() == b"bb"
     assert os.listdir(tmp_path) == ["f.bin"]
 
 
 def test_stop_flag_catches_sigterm():
-    flag = runtime.StopFlag().install()
+    flag = stop.StopFlag().install()
     try:
         signal.raise_signal(signal.SIGTERM)
         assert flag.requested and flag.signum == signal.SIGTERM
