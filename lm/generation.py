@@ -1,263 +1,48 @@
-"""The generation core: image generation under the token grammar with classifier-free guidance, and
+"""The generation loops: image generation under the token grammar with classifier-free guidance, and
 text-only generation for captioning / VQA. Used by the pipelines, the CLI and the evaluation alike.
 
-Everything goes through `model.generate` with logits processors (the HF path), plus one fast path for
-image sampling (`backend="static"`: our own decode loop over a `StaticCache`, optionally wrapped in
-`torch.compile(mode="reduce-overhead")` on CUDA) that draws exactly the same tokens from the same
+Everything goes through `model.generate` with the logits processors of `lm.logits` (the HF path), plus one
+fast path for image sampling (`backend="static"`: our own decode loop over a `StaticCache`, optionally
+wrapped in `torch.compile(mode="reduce-overhead")` on CUDA) that draws exactly the same tokens from the same
 logits, so the two are interchangeable (tests compare them).
 
-Processors, applied in this order for images:
-1. `ClassifierFreeGuidanceLogitsProcessor`: the batch is [cond; uncond] (2B rows, ONE forward pass per
-   step, one KV cache); guided = uncond + g (cond - uncond) is written to BOTH halves.
-2. `ImageGrammarLogitsProcessor`: image position t may only take LM ids in
-   offset + token_layout[t % L] (the tokenizer's slot ranges); at t == tokens_per_image only <eoi>.
-   So every generated sequence decodes, always.
-3. `SamplingLogitsProcessor`: temperature, top-k, top-p, then the token is DRAWN here (Gumbel-max with
-   uniform noise from a `torch.Generator`) and returned as one-hot scores, so `generate` runs in
-   greedy mode and simply takes it. This is how seeds work: transformers' `generate` takes no
-   generator, ours does. A generator on another device than the model seeds one device generator
-   (with a seed drawn from it) per call, so images are a function of (seed, device, batch split).
-   The two CFG halves always get the same token (drawn once from the guided row).
-   temperature=0 means greedy (argmax).
+For images the processors run in this order: classifier-free guidance (the batch is [cond; uncond], 2B
+rows, ONE forward pass per step, one KV cache), the image grammar (so every generated sequence decodes,
+always), then sampling: the token is drawn by `SamplingLogitsProcessor` from a `torch.Generator` (which
+transformers' `generate` does not take), so images are a function of (seed, device, batch split); the two
+CFG halves always get the same token. temperature=0 means greedy (argmax). The grammar, the processors and
+the checks of guidance / sampling settings live in `lm.logits` (re-exported here).
 
 Text generation (`generate_text`) masks every image token, <boi>, <eoi> and the image placeholder
-(`TextOnlyLogitsProcessor`) and is greedy by default.
+(`TextOnlyLogitsProcessor`) and is greedy by default. Prompt strings come from `lm.sequences` only.
+
+Owns also the checks of the public arguments: `as_prompt_list` (prompts), `as_image_list` (THE image
+coercion of generation and the captioning / VQA pipelines: PIL images, image file paths, [B, 3, H, W]
+tensors), `check_context` (prompt + new tokens within the backbone's context).
 """
 
 from __future__ import annotations
 
-import math
-from typing import Iterable, Sequence
+import os
+from typing import Sequence
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessorList
 
-NEG_INF = float("-inf")
-
-
-# ----------------------------------------------------------------------------------------------
-# The image grammar
-
-
-class ImageGrammar:
-    """Which LM ids each image position may take.
-
-    token_layout: [(name, start, size), ...] slot ranges of ONE Gaussian group (local ids);
-    position t of an image takes local ids in token_layout[t % L]; LM id = local id + offset.
-    """
-
-    def __init__(self, token_layout, image_token_offset: int, tokens_per_image: int, eoi_token_id: int):
-        self.slots = [(int(s[1]), int(s[2])) for s in token_layout]  # (start, size) per slot
-        if not self.slots:
-            raise ValueError("token_layout is empty")
-        for start, size in self.slots:
-            if start < 0 or size < 1:
-                raise ValueError(f"bad token_layout slot (start={start}, size={size})")
-        self.offset = int(image_token_offset)
-        self.tokens_per_image = int(tokens_per_image)
-        self.eoi_token_id = int(eoi_token_id)
-        self.image_vocab_size = max(start + size for start, size in self.slots)
-        self._bias: dict[tuple, torch.Tensor] = {}
-
-    @classmethod
-    def from_model(cls, model) -> "ImageGrammar":
-        """Read the grammar from a GaussianTokenForCausalLM (its tokenizer's token_layout + the LM config)."""
-        config = model.config
-        return cls(
-            model.image_tokenizer.token_layout,
-            config.image_token_offset,
-            config.tokens_per_image,
-            config.eoi_token_id,
-        )
-
-    def slot_bounds(self, step: int) -> tuple[int, int]:
-        """[lo, hi) LM-id range allowed at image position `step` (< tokens_per_image)."""
-        start, size = self.slots[step % len(self.slots)]
-        return self.offset + start, self.offset + start + size
-
-    def bias_table(self, vocab_size: int, device, dtype=torch.float32) -> torch.Tensor:
-        """Additive masks [L + 1, V]: row k < L allows slot k, row L allows only <eoi>; 0 / -inf."""
-        key = (vocab_size, str(device), dtype)
-        if key not in self._bias:
-            if self.offset + self.image_vocab_size > vocab_size or self.eoi_token_id >= vocab_size:
-                raise ValueError(
-                    f"the image grammar needs ids up to {self.offset + self.image_vocab_size} but the LM "
-                    f"vocabulary has {vocab_size}"
-                )
-            table = torch.full((len(self.slots) + 1, vocab_size), NEG_INF, dtype=dtype)  # [L+1, V]
-            for k, (start, size) in enumerate(self.slots):
-                table[k, self.offset + start : self.offset + start + size] = 0.0
-            table[-1, self.eoi_token_id] = 0.0
-            self._bias[key] = table.to(device)
-        return self._bias[key]
-
-    def row_index(self, step: int) -> int:
-        """Row of `bias_table` for generation step `step` (0-based; step == tokens_per_image -> <eoi>)."""
-        if step >= self.tokens_per_image:
-            return len(self.slots)
-        return step % len(self.slots)
-
-    def check(self, ids: torch.Tensor) -> torch.Tensor:
-        """BoolTensor [N]: which rows of LM ids [N, T] obey the grammar."""
-        if ids.ndim != 2 or ids.shape[1] != self.tokens_per_image:
-            return torch.zeros(ids.shape[0] if ids.ndim else 0, dtype=torch.bool)
-        steps = torch.arange(self.tokens_per_image, device=ids.device)
-        lo = torch.tensor([self.slot_bounds(int(t))[0] for t in steps], device=ids.device)
-        hi = torch.tensor([self.slot_bounds(int(t))[1] for t in steps], device=ids.device)
-        return ((ids >= lo) & (ids < hi)).all(dim=1)
-
-
-# ----------------------------------------------------------------------------------------------
-# Logits processors
-
-
-def check_guidance_scale(guidance_scale) -> float:
-    """A finite real number >= 1 (1 disables guidance; < 1, nan and inf are undefined) -> float."""
-    if (isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float))
-            or not math.isfinite(guidance_scale) or not guidance_scale >= 1.0):
-        raise ValueError(f"guidance_scale must be a finite number >= 1 (1 disables guidance; < 1 is undefined), "
-                         f"got {guidance_scale!r}")
-    return float(guidance_scale)
-
-
-class ClassifierFreeGuidanceLogitsProcessor(LogitsProcessor):
-    """Rows [0, B) are conditional, rows [B, 2B) unconditional (or negative prompt) of the SAME images.
-
-    Returns guided = uncond + g (cond - uncond) in both halves [2B, V], so both halves then pick
-    the same token and their KV caches stay in step. g == 1 returns cond exactly. Finite scores stay
-    finite (an overflow is clamped to the dtype's range, NaN becomes -inf), so the masks applied after
-    this never leave a row without an allowed token.
-    """
-
-    def __init__(self, guidance_scale: float):
-        self.guidance_scale = check_guidance_scale(guidance_scale)
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if scores.shape[0] % 2:
-            raise ValueError(f"classifier-free guidance needs an even batch [cond; uncond], got {scores.shape[0]}")
-        cond, uncond = scores.chunk(2)  # [B, V] each
-        if self.guidance_scale == 1.0:
-            guided = cond
-        else:
-            big = torch.finfo(scores.dtype).max
-            guided = (uncond + self.guidance_scale * (cond - uncond)).nan_to_num(nan=NEG_INF, posinf=big)
-            guided = torch.where(torch.isfinite(cond) & torch.isfinite(uncond), guided.clamp(-big, big), guided)
-        return torch.cat([guided, guided])  # [2B, V]
-
-
-class ImageGrammarLogitsProcessor(LogitsProcessor):
-    """Masks every id the image grammar forbids at the current image position.
-
-    The image starts right after the (left-padded) prompt of length `prompt_length`, so the
-    position is input_ids.shape[1] - prompt_length.
-    """
-
-    def __init__(self, grammar: ImageGrammar, prompt_length: int):
-        self.grammar = grammar
-        self.prompt_length = int(prompt_length)
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        step = input_ids.shape[1] - self.prompt_length
-        table = self.grammar.bias_table(scores.shape[-1], scores.device, scores.dtype)  # [L+1, V]
-        return scores + table[self.grammar.row_index(step)]
-
-
-class TextOnlyLogitsProcessor(LogitsProcessor):
-    """Forbids image tokens (ids >= image_token_offset) and the image special tokens (<boi>, <eoi>,
-    the <image> placeholder): captions and answers are plain text."""
-
-    def __init__(self, image_token_offset: int, banned_ids: Iterable[int] = ()):
-        self.image_token_offset = int(image_token_offset)
-        self.banned_ids = sorted({int(i) for i in banned_ids if i is not None})
-        self._bias: dict[tuple, torch.Tensor] = {}
-
-    @classmethod
-    def from_model(cls, model) -> "TextOnlyLogitsProcessor":
-        c = model.config
-        return cls(c.image_token_offset, [c.boi_token_id, c.eoi_token_id, c.image_token_id])
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        key = (scores.shape[-1], str(scores.device), scores.dtype)
-        if key not in self._bias:
-            bias = torch.zeros(scores.shape[-1], dtype=scores.dtype)  # [V]
-            bias[self.image_token_offset :] = NEG_INF
-            bias[[i for i in self.banned_ids if i < scores.shape[-1]]] = NEG_INF
-            self._bias[key] = bias.to(scores.device)
-        return scores + self._bias[key]
-
-
-def filter_logits(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
-    """Temperature, then top-k, then top-p (nucleus) on logits [B, V]; removed entries become -inf."""
-    logits = logits / temperature
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # [B, 1]
-        logits = logits.masked_fill(logits < kth, NEG_INF)
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # [B, V]
-        probs = sorted_logits.softmax(dim=-1)
-        before = probs.cumsum(dim=-1) - probs  # mass strictly before each entry
-        remove_sorted = before >= top_p  # the top entry always stays
-        remove = torch.zeros_like(remove_sorted).scatter(1, order, remove_sorted)
-        logits = logits.masked_fill(remove, NEG_INF)
-    return logits
-
-
-def gumbel_argmax(logits: torch.Tensor, uniform: torch.Tensor) -> torch.LongTensor:
-    """Sample from softmax(logits) [B, V] with uniform noise [B, V] (Gumbel-max); -> [B]."""
-    gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0 - 1e-7)))
-    return torch.argmax(logits + gumbel, dim=-1)
-
-
-def device_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
-    """The generator to draw noise on `device`: `generator` itself when it lives there, else a fresh
-    one seeded from a number drawn from `generator` (deterministic given the seed)."""
-    if generator is None:
-        return None
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    device = torch.device(device)
-    if generator.device.type == device.type:
-        return generator
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    return torch.Generator(device=device).manual_seed(seed)
-
-
-class SamplingLogitsProcessor(LogitsProcessor):
-    """Draws the next token (temperature / top-k / top-p / generator) and returns one-hot scores
-    (0 at the token, -inf elsewhere) so greedy `generate` takes it. `paired=True`: rows are
-    [cond; uncond] copies; one token is drawn per pair and given to both rows."""
-
-    def __init__(self, temperature=1.0, top_k=None, top_p=None, generator=None, paired=False):
-        validate_sampling(temperature, top_k, top_p)
-        self.temperature, self.top_k, self.top_p = float(temperature), top_k, top_p
-        self.generator, self.paired = generator, paired
-
-    def sample(self, logits: torch.Tensor) -> torch.LongTensor:
-        """logits [B, V] -> tokens [B]."""
-        if self.temperature == 0.0:
-            return torch.argmax(logits, dim=-1)
-        logits = logits.float()
-        # softmax-invariant shift: each row's best entry is 0, so no temperature can turn a row all -inf
-        logits = filter_logits(logits - logits.amax(dim=-1, keepdim=True), self.temperature, self.top_k, self.top_p)
-        uniform = torch.rand(logits.shape, generator=self.generator, device=logits.device)
-        return gumbel_argmax(logits, uniform)
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        rows = scores[: scores.shape[0] // 2] if self.paired else scores  # [B, V]
-        tokens = self.sample(rows)  # [B]
-        if self.paired:
-            tokens = torch.cat([tokens, tokens])
-        out = torch.full_like(scores, NEG_INF)
-        return out.scatter_(1, tokens[:, None], 0.0)
-
-
-def validate_sampling(temperature, top_k, top_p) -> None:
-    if not (isinstance(temperature, (int, float)) and temperature >= 0 and math.isfinite(temperature)):
-        raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}")
-    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
-        raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
-    if top_p is not None and not (isinstance(top_p, (int, float)) and 0.0 < top_p <= 1.0):
-        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+from gaussiantoken.lm.logits import (  # noqa: F401 - re-exported: the generation API's building blocks
+    NEG_INF,
+    ClassifierFreeGuidanceLogitsProcessor,
+    ImageGrammar,
+    ImageGrammarLogitsProcessor,
+    SamplingLogitsProcessor,
+    TextOnlyLogitsProcessor,
+    check_guidance_scale,
+    device_generator,
+    filter_logits,
+    gumbel_argmax,
+    validate_sampling,
+)
+from gaussiantoken.lm.sequences import prompt_token_ids  # noqa: F401 - re-exported
 
 
 # ----------------------------------------------------------------------------------------------
@@ -282,7 +67,8 @@ def _context_length(config) -> int | None:
     return getattr(text, "max_position_embeddings", None)
 
 
-def _check_context(lm_config, prompt_length: int, new_tokens: int) -> None:
+def check_context(lm_config, prompt_length: int, new_tokens: int) -> None:
+    """ValueError when prompt_length + new_tokens exceed the backbone's max_position_embeddings."""
     limit = _context_length(lm_config)
     if limit is not None and prompt_length + new_tokens > limit:
         raise ValueError(
@@ -335,7 +121,7 @@ def sample_image_tokens(
     device = next(lm.parameters()).device
     input_ids, attention_mask = left_pad(rows, pad, device)  # [R, S]
     new_tokens = grammar.tokens_per_image + 1  # the image, then <eoi>
-    _check_context(lm.config, input_ids.shape[1], new_tokens)
+    check_context(lm.config, input_ids.shape[1], new_tokens)
     gen = device_generator(generator, device)
     sampler = SamplingLogitsProcessor(temperature, top_k, top_p, gen, paired=guided)
     cfg = ClassifierFreeGuidanceLogitsProcessor(guidance_scale) if guided else None
@@ -427,15 +213,8 @@ def _text_tokenizer(processor):
     return getattr(processor, "tokenizer", processor)
 
 
-def prompt_token_ids(tokenizer, text: str, bos_token_id: int | None) -> list[int]:
-    """Tokenize a prompt string exactly as training did (specials added, bos ensured)."""
-    ids = list(tokenizer(text, add_special_tokens=True)["input_ids"])
-    if bos_token_id is not None and (not ids or ids[0] != bos_token_id):
-        ids = [bos_token_id] + ids
-    return ids
-
-
-def _as_prompt_list(prompts, name: str) -> list[str]:
+def as_prompt_list(prompts, name: str) -> list[str]:
+    """A non-empty string or a non-empty list of non-empty strings -> list[str] (errors name `name`)."""
     if isinstance(prompts, str):
         prompts = [prompts]
     if not isinstance(prompts, (list, tuple)) or not prompts:
@@ -480,7 +259,7 @@ def generate_images(
     """
     from gaussiantoken.lm.sequences import text_to_image_prompt, unconditional_prompt
 
-    prompts = _as_prompt_list(prompts, "prompt")
+    prompts = as_prompt_list(prompts, "prompt")
     num_images_per_prompt = _check_positive_int(num_images_per_prompt, "num_images_per_prompt")
     batch_size = _check_positive_int(batch_size, "batch_size")
     check_guidance_scale(guidance_scale)
@@ -498,7 +277,7 @@ def generate_images(
     uncond = [prompt_token_ids(tokenizer, n, bos) for n in negatives]
     grammar = ImageGrammar.from_model(model)
     for ids in cond + uncond:  # fail before any work
-        _check_context(model.config, len(ids), grammar.tokens_per_image + 1)
+        check_context(model.config, len(ids), grammar.tokens_per_image + 1)
     rows = [i for i in range(len(prompts)) for _ in range(num_images_per_prompt)]
     chunks = [rows[s : s + batch_size] for s in range(0, len(rows), batch_size)]
     bar = None
@@ -523,30 +302,45 @@ def generate_images(
     return torch.cat(out)  # [N, T]
 
 
-def _as_image_list(images) -> list:
+def as_image_list(images, paths: bool = False) -> tuple[list, bool]:
+    """The one image coercion: a PIL image, a tensor [3, H, W] or [B, 3, H, W] in [-1, 1], with `paths` an
+    image file path, or a non-empty list / tuple of those (PIL images / paths, or [3, H, W] tensors) ->
+    (list of PIL images or of [3, H, W] tensors, single: whether one image was given bare). Paths are read
+    with `load_image_file` (a missing or truncated file is a ValueError naming it); anything else is a
+    TypeError. Colour modes are the image processor's business (`tokenizer.image_processing.to_rgb`)."""
     from PIL import Image
 
-    if isinstance(images, Image.Image):
-        images = [images]
+    kinds = "a PIL image" + (", an image file path" if paths else "") + " or a [3, H, W] tensor"
     if isinstance(images, torch.Tensor):
-        if images.ndim == 3:
-            images = images[None]
-        if images.ndim != 4 or images.shape[1] != 3:
+        if images.ndim not in (3, 4) or images.shape[-3] != 3:
             raise ValueError(f"image tensors must be [B, 3, H, W] in [-1, 1], got shape {tuple(images.shape)}")
-        return [images]
-    if not isinstance(images, (list, tuple)) or not images:
-        raise TypeError("images must be a PIL image, a list of PIL images or a [B, 3, H, W] tensor")
-    for im in images:
-        if not isinstance(im, Image.Image):
-            raise TypeError(f"images must be PIL images, got {type(im).__name__}")
-    return list(images)
+        return (list(images) if images.ndim == 4 else [images]), images.ndim == 3
+    single = not isinstance(images, (list, tuple))
+    items = [images] if single else list(images)
+    if not items:
+        raise ValueError("no images given")
+    out = []
+    for item in items:
+        if paths and isinstance(item, (str, os.PathLike)):
+            from gaussiantoken.tokenizer.image_processing import load_image_file
+
+            item = load_image_file(item)
+        if isinstance(item, torch.Tensor) and not single and item.ndim == 3 and item.shape[0] == 3:
+            pass
+        elif not isinstance(item, Image.Image):
+            raise TypeError(f"an image must be {kinds}, got {type(item).__name__}")
+        out.append(item)
+    if len({isinstance(i, torch.Tensor) for i in out}) > 1:
+        raise TypeError("images must be all PIL images or all tensors, not a mix")
+    return out, single
 
 
 def pixel_values_for(processor, images, device, dtype) -> torch.Tensor:
-    """PIL images (or a [B, 3, H, W] tensor in [-1, 1]) -> pixel_values [B, 3, S, S] on device."""
-    images = _as_image_list(images)
+    """Images (see `as_image_list`: PIL images, or tensors in [-1, 1] taken as they are) -> pixel_values
+    [B, 3, S, S] on device."""
+    images, _ = as_image_list(images)
     if isinstance(images[0], torch.Tensor):
-        pixels = images[0]
+        pixels = torch.stack(images)  # [B, 3, H, W]
     else:
         image_processor = getattr(processor, "image_processor", None)
         if image_processor is None:
@@ -569,9 +363,9 @@ def generate_text(
 ) -> list[str]:
     """Captioning / VQA: one image per prompt -> the generated text (prompt excluded), stripped.
 
-    prompts: None or a caption request ("Describe the image.", lm.sequences.is_caption_request) -> the
-    captioning prompt; any other string -> a VQA
-    question (lm.sequences.vqa_prompt). Only text tokens can be produced; greedy unless do_sample.
+    images: see `as_image_list` (no paths). prompts: one per image, or one for all; each is read by
+    `lm.sequences.image_request_prompt` (None or a caption request -> the captioning prompt, any other
+    string -> a VQA question). Only text tokens can be produced; greedy unless do_sample.
     """
     from gaussiantoken.lm.sequences import VocabLayout, expand_image_placeholders, image_request_prompt
 
@@ -580,7 +374,7 @@ def generate_text(
     param = next(model.parameters())
     pixels = pixel_values_for(processor, images, param.device, torch.float32)  # [B, 3, S, S]
     n = pixels.shape[0]
-    prompts = [None] * n if prompts is None else _as_prompt_list(prompts, "prompt")
+    prompts = [None] * n if prompts is None else as_prompt_list(prompts, "prompt")
     if len(prompts) == 1 and n > 1:
         prompts = prompts * n
     if len(prompts) != n:
@@ -598,7 +392,7 @@ def generate_text(
     for s in range(0, n, batch_size):
         chunk = rows[s : s + batch_size]
         input_ids, attention_mask = left_pad(chunk, layout.pad_token_id, param.device)  # [b, S]
-        _check_context(model.config, input_ids.shape[1], max_new_tokens)
+        check_context(model.config, input_ids.shape[1], max_new_tokens)
         processors = [text_only]
         if do_sample:
             processors.append(SamplingLogitsProcessor(temperature, generator=device_generator(generator, param.device)))

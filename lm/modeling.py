@@ -291,13 +291,14 @@ class GaussianTokenForImageTextToText(GaussianTokenForCausalLM):
     def generate(self, *args, logits_processor=None, **kwargs):
         from transformers import LogitsProcessorList
 
-        from gaussiantoken.lm.generation import TextOnlyLogitsProcessor, _check_context
+        from gaussiantoken.lm.generation import check_context
+        from gaussiantoken.lm.logits import TextOnlyLogitsProcessor
 
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         config = kwargs.get("generation_config") or self.generation_config
         new_tokens = kwargs.get("max_new_tokens", getattr(config, "max_new_tokens", None))
         if input_ids is not None and new_tokens is not None:  # a clear error instead of positions past the context
-            _check_context(self.config, input_ids.shape[-1], int(new_tokens))
+            check_context(self.config, input_ids.shape[-1], int(new_tokens))
         processors = LogitsProcessorList(list(logits_processor or []))
         processors.append(TextOnlyLogitsProcessor.from_model(self))
         return super().generate(*args, logits_processor=processors, **kwargs)

@@ -1,4 +1,7 @@
-"""THE one place for the multimodal LM's prompt formats and training sequences (with loss masks).
+"""THE one place for the multimodal LM's prompt formats, how a prompt tokenizes (`prompt_token_ids`), how
+user requests about an image are read (`is_caption_request`, `image_request_prompt`, the chat template) and
+the training sequences (with loss masks). Generation, the processor and the pipelines take their prompts
+from here.
 
 Special tokens (text ids of the text tokenizer): "<boi>" begins an image span, "<eoi>" ends it, "<image>"
 is the placeholder that the processor expands to `<boi> + T x <image> + <eoi>` (T = tokens_per_image) and
@@ -199,11 +202,16 @@ def _tokenize(tokenizer, text: str, add_special_tokens: bool) -> list[int]:
     return list(tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
 
 
-def _prompt_ids(tokenizer, text: str, layout: VocabLayout) -> list[int]:
+def prompt_token_ids(tokenizer, text: str, bos_token_id: int | None) -> list[int]:
+    """Tokenize a prompt string as training and inference both do: specials added, bos ensured."""
     ids = _tokenize(tokenizer, text, add_special_tokens=True)
-    if layout.bos_token_id is not None and (not ids or ids[0] != layout.bos_token_id):
-        ids = [layout.bos_token_id] + ids
+    if bos_token_id is not None and (not ids or ids[0] != bos_token_id):
+        ids = [bos_token_id] + ids
     return ids
+
+
+def _prompt_ids(tokenizer, text: str, layout: VocabLayout) -> list[int]:
+    return prompt_token_ids(tokenizer, text, layout.bos_token_id)
 
 
 def _target_ids(tokenizer, text: str, layout: VocabLayout) -> list[int]:
@@ -260,6 +268,6 @@ __all__ = [
     "BOI_TOKEN", "EOI_TOKEN", "IMAGE_TOKEN", "SPECIAL_IMAGE_TOKENS", "IGNORE_INDEX", "TASKS",
     "text_to_image_prompt", "unconditional_prompt", "caption_prompt", "vqa_prompt", "check_user_text",
     "CAPTION_REQUESTS", "is_caption_request", "image_request_prompt", "chat_template",
-    "VocabLayout", "image_span", "expand_image_placeholders",
+    "VocabLayout", "image_span", "expand_image_placeholders", "prompt_token_ids",
     "build_text_to_image", "build_caption", "build_vqa",
 ]

@@ -3,10 +3,11 @@
 1. `pipeline("image-text-to-text", model=DIR)` is transformers' own `ImageTextToTextPipeline` over
    `GaussianTokenForImageTextToText` (lm/modeling.py: the LM checkpoint, text-only `generate`) and
    `GaussianTokenProcessor` (lm/processing.py). Everything its users pass works:
-       pipe(images=img, text="Describe the image.")                      # plain text, image goes first
-       pipe(images=[a, b], text=["What color is the circle?", "Describe the image."])   # a batch
+       pipe(images=img, text=request)                      # plain text, image goes first
+       pipe(images=[a, b], text=["What color is the circle?", request])   # a batch
        pipe(text=[{"role": "user", "content": [{"type": "image", "image": img},
                                                {"type": "text", "text": "What color is the circle?"}]}])
+   (`request`: a caption request, one of `lm.sequences.CAPTION_REQUESTS` such as "caption", or a question)
    with `return_full_text`, `max_new_tokens` and `generate_kwargs`. The processor formats plain text
    with our prompts (`lm.sequences.image_request_prompt`: a caption request -> the captioning prompt,
    anything else -> a VQA question) and renders chat messages with its saved `chat_template`
@@ -14,21 +15,17 @@
    holds the "<image>" placeholder is taken as our raw prompt format.
 2. `pipeline("gaussiantoken-captioning", model=DIR)(image)` -> [{"generated_text": caption}] and
    `pipeline("gaussiantoken-vqa", model=DIR)(image, "What color is the circle?")` -> [{"generated_text":
-   answer}] (lists in input order for lists of images): prompts from lm.sequences, greedy decoding with
-   `lm.generation.generate_text`. User text is text: a question containing <image>/<boi>/<eoi> is a
-   ValueError naming it.
+   answer}] (lists in input order for lists of images; images as `lm.generation.as_image_list` takes them,
+   file paths included): prompts from lm.sequences, greedy decoding with `lm.generation.generate_text`.
+   User text is text: a question containing <image>/<boi>/<eoi> is a ValueError naming it.
 
 The tasks are registered by gaussiantoken/registration.py.
 """
 
 from __future__ import annotations
 
-import os
-
 import torch
 from transformers import Pipeline
-
-from gaussiantoken.tokenizer.image_processing import load_image_file
 
 CAPTION_TASK = "gaussiantoken-captioning"
 VQA_TASK = "gaussiantoken-vqa"
@@ -40,24 +37,6 @@ def __getattr__(name: str):
 
         return GaussianTokenForImageTextToText
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _load_images(images):
-    """PIL image | path | list of those -> list of PIL images; anything else raises TypeError."""
-    from PIL import Image
-
-    single = not isinstance(images, (list, tuple))
-    items = [images] if single else list(images)
-    if not items:
-        raise ValueError("no images given")
-    out = []
-    for item in items:
-        if isinstance(item, (str, os.PathLike)):
-            item = load_image_file(item)  # a missing / truncated file: ValueError naming the path
-        if not isinstance(item, Image.Image):
-            raise TypeError(f"expected a PIL image or an image file path, got {type(item).__name__}")
-        out.append(item)
-    return out, single
 
 
 class GaussianTokenImageTextToTextPipeline(Pipeline):
@@ -94,9 +73,10 @@ class GaussianTokenImageTextToTextPipeline(Pipeline):
         return self.postprocess(out)
 
     def preprocess(self, images, text=None):
+        from gaussiantoken.lm.generation import as_image_list
         from gaussiantoken.lm.sequences import check_user_text
 
-        images, single = _load_images(images)
+        images, single = as_image_list(images, paths=True)  # paths read here: errors name the file
         if self.task == VQA_TASK:
             questions = [text] if isinstance(text, str) else text
             if not questions or not isinstance(questions, (list, tuple)):

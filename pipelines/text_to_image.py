@@ -71,7 +71,7 @@ class TextToImagePipeline(Pipeline):
         if kwargs:
             raise TypeError(f"unknown text-to-image argument(s): {sorted(kwargs)}")
         if guidance_scale is not None:  # before any sampling: a finite number >= 1
-            from gaussiantoken.lm.generation import check_guidance_scale
+            from gaussiantoken.lm.logits import check_guidance_scale
 
             check_guidance_scale(guidance_scale)
         forward = {k: v for k, v in dict(
@@ -95,9 +95,9 @@ class TextToImagePipeline(Pipeline):
         return self.postprocess(outputs, **post_params)
 
     def preprocess(self, prompt):
-        from gaussiantoken.lm.generation import _as_prompt_list
+        from gaussiantoken.lm.generation import as_prompt_list
 
-        return {"prompts": _as_prompt_list(prompt, "prompt")}
+        return {"prompts": as_prompt_list(prompt, "prompt")}
 
     def _forward(self, model_inputs, negative_prompt=None, guidance_scale=3.0, num_images_per_prompt=1,
                  generator=None, temperature=1.0, top_k=None, top_p=None, batch_size=16, backend="hf",
