@@ -293,7 +293,15 @@ def load_vqav2(questions_json, annotations_json, images_dir):
     return ds.Dataset.from_dict(rows, features=features)
 
 
+_MIXED_KEYS = ("renderers", "color_noise", "jitter", "supersample")  # data/shapes_mixed.py's extra arguments
+
+
 def _shapes(**kwargs):
+    """``shapes.make_dataset``; with any of _MIXED_KEYS, ``shapes_mixed.make_mixed_dataset`` (mixed renderers)."""
+    if any(k in kwargs for k in _MIXED_KEYS):
+        from .shapes_mixed import make_mixed_dataset
+
+        return make_mixed_dataset(**kwargs)
     from .shapes import make_dataset
 
     return make_dataset(**kwargs)
@@ -315,8 +323,9 @@ LOADERS = {
 def load_dataset_from_config(spec: dict):
     """Dispatch on ``spec["name"]`` (a key of LOADERS); the other keys are the loader's arguments.
 
-    E.g. ``{"name": "shapes", "num_samples": 50000, "seed": 0}`` or
-    ``{"name": "cifar100", "root": "/data/cifar", "split": "test"}``.
+    E.g. ``{"name": "shapes", "num_samples": 50000, "seed": 0}``, Shapes drawn by a mix of renderers
+    ``{"name": "shapes", ..., "renderers": {"pixel": 0.5, "antialiased": 0.5}, "color_noise": 0.02}``
+    (data/shapes_mixed.py), or ``{"name": "cifar100", "root": "/data/cifar", "split": "test"}``.
     """
     if not isinstance(spec, dict) or "name" not in spec:
         raise ValueError(f"spec must be a dict with a 'name' key, got {spec!r}")
@@ -334,6 +343,7 @@ def load_dataset_from_config(spec: dict):
 
 
 def make_dataset_signature() -> inspect.Signature:
-    from .shapes import make_dataset
+    """The arguments a ``shapes`` spec takes: ``make_mixed_dataset``'s (a superset of ``make_dataset``'s)."""
+    from .shapes_mixed import make_mixed_dataset
 
-    return inspect.signature(make_dataset)
+    return inspect.signature(make_mixed_dataset)
