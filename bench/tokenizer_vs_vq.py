@@ -71,7 +71,8 @@ def evaluate(model, processor, dataset, fid_net, parse: bool) -> dict:
     from gaussiantoken.data.shapes import parse_scene
     from gaussiantoken.eval.fid import make_fid
     from gaussiantoken.eval.image_metrics import codebook_stats, psnr_per_image, ssim_per_image
-    from gaussiantoken.eval.reconstruction import _to_pil, scene_match
+    from gaussiantoken.eval.reconstruction import scene_match
+    from gaussiantoken.eval.reconstruction import to_pil as _to_pil
 
     model.eval()
     fid = make_fid(feature_net=fid_net)

@@ -9,8 +9,10 @@ Light at import: each name loads its module on first access.
 - vqa: `vqa_accuracy` (VQAv2 official normalisation and leave-one-out accuracy), exact match.
 - readers: COCO captions / VQAv2 / prediction files with validation.
 - report: `write_report`, `save_image_grid`, `save_plot`, atomic metrics.json.
-- reconstruction / text_to_image / captioning / vqa: one runner per benchmark; run: the
-  `gaussiantoken evaluate` harness over them (`evaluate(config)`).
+- reconstruction / text_to_image / captioning / vqa: the runners and scorers of each benchmark (also used
+  by bench/).
+- tasks/: the benchmarks of the harness, one file each on a small base (`tasks/base.py`), registered in
+  one table (`tasks.TASKS`); run: the `gaussiantoken evaluate` harness over them (`evaluate(config)`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ _LAZY = {
     "evaluate_tokenizer": ".reconstruction", "load_fid": ".reconstruction",
     "score_text_to_image": ".text_to_image", "run_text_to_image": ".text_to_image",
     "run_captioning": ".captioning", "run_vqa": ".vqa",
-    "EvalConfig": ".run", "evaluate": ".run", "load_config": ".run",
+    "EvalConfig": ".run", "EvalSettings": ".run", "evaluate": ".run", "load_config": ".run", "TASKS": ".tasks",
 }
 __all__ = sorted(_LAZY)
 

@@ -162,7 +162,7 @@ def run_captioning(model, processor, dataset, references: dict | None = None, me
     texts: list[str] = []
     for s in range(0, len(dataset), batch_size):
         images = dataset[s:s + batch_size][image_column]
-        texts += generate_text(model, processor, [im.convert("RGB") for im in images],
+        texts += generate_text(model, processor, list(images),  # colour modes: the image processor
                                max_new_tokens=max_new_tokens, batch_size=batch_size)
     if "objects" in dataset.column_names and references is None:
         scores = score_shapes_captions(texts, dataset["caption"], dataset["objects"], metrics)

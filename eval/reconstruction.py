@@ -38,7 +38,7 @@ def scene_match(predicted: list[dict], truth: list[dict], tolerance: float = 1.5
     return exact, attributes
 
 
-def _to_pil(pixels):
+def to_pil(pixels):
     """[3, H, W] in [-1, 1] -> PIL RGB (rounded to uint8 like a saved PNG)."""
     import numpy as np
     from PIL import Image
@@ -84,7 +84,7 @@ def evaluate_tokenizer(model, processor, dataset, batch_size: int = 64, lpips=No
             from gaussiantoken.data.shapes import parse_scene
 
             for pixels, truth in zip(recon, rows["objects"]):
-                e, a = scene_match(parse_scene(_to_pil(pixels)), truth, position_tolerance)
+                e, a = scene_match(parse_scene(to_pil(pixels)), truth, position_tolerance)
                 exact, attributes = exact + e, attributes + a
     result = metrics.compute()
     stats = codebook_stats(torch.cat(feature_codes), codebook_size)

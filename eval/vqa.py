@@ -189,7 +189,7 @@ def _answer_all(model, processor, images: list, questions: list[str], batch_size
 
     out: list[str] = []
     for s in range(0, len(questions), batch_size):
-        out += generate_text(model, processor, [im.convert("RGB") for im in images[s:s + batch_size]],
+        out += generate_text(model, processor, images[s:s + batch_size],  # colour modes: the image processor
                              prompts=questions[s:s + batch_size], max_new_tokens=max_new_tokens, batch_size=batch_size)
     return out
 

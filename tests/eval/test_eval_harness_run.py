@@ -233,3 +233,71 @@ def test_coco_and_vqav2_files(model_dirs, tmp_path):
     assert main([cfg, "--out", str(tmp_path / "empty")]) == 1
     m = _metrics(tmp_path / "empty")
     assert "empty prediction set" in m["failed.captioning"] and "captioning.bleu1" not in m
+
+
+def test_guidance_checked_once_for_config_and_generation(tmp_path, capsys):
+    """The config's guidance_scale goes through lm.logits.check_guidance_scale: nan is a config error too."""
+    from gaussiantoken.eval.run import main
+
+    for value in ("0.5", ".nan", "true"):
+        path = tmp_path / "g.yaml"
+        path.write_text(f"text_to_image: {{guidance_scale: {value}}}\n")
+        assert main([str(path), "--out", str(tmp_path / "out")]) == 2
+        assert "'text_to_image.guidance_scale' must be a finite number >= 1" in capsys.readouterr().err
+
+
+def test_a_new_benchmark_is_one_task_and_one_table_entry(tmp_path, monkeypatch, capsys):
+    """A Task subclass with its config dataclass, put in eval.tasks.TASKS, is configured, validated, run and
+    reported by the harness with no other change (here without a model: it scores nothing but its config)."""
+    from dataclasses import dataclass
+
+    import gaussiantoken.eval.run as run
+    from gaussiantoken.eval.report import ReportSection
+    from gaussiantoken.eval.tasks import TASKS, Task
+    from gaussiantoken.eval.tasks.base import check_positive
+
+    @dataclass
+    class ToyConfig:
+        value: int = 2
+
+    class Toy(Task):
+        name = "toy"
+        config = ToyConfig
+        needs_lm = False
+
+        def needs_model(self, cfg):
+            return False
+
+        def validate(self, cfg):
+            check_positive(cfg.value, self.key("value"))
+
+        def run(self, cfg, ctx):
+            return {"double": 2 * cfg.value, "seed": ctx.seed}, [ReportSection("toy notes", "a toy benchmark")]
+
+    monkeypatch.setitem(TASKS, "toy", Toy())
+    monkeypatch.setattr(run, "EvalConfig", run.config_class(TASKS))
+    path = tmp_path / "toy.yaml"
+    path.write_text("tasks: [toy]\ntoy: {value: 21}\n")
+    out = tmp_path / "out"
+    assert run.main([str(path), "--out", str(out), "seed=4"]) == 0
+    m = _metrics(out)
+    assert m["toy.double"] == 42 and m["toy.seed"] == 4 and m["config.toy.value"] == 21 and m["status"] == "complete"
+    assert list(m).index("config.vqa.max_new_tokens") < list(m).index("config.toy.value")  # table order
+    report = (out / "report.md").read_text()
+    assert "## toy" in report and "a toy benchmark" in report
+    assert run.main([str(path), "toy.value=-1", "--out", str(tmp_path / "bad")]) == 2
+    assert "'toy.value' must be positive" in capsys.readouterr().err
+
+
+def test_harness_names_no_benchmark():
+    """eval/run.py branches on no task name: every benchmark-specific line lives in its eval/tasks/ file."""
+    import ast
+    from pathlib import Path
+
+    from gaussiantoken.eval.tasks import TASKS
+
+    tree = ast.parse((Path(__file__).resolve().parents[2] / "eval" / "run.py").read_text())
+    used = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    used |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    used |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    assert not used & set(TASKS), used & set(TASKS)

@@ -57,15 +57,16 @@ def test_per_set_scores_and_parsed_description():
 def test_harness_config_prompt_sets(tmp_path):
     from pathlib import Path
 
-    from gaussiantoken.eval.run import load_config, text_to_image_prompts
+    from gaussiantoken.eval.run import load_config
+    from gaussiantoken.eval.tasks.text_to_image import text_to_image_prompts
 
     config = Path(__file__).resolve().parents[2] / "configs" / "eval" / "shapes.yaml"
     cfg = load_config(config, ["text_to_image.prompt_sets=true", "text_to_image.num_prompts=5",
                                "text_to_image.exclude_data=null"])
-    prompts, sets = text_to_image_prompts(cfg, 32, sets=True)
+    prompts, sets = text_to_image_prompts(cfg.text_to_image, 32, sets=True)
     assert list(sets) == ["one", "two_unseen", "three_unseen"] and prompts == [p for v in sets.values() for p in v]
-    assert text_to_image_prompts(cfg, 32) == prompts
+    assert text_to_image_prompts(cfg.text_to_image, 32) == prompts
     plain = load_config(config, ["text_to_image.num_prompts=5", "text_to_image.exclude_data=null"])
-    assert text_to_image_prompts(plain, 32, sets=True)[1] is None
+    assert text_to_image_prompts(plain.text_to_image, 32, sets=True)[1] is None
     with pytest.raises((ValueError, TypeError), match="prompt_sets"):
         load_config(config, ["text_to_image.prompt_sets=3"])

@@ -1,4 +1,5 @@
-"""The generation core on a tiny random LlamaForCausalLM and a hand-made token layout (no tokenizer)."""
+"""The generation core (lm.logits: grammar and processors; lm.generation: the decode loops) on a tiny random
+LlamaForCausalLM and a hand-made token layout (no tokenizer)."""
 
 from collections import namedtuple
 
@@ -6,15 +7,14 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from gaussiantoken.lm.generation import (
+from gaussiantoken.lm.generation import left_pad, sample_image_tokens
+from gaussiantoken.lm.logits import (
     ClassifierFreeGuidanceLogitsProcessor,
     ImageGrammar,
     ImageGrammarLogitsProcessor,
     SamplingLogitsProcessor,
     TextOnlyLogitsProcessor,
     filter_logits,
-    left_pad,
-    sample_image_tokens,
 )
 
 Slot = namedtuple("Slot", "name start size")
