@@ -122,12 +122,12 @@ class FeatureExtractor(nn.Module):
 
 
 def _inception_check(inception_weights) -> str:
-    from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
+    import importlib.util
 
     path = os.fspath(inception_weights)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Inception weights file not found: {path}")
-    if not _TORCH_FIDELITY_AVAILABLE:
+    if importlib.util.find_spec("torch_fidelity") is None:  # what torchmetrics' Inception features import
         raise ImportError("Inception FID/KID needs the torch-fidelity package (pip install torch-fidelity); "
                           "or pass feature_net= to use another feature network")
     return path
