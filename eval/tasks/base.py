@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from gaussiantoken.runtime.model_dirs import LM_KIND, TOKENIZER_KIND
+from gaussiantoken.runtime.model_dirs import LM_KIND
 
 
 class Task:
@@ -88,8 +88,6 @@ class Models:
         return int(self.image_tokenizer()[0].config.image_size)
 
 
-MODEL_KINDS = (LM_KIND, TOKENIZER_KIND)
-
 
 def load_data(spec: dict, image_size: int | None, max_samples: int | None = None):
     """A data.loaders dataset; Shapes specs get the model's image size unless they name one."""
@@ -153,5 +151,5 @@ def check_dataset(task: Task, spec: dict, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{task.key('data')}: unsupported dataset {spec['name']!r} (use {' or '.join(allowed)})")
 
 
-__all__ = ["Task", "RunContext", "Models", "MODEL_KINDS", "load_data", "shapes_spec", "examples_section",
+__all__ = ["Task", "RunContext", "Models", "load_data", "shapes_spec", "examples_section",
            "check_type", "check_positive", "check_spec", "check_dataset"]
