@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(result, indent=2))
     if args.out:
         from gaussiantoken.runtime.files import atomic_write_text
-        from gaussiantoken.tokenizer.train import save_sample_grid
+        from gaussiantoken.tokenizer.previews import save_sample_grid
 
         out = Path(args.out)
         atomic_write_text(out / "metrics.json", json.dumps(result, indent=2) + "\n")

@@ -1,5 +1,6 @@
-"""The LM run's clock: a warm-up + cosine schedule that follows a time budget, and the callback that
-keeps its clock and stops the run when the budget (or a stop request) says so.
+"""The LM run's clock: a warm-up + cosine schedule that follows a time budget (`ClockCosineLR`), the callback
+that keeps the clock and stops the run when the budget (or a stop request) says so (`RunClockCallback`), and
+the Trainer that uses them (`ClockTrainer`).
 
 Under `train.max_minutes` with `lr_scheduler: cosine`, the cosine's progress is the larger of the step
 fraction and the share of the budget spent (the tokenizer trainer's rule, `warmup_cosine`), so a run cut by
@@ -12,13 +13,11 @@ step, so the learning rate of step k + 1 follows the time at the end of step k's
 
 from __future__ import annotations
 
-import time
-
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 from transformers import Trainer, TrainerCallback
 
-from gaussiantoken.runtime.dist import agree_max
+from gaussiantoken.runtime.clock import RunClock
 from gaussiantoken.runtime.schedule import warmup_cosine
 
 # state that a resumed run takes from the checkpoint; the rest (warm-up, steps, budget) from its own config
@@ -56,32 +55,35 @@ class ClockCosineLR(LRScheduler):
             group["lr"] = lr
 
 
-class RunClock(TrainerCallback):
-    """Keeps the run's clock (seconds over all resumed runs when the scheduler is a ClockCosineLR, else this
-    process's) and stops cleanly (checkpoint saved) on the budget, a stop request or `stop_at_step`."""
+class RunClockCallback(TrainerCallback):
+    """Keeps the run's clock (`runtime.clock.RunClock`: seconds over all resumed runs when the scheduler is a
+    ClockCosineLR, else this process's) and stops cleanly (checkpoint saved) on the budget, a stop request
+    (`requested`: SIGTERM/SIGINT, agreed by all processes) or `stop_at_step`."""
 
     def __init__(self, max_minutes: float | None, stop_flag, stop_at_step: int | None = None):
         self.max_minutes, self.stop_flag, self.stop_at_step = max_minutes, stop_flag, stop_at_step
         self.scheduler: ClockCosineLR | None = None
-        self.offset_s, self.start = 0.0, time.monotonic()
-        self.elapsed_s, self.requested, self.stopped_early = 0.0, False, False
+        self.clock = RunClock()
+        self.requested, self.stopped_early = False, False
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.clock.elapsed_s
 
     def on_train_begin(self, args, state, control, lr_scheduler=None, **kwargs):
         # called after the Trainer has loaded a resumed checkpoint's scheduler state
         self.scheduler = lr_scheduler if isinstance(lr_scheduler, ClockCosineLR) else None
-        self.offset_s = self.scheduler.elapsed_s if self.scheduler is not None else 0.0
-        self.start = time.monotonic()
+        self.clock.resume(self.scheduler.elapsed_s if self.scheduler is not None else 0.0)
+        self.clock.restart()
 
     def on_optimizer_step(self, args, state, control, **kwargs):
         # after the optimizer step and before the scheduler's: the next step's lr sees this step's clock
-        requested, self.elapsed_s = agree_max(
-            [float(self.stop_flag.requested), self.offset_s + time.monotonic() - self.start], args.device)
-        self.requested = requested > 0
+        self.requested = self.clock.agree(self.stop_flag.requested, args.device)
         if self.scheduler is not None:
-            self.scheduler.elapsed_s = self.elapsed_s
+            self.scheduler.elapsed_s = self.clock.elapsed_s
 
     def on_step_end(self, args, state, control, **kwargs):
-        over = self.max_minutes is not None and self.elapsed_s / 60.0 >= self.max_minutes
+        over = self.max_minutes is not None and self.clock.elapsed_s / 60.0 >= self.max_minutes
         at_step = self.stop_at_step is not None and state.global_step >= self.stop_at_step
         if over or at_step or self.requested:
             self.stopped_early = True

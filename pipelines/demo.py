@@ -11,6 +11,11 @@ rerun skips it, and an interrupted stage continues from its trainer's last check
 6. evaluate    reconstruction, text-to-image, captioning, VQA (configs/eval/shapes.yaml)
                -> OUT/metrics.json, OUT/report.md (+ grids and plots under OUT/eval)
 
+The two training stages run their commands (`gaussiantoken train-tokenizer ...`, `gaussiantoken train-lm ...`)
+in fresh processes, exactly as a user would (about 10 s of imports each; their output streams through).
+SIGTERM/SIGINT to the demo are passed on: the trainer saves a checkpoint and exits 143, the demo exits 143 too,
+and a rerun continues the stage from that checkpoint.
+
 One writer: the demo holds OUT's run lock (a second demo into the same OUT exits with status 2, naming
 the first); --out must be a folder.
 
@@ -30,6 +35,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -125,24 +131,50 @@ def stage_data(out: Path, plan: Plan) -> dict:
             "unique_train_captions": unique, "heldout_samples": len(heldout)}
 
 
-def stage_tokenizer(out: Path, plan: Plan) -> dict:
-    from gaussiantoken.tokenizer.train import load_config, train
+class StageFailed(RuntimeError):
+    """A stage's command exited with a non-zero status (its own one-line error is already on stderr)."""
 
+    def __init__(self, stage: str, status: int):
+        self.stage, self.status = stage, status
+        why = "stopped by a signal (checkpoint saved; rerun to continue)" if status in (143, -2, -15) else "failed"
+        super().__init__(f"stage {stage}: the command {why}, exit status {status}")
+
+
+def run_command(stage: str, command: str, args: list[str], threads: int | None = None) -> dict:
+    """Run `python -m gaussiantoken COMMAND ARGS... --summary FILE` in a fresh process, as a user would (its
+    output streams through; SIGTERM/SIGINT are passed on: the trainer checkpoints and exits 143); returns
+    the command's summary (`runtime.finalize.write_summary`). A non-zero exit raises `StageFailed`."""
+    from gaussiantoken.runtime.child import run_child
+
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    with tempfile.TemporaryDirectory(prefix="gaussiantoken-demo-") as tmp:
+        summary = Path(tmp) / "summary.json"
+        status = run_child([sys.executable, "-m", "gaussiantoken", command, *args, "--summary", str(summary)],
+                           env=env)
+        if status != 0:
+            raise StageFailed(stage, status)
+        return json.loads(summary.read_text())
+
+
+def stage_tokenizer(out: Path, plan: Plan, threads: int | None = None) -> dict:
     run_dir = out / "runs" / "tokenizer"
-    config = load_config(REPO_CONFIGS / "tokenizer" / "shapes.yaml", [
+    result = run_command("tokenizer", "train-tokenizer", [
+        str(REPO_CONFIGS / "tokenizer" / "shapes.yaml"),
         f"train.output_dir={run_dir}",
         f"train.max_minutes={plan.tokenizer_minutes}",
         f"train.max_steps={plan.tokenizer_steps}",
         f"data.num_samples={plan.train_samples}",
         f"data.seed={TRAIN_SEED}",
+        "train.resume=auto",
         *plan.extra_tokenizer,
-    ])
-    result = train(config, resume="auto")
-    if result.final_dir is None:
-        raise RuntimeError(f"tokenizer training stopped ({result.stop_reason}) without a final model")
-    _replace_dir(result.final_dir, out / "tokenizer")
-    return {"steps": result.step, "stop_reason": result.stop_reason, "dir": str(out / "tokenizer"),
-            **{k: v for k, v in result.last_metrics.items() if isinstance(v, (int, float))}}
+    ], threads)
+    if result["final_dir"] is None:
+        raise RuntimeError(f"tokenizer training stopped ({result['stop_reason']}) without a final model")
+    _replace_dir(Path(result["final_dir"]), out / "tokenizer")
+    return {"steps": result["step"], "stop_reason": result["stop_reason"], "dir": str(out / "tokenizer"),
+            **{k: v for k, v in result["last_metrics"].items() if isinstance(v, (int, float))}}
 
 
 def stage_codes(out: Path, plan: Plan) -> dict:
@@ -161,12 +193,10 @@ def stage_text(out: Path, plan: Plan) -> dict:
     return {"vocab_size": len(tokenizer), "dir": str(out / "text_tokenizer")}
 
 
-def stage_lm(out: Path, plan: Plan) -> dict:
-    from gaussiantoken.lm.train import LMRunConfig, train
-    from gaussiantoken.runtime.config import load_run_config
-
+def stage_lm(out: Path, plan: Plan, threads: int | None = None) -> dict:
     run_dir = out / "runs" / "lm"
-    cfg = load_run_config(LMRunConfig, REPO_CONFIGS / "lm" / "shapes.yaml", [
+    result = run_command("lm", "train-lm", [
+        str(REPO_CONFIGS / "lm" / "shapes.yaml"),
         f"model.tokenizer={out / 'tokenizer'}",
         f"model.text_tokenizer={out / 'text_tokenizer'}",
         f"data.codes={out / 'codes'}",
@@ -177,12 +207,10 @@ def stage_lm(out: Path, plan: Plan) -> dict:
         f"train.deepspeed={REPO_CONFIGS / 'deepspeed' / 'zero2.json'}",
         "train.resume=auto",
         *plan.extra_lm,
-    ])
-    result = train(cfg)
-    _replace_dir(Path(result.final_dir), out / "lm")
-    losses = [h["loss"] for h in result.log_history if "loss" in h]
-    return {"steps": result.global_step, "stopped_early": result.stopped_early, "dir": str(out / "lm"),
-            "final_loss": losses[-1] if losses else None, "train_seconds": round(result.seconds, 1)}
+    ], threads)
+    _replace_dir(Path(result["final_dir"]), out / "lm")
+    return {"steps": result["global_step"], "stopped_early": result["stopped_early"], "dir": str(out / "lm"),
+            "final_loss": result["final_loss"], "train_seconds": round(result["seconds"], 1)}
 
 
 def stage_evaluate(out: Path, plan: Plan) -> dict:
@@ -207,6 +235,7 @@ def stage_evaluate(out: Path, plan: Plan) -> dict:
     return {k: v for k, v in record.items() if isinstance(v, (int, float, str))}
 
 
+TRAINING_STAGES = ("tokenizer", "lm")  # each runs its trainer's command in a fresh process
 RUNNERS = {
     "data": stage_data,
     "tokenizer": stage_tokenizer,
@@ -305,7 +334,7 @@ def _run_demo(out: str | os.PathLike = "runs/demo", quick: bool = False, threads
             continue
         _banner(index, name, "running")
         start = time.monotonic()
-        record = RUNNERS[name](out, plan)
+        record = RUNNERS[name](out, plan, threads) if name in TRAINING_STAGES else RUNNERS[name](out, plan)
         record["seconds"] = round(time.monotonic() - start, 1)
         timings[name] = record["seconds"]
         stages.finish(name, record)
@@ -334,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--quick and --minutes exclude each other")
     try:
         run_demo(args.out, quick=args.quick, threads=args.threads, minutes=args.minutes)
+    except StageFailed as err:  # the stage's command has printed its own error
+        print(f"gaussiantoken demo: {err}", file=sys.stderr)
+        return 143 if err.status in (143, -2, -15) else (err.status if err.status > 0 else 1)
     except (ValueError, FileNotFoundError) as err:
         print(f"gaussiantoken demo: error: {err}", file=sys.stderr)
         return 2

@@ -8,6 +8,12 @@
 - `schedule`: the shared learning-rate rule (`warmup_cosine`);
 - `run_lock`: one writer per run directory;
 - `model_dirs`: is this a saved gaussiantoken model directory of the right kind (the model_type names, once).
+- `clock`: `RunClock`, a run's seconds over all its processes (agreed across ranks);
+- `finalize`: `finalize()`, OUTPUT/final written atomically with the resolved config (both trainers), and
+  `write_summary` (a trainer command's `--summary FILE`);
+- `entry`: the training commands' exit statuses (0, 1, 2, 143) and one-line errors (`run_command`);
+- `process_state`: what a run puts back when it ends (rendezvous variables, accelerate's shared state);
+- `child`: `run_child`, a command in a child process with SIGTERM/SIGINT passed on (the demo's stages).
 
 Nothing is imported here: `import gaussiantoken.runtime.files` costs only what that module needs.
 """

@@ -180,3 +180,33 @@ def test_clock_schedule_state_round_trip():
         plain.load_state_dict({"elapsed_s": 1.0})
     with pytest.raises(ValueError, match="budget"):
         ClockCosineLR(opt3, 0, 10, budget_s=0)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_143(image_tokenizer_dir, codes_dir, text_tokenizer_dir, tmp_path):
+    """The real command in a child process: SIGTERM mid-run -> a checkpoint at that step, no final model, exit
+    status 143 (as train-tokenizer), no traceback."""
+    import signal
+
+    args = (image_tokenizer_dir, codes_dir, text_tokenizer_dir)
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                             "MASTER_PORT", "ACCELERATE_USE_DEEPSPEED")}
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "gaussiantoken", "train-lm", str(CONFIG),
+           *overrides(*args, out, **{"train.max_steps": 1000, "train.save_steps": 1000})]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = []
+    for line in proc.stdout:  # HF prints each step's log dict
+        output.append(line)
+        if "'loss'" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    output.append(proc.stdout.read())
+    proc.wait(timeout=300)
+    text = "".join(output)
+    assert proc.returncode == 143, text[-3000:]
+    checkpoints = sorted(out.glob("checkpoint-*"))
+    assert len(checkpoints) == 1 and (checkpoints[0] / "trainer_state.json").is_file()
+    assert 1 <= int(checkpoints[0].name.split("-")[1]) < 1000
+    assert not (out / "final").exists() and not (out / ".final-staging").exists()
+    assert "stopped by a signal" in text and "Traceback" not in text

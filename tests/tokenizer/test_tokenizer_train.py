@@ -107,9 +107,10 @@ def test_resume_is_exact(straight_run, tmp_path):
     first = train(tiny_config(tmp_path, stop_at_step=3))
     assert first.stop_reason == "stop_at_step" and first.final_dir is None
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000003"]
-    with pytest.raises(ValueError, match="--resume"):  # never silently restart over a checkpoint
-        train(tiny_config(tmp_path))
-    second = train(tiny_config(tmp_path), resume=True)
+    with pytest.raises(ValueError, match="--resume"):  # resume: false never silently restarts over a checkpoint
+        train(tiny_config(tmp_path, resume=False))
+    assert TokenizerRunConfig().train.resume == "auto"  # the default, as in train-lm: a rerun continues
+    second = train(tiny_config(tmp_path))
     assert second.step == 6 and second.stop_reason == "max_steps"
     _assert_same_history(straight, tmp_path)
     _assert_same_final(straight, tmp_path)
@@ -185,11 +186,11 @@ def test_time_budget_drives_the_schedule_and_resumes_the_clock(tmp_path, monkeyp
     and a resumed run continues the clock it saved, so its schedule and stop match one run's."""
     from gaussiantoken.runtime.schedule import warmup_cosine
 
-    import gaussiantoken.tokenizer.train as train_module
+    import gaussiantoken.runtime.clock as clock_module
 
     settings = dict(max_steps=1000, max_minutes=1.0, warmup_steps=2, min_lr_ratio=0.1)
     clock = _FakeClock(tick=10.0)  # the clock reads 10 s after step 1, 60 s (the budget) after step 6
-    monkeypatch.setattr(train_module.time, "monotonic", clock)
+    monkeypatch.setattr(clock_module.time, "monotonic", clock)
     one = train(tiny_config(tmp_path / "one", **settings), step_callback=clock.step)
     assert one.stop_reason == "max_minutes" and one.step == 7  # 70 s > 60 s after step 7
     lrs = _gan_values(tmp_path / "one", "lr")  # after step s: the lr of step s + 1, from the clock after step s - 1

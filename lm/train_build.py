@@ -1,0 +1,204 @@
+"""The parts an LM run is built from, each from the run config: process set-up, text tokenizer, model and
+processor, data (a codes directory or the fresh-scene stream) and the HF TrainingArguments.
+
+Owns `ensure_distributed_env` (single-process rendezvous defaults; a launcher's values win),
+`avoid_cpu_op_builds` (no DeepSpeed C++ op JIT on CPU), `load_text_tokenizer`, `build_model_and_processor`,
+`build_stream` (`lm.stream`), `background_canon` (`lm.canonical`), `build_dataset` (`lm.data`) and
+`make_training_arguments`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from .train_config import LMRunConfig, resolve_path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def avoid_cpu_op_builds() -> None:
+    """On CPU, stop DeepSpeed from JIT-compiling its shared-memory all-reduce op (30 s to minutes of g++ per
+    fresh machine); torch.distributed's gloo backend does the collectives instead."""
+    import deepspeed.ops
+    from deepspeed.accelerator import get_accelerator
+
+    builder = get_accelerator().create_op_builder("ShareMemCommBuilder")
+    if builder is not None:
+        deepspeed.ops.__compatible_ops__[builder.NAME] = False
+
+
+def ensure_distributed_env() -> None:
+    """Single-process defaults for torch.distributed / DeepSpeed (a launcher's values win)."""
+    os.environ.setdefault("RANK", "0")
+    os.environ.setdefault("WORLD_SIZE", "1")
+    os.environ.setdefault("LOCAL_RANK", "0")
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(_free_port()))
+
+
+# ----------------------------------------------------------------------------- building blocks
+def load_text_tokenizer(cfg: LMRunConfig):
+    """The text tokenizer: model.text_tokenizer, else the base model's, else trained on the Shapes corpus."""
+    from transformers import AutoTokenizer
+
+    from gaussiantoken.lm.text_tokenizer import default_corpus, ensure_special_tokens, train_text_tokenizer
+
+    m = cfg.model
+    if m.text_tokenizer is not None:
+        path = resolve_path(m.text_tokenizer)
+        if os.path.isdir(path) and (Path(path) / "processor_config.json").is_file():
+            raise ValueError(f"model.text_tokenizer {path} is a saved LM directory; point at a text tokenizer dir")
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    elif m.base_model is not None:
+        tokenizer = AutoTokenizer.from_pretrained(m.base_model)
+    else:  # train once per run dir (deterministic), reuse on resume
+        saved = Path(cfg.train.output_dir) / "text_tokenizer"
+        if (saved / "tokenizer.json").is_file():
+            tokenizer = AutoTokenizer.from_pretrained(saved)
+        else:
+            tokenizer = train_text_tokenizer(default_corpus(), m.text_vocab_size)
+            if int(os.environ.get("RANK", "0")) == 0:
+                from gaussiantoken.runtime.files import atomic_directory
+
+                with atomic_directory(saved) as tmp:
+                    tokenizer.save_pretrained(tmp)
+    ensure_special_tokens(tokenizer)
+    return tokenizer
+
+
+def build_model_and_processor(cfg: LMRunConfig):
+    import torch
+
+    from gaussiantoken.lm.modeling import GaussianTokenForCausalLM
+    from gaussiantoken.lm.processing import GaussianTokenProcessor
+    from gaussiantoken.tokenizer import GaussianTokenizerImageProcessor
+
+    tokenizer = load_text_tokenizer(cfg)
+    tok_dir = resolve_path(cfg.model.tokenizer)
+    text_config = None
+    if cfg.model.base_model is None:
+        text_config = dict(cfg.model.text_config)
+    model = GaussianTokenForCausalLM.from_parts(
+        tokenizer, tok_dir, text_config=text_config, base_model=cfg.model.base_model, dtype=torch.float32
+    )
+    model.config._attn_implementation = cfg.model.attn_implementation
+    if (Path(tok_dir) / "preprocessor_config.json").is_file():
+        image_processor = GaussianTokenizerImageProcessor.from_pretrained(tok_dir)
+    else:
+        image_processor = GaussianTokenizerImageProcessor(image_size=model.config.tokenizer_config.image_size)
+    processor = GaussianTokenProcessor.from_model_config(model.config, tokenizer, image_processor)
+    return model, processor
+
+
+def build_stream(cfg: LMRunConfig, image_tokenizer):
+    """The fresh-scene stream (data.source=shapes_stream), as long as the whole run's rows, and its state.
+    `image_tokenizer`: its own frozen CPU copy (a directory), not the LM's (which DeepSpeed may move/cast)."""
+    from gaussiantoken.lm.stream import ShapesCodeStream, StreamState
+
+    t = cfg.train
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rows_per_step = t.per_device_batch_size * t.gradient_accumulation_steps * world
+    stream = ShapesCodeStream(image_tokenizer, length=t.max_steps * rows_per_step, seed=t.seed,
+                              chunk_size=cfg.data.stream_chunk, per_device_batch=t.per_device_batch_size,
+                              world_size=world)
+    return stream, StreamState(stream, rows_per_step)
+
+
+def background_canon(cfg: LMRunConfig):
+    """lm.canonical.BackgroundCanon of the image tokenizer, fitted on 512 fixed Shapes scenes."""
+    import numpy as np
+
+    from gaussiantoken.data.shapes_render import render_batch
+    from gaussiantoken.data.shapes_world import sample_scenes
+    from gaussiantoken.lm.canonical import BackgroundCanon
+    from gaussiantoken.tokenizer import GaussianTokenizer
+
+    tokenizer = GaussianTokenizer.from_pretrained(resolve_path(cfg.model.tokenizer)).eval()
+    size = int(tokenizer.config.image_size)
+    scenes = sample_scenes(np.random.default_rng(2 ** 20), 512, size)
+    return BackgroundCanon.fit(tokenizer, render_batch(scenes, size))
+
+
+def build_dataset(cfg: LMRunConfig, processor, model_config, rows=None):
+    from gaussiantoken.lm.extract import load_codes, load_codes_meta
+
+    if rows is not None:  # a stream (build_stream)
+        return _sequence_dataset(cfg, processor, model_config, rows)
+    codes_dir = resolve_path(cfg.data.codes)
+    meta = load_codes_meta(codes_dir)
+    if meta:
+        for key, ours in (("tokens_per_image", model_config.tokens_per_image), ("vocab_size", model_config.image_vocab_size)):
+            if meta.get(key) != ours:
+                raise ValueError(
+                    f"data.codes {codes_dir} was extracted with {key}={meta.get(key)} but the image tokenizer has "
+                    f"{ours}: tokenizer/LM vocabulary mismatch (re-run extract-codes with model.tokenizer)"
+                )
+    ds = load_codes(codes_dir)
+    if cfg.data.num_samples is not None:
+        ds = ds.select(range(min(cfg.data.num_samples, len(ds))))
+    return _sequence_dataset(cfg, processor, model_config, ds)
+
+
+def _sequence_dataset(cfg: LMRunConfig, processor, model_config, ds):
+    from gaussiantoken.lm.data import MultiTaskSequenceDataset
+
+    context = model_config.max_position_embeddings
+    max_length = cfg.data.max_length or context
+    if context is not None and max_length > context:
+        raise ValueError(f"data.max_length {max_length} exceeds the backbone's max_position_embeddings {context}")
+    dataset = MultiTaskSequenceDataset(
+        ds, processor.tokenizer, processor.layout, cfg.data.ratios, cfg.data.caption_dropout,
+        seed=cfg.train.seed, max_length=max_length, repeats=1 if cfg.data.source == "shapes_stream" else cfg.data.repeats,
+        t2i_codes=background_canon(cfg) if cfg.data.t2i_background == "canonical" else None,
+    )
+    longest = dataset.longest_sequence()
+    if max_length is not None and longest > max_length:
+        raise ValueError(
+            f"sequences reach {longest} tokens (tokens_per_image={processor.tokens_per_image} + text) but the "
+            f"context is {max_length}; raise model.text_config.max_position_embeddings / data.max_length"
+        )
+    return dataset
+
+
+def _use_bf16(cfg: LMRunConfig, on_cuda: bool) -> bool:
+    flag = str(cfg.train.bf16).lower()
+    return on_cuda if flag == "auto" else flag == "true"
+
+
+def make_training_arguments(cfg: LMRunConfig, on_cuda: bool):
+    from transformers import TrainingArguments
+
+    t = cfg.train
+    return TrainingArguments(
+        output_dir=t.output_dir,
+        per_device_train_batch_size=t.per_device_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        adam_beta2=t.adam_beta2,
+        warmup_steps=t.warmup_steps,
+        lr_scheduler_type=t.lr_scheduler,
+        max_steps=t.max_steps,
+        max_grad_norm=t.max_grad_norm,
+        logging_steps=t.logging_steps,
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        save_strategy="steps",
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=_use_bf16(cfg, on_cuda),
+        deepspeed=resolve_path(t.deepspeed),
+        report_to=list(t.report_to) if t.report_to else "none",
+        gradient_checkpointing=t.gradient_checkpointing,
+        dataloader_num_workers=t.dataloader_num_workers,
+        remove_unused_columns=False,
+        use_cpu=not on_cuda,
+        optim="adamw_torch",
+        disable_tqdm=False,
+    )

@@ -1,0 +1,139 @@
+"""The LM run config: plain dataclasses filled from YAML (`runtime.config`), checked before anything heavy.
+
+Owns `ModelSettings`, `DataSettings`, `TrainSettings`, `LMRunConfig` (the `model:`, `data:`, `train:` sections of
+configs/lm/*.yaml), `resolve_path` (relative paths from the cwd, then from the repository root),
+`check_config` (types: "2e-4" becomes the float the field declares; then values, files and cross-field
+rules; every problem a ValueError/TypeError/FileNotFoundError naming the key) and `load_config` (YAML +
+`key=value` overrides -> a checked config).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------- run config
+@dataclass
+class ModelSettings:
+    tokenizer: str = "runs/tokenizer-shapes/final"  # trained GaussianTokenizer dir
+    text_tokenizer: str | None = None  # HF tokenizer dir; None: the base model's, or train one on the Shapes
+    # corpus (saved to OUTPUT/text_tokenizer and reused on resume)
+    text_vocab_size: int = 384  # when a text tokenizer is trained here
+    base_model: str | None = None  # local AutoModelForCausalLM dir (else from-scratch from text_config)
+    text_config: dict = field(default_factory=lambda: {
+        "model_type": "llama", "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4,
+        "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 512,
+        "tie_word_embeddings": False,
+    })
+    attn_implementation: str = "sdpa"
+
+
+@dataclass
+class DataSettings:
+    codes: str = "runs/codes-shapes"  # extract-codes output dir
+    ratios: dict = field(default_factory=lambda: {"text_to_image": 0.5, "caption": 0.25, "vqa": 0.25})
+    caption_dropout: float = 0.1
+    max_length: int | None = None  # None: the backbone's max_position_embeddings
+    repeats: int = 1
+    num_samples: int | None = None  # use only the first N records
+    # codes: the extract-codes dir `codes` (real datasets); shapes_stream: fresh Shapes scenes encoded on the fly
+    # by the frozen tokenizer (lm.stream: no scene repeats, deterministic by train.seed, exactly resumable)
+    source: str = "codes"
+    stream_chunk: int = 256  # scenes rendered and encoded at a time (per rank)
+    # raw | canonical: text-to-image targets with the background Gaussians in one fixed form (lm.canonical;
+    # Shapes world only)
+    t2i_background: str = "raw"
+
+
+@dataclass
+class TrainSettings:
+    output_dir: str = "runs/lm-shapes"
+    deepspeed: str | None = "configs/deepspeed/zero2.json"
+    per_device_batch_size: int = 16
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    adam_beta2: float = 0.95
+    warmup_steps: int = 20
+    lr_scheduler: str = "cosine"
+    max_steps: int = 400
+    max_grad_norm: float = 1.0
+    logging_steps: int = 10
+    save_steps: int = 200
+    save_total_limit: int = 2
+    seed: int = 0
+    bf16: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | true | false
+    resume: str | None = "auto"  # auto | PATH | null
+    max_minutes: float | None = None
+    stop_at_step: int | None = None  # checkpoint and exit at this step (split a run; the schedule keeps max_steps)
+    report_to: list = field(default_factory=lambda: ["tensorboard"])
+    gradient_checkpointing: bool = False
+    dataloader_num_workers: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass
+class LMRunConfig:
+    model: ModelSettings = field(default_factory=ModelSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+
+def resolve_path(path: str | None) -> str | None:
+    """Relative config paths are tried from the cwd, then from the repository root (configs/...)."""
+    if path is None or os.path.isabs(path) or os.path.exists(path):
+        return path
+    candidate = REPO_ROOT / path
+    return str(candidate) if candidate.exists() else path
+
+
+def check_config(cfg: LMRunConfig) -> None:
+    """Cheap checks of the run config, before any model or data is built (ValueError/FileNotFoundError)."""
+    from gaussiantoken.lm.data import normalize_ratios
+    from gaussiantoken.runtime.config import check_config as check_types
+
+    check_types(cfg)  # every key's type ('abc' for an int is a TypeError naming it), floats finite
+
+    normalize_ratios(cfg.data.ratios)
+    t = cfg.train
+    if t.deepspeed is not None:
+        ds = resolve_path(t.deepspeed)
+        if not os.path.isfile(ds):
+            raise FileNotFoundError(f"train.deepspeed config not found: {t.deepspeed} (set train.deepspeed=null to run without)")
+        try:
+            json.loads(Path(ds).read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"train.deepspeed {ds} is not valid JSON: {exc}") from exc
+    if str(t.bf16).lower() not in ("auto", "true", "false"):
+        raise ValueError(f"train.bf16 must be auto/true/false, got {t.bf16!r}")
+    if t.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"train.device must be auto/cpu/cuda, got {t.device!r}")
+    if t.max_minutes is not None and not t.max_minutes > 0:
+        raise ValueError(f"train.max_minutes must be positive or null, got {t.max_minutes}")
+    for name in ("per_device_batch_size", "gradient_accumulation_steps", "max_steps"):
+        if getattr(t, name) <= 0:
+            raise ValueError(f"train.{name} must be positive, got {getattr(t, name)}")
+    if not os.path.isdir(resolve_path(cfg.model.tokenizer)):
+        raise FileNotFoundError(f"model.tokenizer {cfg.model.tokenizer} not found (train one: gaussiantoken train-tokenizer)")
+    if cfg.data.t2i_background not in ("raw", "canonical"):
+        raise ValueError(f"data.t2i_background must be raw or canonical, got {cfg.data.t2i_background!r}")
+    if cfg.data.source not in ("codes", "shapes_stream"):
+        raise ValueError(f"data.source must be codes or shapes_stream, got {cfg.data.source!r}")
+    if cfg.data.source == "codes" and not os.path.isdir(resolve_path(cfg.data.codes)):
+        raise FileNotFoundError(f"data.codes {cfg.data.codes} not found (run: gaussiantoken extract-codes --out ...)")
+    if cfg.model.base_model is not None and not os.path.isdir(cfg.model.base_model):
+        raise FileNotFoundError(f"model.base_model {cfg.model.base_model} is not a local directory")
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> LMRunConfig:
+    """YAML (resolved with `resolve_path`) + `key=value` overrides -> a checked `LMRunConfig`."""
+    from gaussiantoken.runtime.config import load_run_config
+
+    cfg = load_run_config(LMRunConfig, resolve_path(None if path is None else str(path)), overrides)
+    check_config(cfg)
+    return cfg
