@@ -146,6 +146,11 @@ def test_imports_follow_the_layer_direction_and_no_private_names_cross_packages(
     assert not found, "import rule violations:\n" + "\n".join(found)
 
 
+def test_no_module_over_500_lines():
+    found = size_problems(REPO)
+    assert not found, f"modules over {MAX_LINES} lines (split them by concern):\n" + "\n".join(found)
+
+
 def test_every_module_has_a_docstring():
     found = docstring_problems(REPO)
     assert not found, "modules without a docstring:\n" + "\n".join(found)
