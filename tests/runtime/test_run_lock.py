@@ -119,6 +119,7 @@ def test_two_writers_second_exits_2_naming_the_first(tmp_path):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("reference")
+    torch.set_num_threads(1)  # the children run with one thread; earlier tests (DeepSpeed's start-up) may have changed ours
     assert train(tiny_config(out, checkpoint_every=500)).step == STEPS
     return out
 
@@ -138,6 +139,7 @@ def test_kill_before_the_first_scheduled_checkpoint_then_resume_is_exact(referen
         proc.stderr.close()
     assert [p.name for p in list_checkpoints(out)] == [f"step-{STEPS // 2:08d}"]  # the halfway checkpoint
     assert not (out / "final").exists() and (out / LOCK_NAME).is_file()  # the dead run's lock is left behind
+    torch.set_num_threads(1)  # as the killed child and the reference ran
     assert main([str(cfg), "--resume"]) == 0  # takes the stale lock over
     a, b = read_losses(reference), read_losses(out)
     assert len(a) == len(b) == STEPS and max(abs(x - y) for x, y in zip(a, b)) <= 1e-6

@@ -122,6 +122,19 @@ def test_restored_process_state_puts_the_environment_back(monkeypatch):
     assert "ACCELERATE_USE_DEEPSPEED" in RUN_ENV and os.environ.get("ACCELERATE_USE_DEEPSPEED") is None
 
 
+def test_restored_process_state_puts_torch_threads_back():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with restored_process_state():
+            torch.set_num_threads(2)  # what DeepSpeed's start-up does with OMP_NUM_THREADS unset on 2 cores
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_restored_process_state_forgets_accelerate_state():
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
