@@ -118,11 +118,20 @@ def _device(name: str) -> str:
 
 
 def check_setup(cfg) -> Models | None:
-    """Fail fast (before any work) on a missing/wrong model dir, a task the model kind cannot run, or a
-    missing file named by a task's `path_keys`."""
+    """Fail fast (before any work) on a missing file named by a task's `path_keys` (with or without a model),
+    a missing/wrong model dir, or a task the model kind cannot run. Without a model only the tasks that
+    score a results file run; any other task is named in the error."""
+    for task in cfg.tasks:
+        for key in TASKS[task].path_keys:
+            path = getattr(getattr(cfg, task), key)
+            if path is not None and not os.path.exists(path):
+                raise FileNotFoundError(f"config key '{task}.{key}': file not found: {path}")
     needs = [t for t in cfg.tasks if TASKS[t].needs_model(getattr(cfg, t))]
     if not needs and cfg.model is None:
         return None
+    if cfg.model is None:
+        raise ValueError(f"no model directory (config key 'model' is not set): tasks {needs} need one; set "
+                         f"`model:` or pass --model DIR (a task scoring an existing results file needs none)")
     kind = model_dir_kind(cfg.model)
     if kind == TOKENIZER_MODEL_TYPE:
         lm_tasks = [t for t in needs if TASKS[t].needs_lm]
@@ -130,11 +139,6 @@ def check_setup(cfg) -> Models | None:
             allowed = ", ".join(repr(name) for name, task in TASKS.items() if not task.needs_lm)
             raise ValueError(f"{cfg.model} is an image tokenizer directory: only {allowed} can be evaluated; "
                              f"tasks {lm_tasks} need a {LM_MODEL_TYPE} directory")
-    for task in cfg.tasks:
-        for key in TASKS[task].path_keys:
-            path = getattr(getattr(cfg, task), key)
-            if path is not None and not os.path.exists(path):
-                raise FileNotFoundError(f"{task}.{key}: file not found: {path}")
     return Models(cfg.model, kind, _device(cfg.device))
 
 
