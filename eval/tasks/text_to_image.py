@@ -60,7 +60,7 @@ class TextToImage(Task):
     path_keys = ("feature_net", "inception_weights", "clip_weights")
 
     def validate(self, cfg: TextToImageConfig) -> None:
-        from gaussiantoken.lm.logits import check_guidance_scale
+        from gaussiantoken.lm.logits import check_guidance_scale, validate_sampling
 
         for name in ("num_prompts", "images_per_prompt", "fid_real_samples", "feature_net_train_samples",
                      "feature_net_epochs", "kid_subset_size"):
@@ -69,9 +69,16 @@ class TextToImage(Task):
         check_type(cfg.fid_real_seed, int, self.key("fid_real_seed"))
         check_spec(cfg.exclude_data, self.key("exclude_data"), optional=True)
         check_guidance_scale(cfg.guidance_scale, name=f"config key {self.key('guidance_scale')!r}")
-        check_type(cfg.temperature, (int, float), self.key("temperature"))
-        check_positive(cfg.top_k, self.key("top_k"), optional=True)
+        check_type(cfg.temperature, (int, float), self.key("temperature"))  # YAML true is no number
         check_type(cfg.top_p, (int, float), self.key("top_p"), optional=True)
+        # The ranges are the generator's own check (lm.logits.validate_sampling), one key at a time so that
+        # the error names it; at config-load time, before any model is loaded.
+        for name, args in (("temperature", (cfg.temperature, None, None)), ("top_k", (1.0, cfg.top_k, None)),
+                           ("top_p", (1.0, None, cfg.top_p))):
+            try:
+                validate_sampling(*args)
+            except ValueError as err:
+                raise ValueError(f"config key {self.key(name)!r}: {err}") from None
         check_type(cfg.backend, str, self.key("backend"))
         check_type(cfg.fid, bool, self.key("fid"))
         check_type(cfg.prompt_sets, bool, self.key("prompt_sets"))

@@ -66,3 +66,51 @@ def test_missing_predictions_file_without_model(tmp_path, task):
     proc = run_cli("e.yaml", "--out", "out", cwd=tmp_path)
     assert_one_line_error(proc, f"'{task}.predictions'", "missing.json")
     assert not (tmp_path / "out").exists()
+
+
+SAMPLING_CASES = [  # (YAML value or override, the key named, what lm.logits.validate_sampling says)
+    ("temperature=-0.5", "text_to_image.temperature", "finite number >= 0"),
+    ("temperature=.nan", "text_to_image.temperature", "finite number >= 0"),
+    ("temperature=.inf", "text_to_image.temperature", "finite number >= 0"),
+    ("top_k=0", "text_to_image.top_k", "positive int"),
+    ("top_k=2.5", "text_to_image.top_k", "positive int"),
+    ("top_p=0", "text_to_image.top_p", "(0, 1]"),
+    ("top_p=1.5", "text_to_image.top_p", "(0, 1]"),
+    ("top_p=.nan", "text_to_image.top_p", "(0, 1]"),
+]
+
+
+@pytest.mark.parametrize("override, key, message", SAMPLING_CASES)
+def test_loader_checks_sampling_with_the_generators_check(tmp_path, override, key, message):
+    from gaussiantoken.eval.run import load_config
+
+    path = tmp_path / "e.yaml"
+    path.write_text("tasks: [text_to_image]\n")
+    with pytest.raises(ValueError) as err:
+        load_config(path, [f"text_to_image.{override}"])
+    assert f"config key '{key}'" in str(err.value) and message in str(err.value)
+    field, value = override.split("=")  # the same values in the YAML itself
+    path.write_text(f"text_to_image:\n  {field}: {value}\n")
+    with pytest.raises(ValueError, match=f"'{key}'"):
+        load_config(path)
+
+
+def test_loader_keeps_good_sampling_values(tmp_path):
+    from gaussiantoken.eval.run import load_config
+
+    path = tmp_path / "e.yaml"
+    path.write_text("text_to_image: {temperature: 0, top_k: 5, top_p: 1}\n")
+    cfg = load_config(path, ["text_to_image.temperature=0.7"]).text_to_image
+    assert (cfg.temperature, cfg.top_k, cfg.top_p) == (0.7, 5, 1)
+    assert load_config(path, ["text_to_image.top_k=null"]).text_to_image.top_k is None
+    with pytest.raises(ValueError, match="'text_to_image.temperature' must be"):  # YAML true is no number
+        load_config(path, ["text_to_image.temperature=true"])
+
+
+@pytest.mark.parametrize("override, key, message", SAMPLING_CASES[::3])
+def test_cli_bad_sampling_fails_before_any_model(tmp_path, override, key, message):
+    """The model directory does not exist: the config error comes first, so no model was looked at."""
+    (tmp_path / "e.yaml").write_text("tasks: [text_to_image]\n")
+    proc = run_cli("e.yaml", f"text_to_image.{override}", "--model", "no_such_model", "--out", "out", cwd=tmp_path)
+    assert_one_line_error(proc, f"'{key}'", message)
+    assert "no_such_model" not in proc.stderr and not (tmp_path / "out").exists()
