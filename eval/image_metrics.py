@@ -1,8 +1,9 @@
 """Pixel-level image metrics and codebook statistics, shared by the reconstruction and generation runners.
 
 Owns:
-- `psnr_per_image` / `psnr`: PSNR computed per image and then averaged over images (the paper's code
-  averaged the squared error over the whole batch first, which is a different, biased number).
+- `psnr`: PSNR computed per image (`psnr_per_image`, re-exported from tokenizer.previews: the one
+  definition) and then averaged over images (the paper's code averaged the squared error over the whole
+  batch first, which is a different, biased number).
 - `ssim` / `ms_ssim`: structural similarity through torchmetrics' functional API, per image then
   averaged. MS-SSIM needs images larger than `ms_ssim_min_size(kernel_size, num_scales)` pixels on each
   side (160 for the standard 11-pixel Gaussian window and 5 scales); `ms_ssim` returns a skip reason
@@ -23,49 +24,9 @@ from typing import Callable
 
 import torch
 
+from gaussiantoken.tokenizer.previews import data_range_span, prepare_image_pair, psnr_per_image  # the one PSNR
+
 MSSSIM_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # the standard 5-scale weights (Wang et al. 2003)
-
-
-def _range(data_range: float | tuple[float, float]) -> tuple[float, tuple[float, float] | None]:
-    """Return (span, clamp bounds or None) for a `data_range` argument."""
-    if isinstance(data_range, (tuple, list)):
-        if len(data_range) != 2 or not data_range[1] > data_range[0]:
-            raise ValueError(f"data_range must be (low, high) with high > low, got {data_range!r}")
-        return float(data_range[1] - data_range[0]), (float(data_range[0]), float(data_range[1]))
-    if not isinstance(data_range, (int, float)) or not data_range > 0:
-        raise ValueError(f"data_range must be a positive span (2.0 for [-1, 1], 1.0 for [0, 1]), got {data_range!r}")
-    return float(data_range), None
-
-
-def _check_pair(preds: torch.Tensor, target: torch.Tensor) -> None:
-    if not isinstance(preds, torch.Tensor) or not isinstance(target, torch.Tensor):
-        raise TypeError("preds and target must be torch tensors")
-    if preds.shape != target.shape or preds.dim() != 4:
-        raise ValueError(f"preds and target must both be [B, C, H, W] of equal shape, got "
-                         f"{tuple(preds.shape)} and {tuple(target.shape)}")
-    if not preds.is_floating_point() or not target.is_floating_point():
-        raise TypeError("preds and target must be floating-point images")
-
-
-def _prepare(preds, target, data_range):
-    _check_pair(preds, target)
-    span, bounds = _range(data_range)
-    preds, target = preds.detach().double(), target.detach().double()
-    if bounds is not None:
-        preds, target = preds.clamp(*bounds), target.clamp(*bounds)
-    return preds, target, span
-
-
-def psnr_per_image(preds: torch.Tensor, target: torch.Tensor, data_range: float | tuple[float, float] = 2.0,
-                   eps: float = 1e-10) -> torch.Tensor:
-    """PSNR of each image in dB: 10 log10(span^2 / mse_b), mse over C, H, W of image b. Returns [B].
-
-    Identical images would give +inf; the mse is floored at `eps` so the value stays finite
-    (10 log10(span^2 / eps), 106 dB for span 2).
-    """
-    preds, target, span = _prepare(preds, target, data_range)
-    mse = (preds - target).pow(2).flatten(1).mean(dim=1)  # [B]
-    return 10.0 * torch.log10(span**2 / mse.clamp_min(eps))
 
 
 def psnr(preds: torch.Tensor, target: torch.Tensor, data_range: float | tuple[float, float] = 2.0) -> float:
@@ -78,7 +39,7 @@ def ssim_per_image(preds: torch.Tensor, target: torch.Tensor, data_range: float 
     """SSIM of each image (Gaussian window `kernel_size`, `sigma`). Returns [B]."""
     from torchmetrics.functional.image import structural_similarity_index_measure
 
-    preds, target, span = _prepare(preds, target, data_range)
+    preds, target, span = prepare_image_pair(preds, target, data_range)
     if min(preds.shape[-2:]) < kernel_size:
         raise ValueError(f"images of size {tuple(preds.shape[-2:])} are smaller than the SSIM window {kernel_size}")
     return structural_similarity_index_measure(preds, target, data_range=span, kernel_size=kernel_size,
@@ -113,7 +74,7 @@ def ms_ssim_per_image(preds: torch.Tensor, target: torch.Tensor, data_range: flo
     """MS-SSIM of each image with the standard 5 scale weights. Returns [B]; ValueError if too small."""
     from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
 
-    preds, target, span = _prepare(preds, target, data_range)
+    preds, target, span = prepare_image_pair(preds, target, data_range)
     reason = ms_ssim_skip_reason(preds.shape[-2], preds.shape[-1], kernel_size)
     if reason is not None:
         raise ValueError(reason)
@@ -142,7 +103,7 @@ class ReconstructionMetrics:
     def __init__(self, data_range: float | tuple[float, float] = 2.0,
                  perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
                  perceptual_name: str = "lpips"):
-        self.span, bounds = _range(data_range)
+        self.span, bounds = data_range_span(data_range)
         self.low = bounds[0] if bounds is not None else (-1.0 if self.span == 2.0 else 0.0)
         self.data_range = data_range
         self.perceptual, self.perceptual_name = perceptual, perceptual_name
