@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers import AutoModelForCausalLM
 
-    from gaussiantoken.lm.configuration import _as_text_config as as_text_config
+    from gaussiantoken.lm.configuration import as_text_config
     from gaussiantoken.lm.train import LMRunConfig, resolve_path
     from gaussiantoken.runtime.config import load_run_config
 

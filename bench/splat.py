@@ -91,9 +91,9 @@ class Timer:
 
 def kernel_times(inputs, grad, H, W, iters):
     """(forward us, backward us) of the extension calls alone, back to back on the stream."""
-    from gaussiantoken.tokenizer.render.cuda import DEFAULT_TILE, _ext, backward_variant
+    from gaussiantoken.tokenizer.render.cuda import DEFAULT_TILE, backward_variant, extension
 
-    ext = _ext()
+    ext = extension()
     a = [t.detach().float().contiguous() for t in inputs]
     g = grad.float().contiguous()
     variant = backward_variant()

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
-    from gaussiantoken.lm.configuration import _as_text_config
+    from gaussiantoken.lm.configuration import as_text_config
     from gaussiantoken.lm.train import LMRunConfig, avoid_cpu_op_builds, ensure_distributed_env, resolve_path
     from gaussiantoken.runtime.config import load_run_config
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ds_config = resolve_path(args.deepspeed or cfg.train.deepspeed) if (args.deepspeed or cfg.train.deepspeed) else None
     if ds_config and not on_cuda:
         avoid_cpu_op_builds()
-    text_config = _as_text_config(dict(cfg.model.text_config))
+    text_config = as_text_config(dict(cfg.model.text_config))
     vocab = cfg.model.text_vocab_size + image_vocab_size(tokenizer_config_for(cfg))
     text_config.vocab_size = vocab
     seq_len = args.seq_len or cfg.data.max_length or text_config.max_position_embeddings

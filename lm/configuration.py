@@ -51,7 +51,9 @@ def check_model_dir_kind(path, expected: str, what: str) -> None:
     check_model_dir(path, expected, what, needs_weights=False)
 
 
-def _as_text_config(value) -> PretrainedConfig:
+def as_text_config(value) -> PretrainedConfig:
+    """The LM backbone config of a `text_config` value: None (a default LlamaConfig), a PretrainedConfig
+    (kept), or a dict ({model_type: llama, ...} through AutoConfig.for_model); else a TypeError."""
     if value is None:
         from transformers import LlamaConfig
 
@@ -65,6 +67,9 @@ def _as_text_config(value) -> PretrainedConfig:
             raise ValueError("text_config must be a causal-LM backbone config, not another gaussiantoken_lm config")
         return AutoConfig.for_model(model_type, **value)
     raise TypeError(f"text_config must be a dict or PretrainedConfig, got {type(value).__name__}")
+
+
+_as_text_config = as_text_config  # the name lm/ modules use (configuration, modeling)
 
 
 def _as_tokenizer_config(value) -> GaussianTokenizerConfig:
@@ -181,4 +186,4 @@ class GaussianTokenLMConfig(PretrainedConfig):
         return getattr(self.text_config, "max_position_embeddings", None)
 
 
-__all__ = ["GaussianTokenLMConfig", "MODEL_TYPE", "check_model_dir_kind"]
+__all__ = ["GaussianTokenLMConfig", "MODEL_TYPE", "as_text_config", "check_model_dir_kind"]

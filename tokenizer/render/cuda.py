@@ -73,7 +73,8 @@ def cuda_status(device=None) -> CudaStatus:
     return _BUILD_STATUS
 
 
-def _ext():
+def extension():
+    """The compiled splatting extension module (built / loaded once, on first call)."""
     global _MODULE
     if _MODULE is None:
         from .build import load_extension
@@ -108,7 +109,7 @@ def splat_fwd(
     tile_w: int,
     tile_h: int,
 ) -> Tensor:  # [B, C, H, W] float32
-    return _ext().forward(means, scales, rotations, features, opacities, height, width, tile_w, tile_h)
+    return extension().forward(means, scales, rotations, features, opacities, height, width, tile_w, tile_h)
 
 
 @splat_fwd.register_fake
@@ -129,7 +130,7 @@ def splat_bwd(
     width: int,
     variant: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    grads = _ext().backward(grad_out, means, scales, rotations, features, opacities, height, width, variant)
+    grads = extension().backward(grad_out, means, scales, rotations, features, opacities, height, width, variant)
     return tuple(grads)
 
 
@@ -165,13 +166,13 @@ class _SplatFunction(torch.autograd.Function):
     def forward(ctx, means, scales, rotations, features, opacities, height, width, tile_w, tile_h):
         ctx.save_for_backward(means, scales, rotations, features, opacities)
         ctx.size = (height, width)
-        return _ext().forward(means, scales, rotations, features, opacities, height, width, tile_w, tile_h)
+        return extension().forward(means, scales, rotations, features, opacities, height, width, tile_w, tile_h)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         means, scales, rotations, features, opacities = ctx.saved_tensors
-        grads = _ext().backward(
+        grads = extension().backward(
             _as_f32(grad_out), means, scales, rotations, features, opacities, *ctx.size, backward_variant()
         )
         return (*grads, None, None, None, None)
