@@ -101,6 +101,9 @@ class GaussianTokenLMConfig(PretrainedConfig):
         image_vocab_size: number of local image codes (GaussianTokenizer.vocab_size).
         tokens_per_image: image tokens per image (GaussianTokenizer.tokens_per_image).
         boi_token_id / eoi_token_id / image_token_id: text ids of "<boi>", "<eoi>", "<image>" (placeholder).
+        object_layout: None (text-to-image spans in the tokenizer's grid order) or {"num_slots", "group",
+            "fill"} of the object-major span (`lm.object_layout`); its num_slots + 1 extra tokens follow
+            the image codes, so then vocab_size = image_token_offset + image_vocab_size + num_slots + 1.
     """
 
     model_type = MODEL_TYPE
@@ -119,6 +122,7 @@ class GaussianTokenLMConfig(PretrainedConfig):
         boi_token_id: int | None = None,
         eoi_token_id: int | None = None,
         image_token_id: int | None = None,
+        object_layout: dict | None = None,
         **kwargs,
     ):
         self.text_config = _as_text_config(text_config)
@@ -131,6 +135,7 @@ class GaussianTokenLMConfig(PretrainedConfig):
         self.boi_token_id = boi_token_id
         self.eoi_token_id = eoi_token_id
         self.image_token_id = image_token_id
+        self.object_layout = None if not object_layout else dict(object_layout)
         kwargs.setdefault("tie_word_embeddings", getattr(self.text_config, "tie_word_embeddings", False))
         for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
             kwargs.setdefault(key, getattr(self.text_config, key, None))
@@ -166,13 +171,31 @@ class GaussianTokenLMConfig(PretrainedConfig):
             value = getattr(self, name)
             if value is None or not 0 <= int(value) < self.image_token_offset:
                 raise ValueError(f"{name} must be a text id in [0, {self.image_token_offset}), got {value}")
+        extra = self._check_object_layout()
         if self.image_vocab_size is not None:
             vocab = getattr(self.text_config, "vocab_size", None)
-            if vocab is not None and vocab != self.image_token_offset + self.image_vocab_size:
+            if vocab is not None and vocab != self.image_token_offset + self.image_vocab_size + extra:
+                more = f" + {extra} object-layout tokens" if extra else ""
                 raise ValueError(
                     f"text_config.vocab_size {vocab} != image_token_offset {self.image_token_offset} + "
-                    f"image_vocab_size {self.image_vocab_size}: tokenizer/LM vocabulary mismatch"
+                    f"image_vocab_size {self.image_vocab_size}{more}: tokenizer/LM vocabulary mismatch"
                 )
+
+    def _check_object_layout(self) -> int:
+        """Extra vocabulary of the object layout (0 without one); ValueError naming the bad field."""
+        spec = self.object_layout
+        if not spec:
+            return 0
+        missing = sorted({"num_slots", "group", "fill"} - set(spec))
+        if missing:
+            raise ValueError(f"object_layout lacks {missing}")
+        M, G, fill = spec["num_slots"], spec["group"], spec["fill"]
+        if not (isinstance(M, int) and isinstance(G, int) and M > 0 and G > 0 and M * G == self.tokens_per_image):
+            raise ValueError(f"object_layout num_slots {M} x group {G} must be tokens_per_image {self.tokens_per_image}")
+        if len(fill) != M * G or (self.image_vocab_size is not None
+                                  and not all(0 <= int(v) < self.image_vocab_size for v in fill)):
+            raise ValueError(f"object_layout fill must hold {M * G} local image ids in [0, {self.image_vocab_size})")
+        return M + 1
 
     @property
     def vocab_size(self) -> int:

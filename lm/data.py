@@ -8,6 +8,8 @@ caption is replaced by "" with probability `caption_dropout` (classifier-free gu
 from `lm.sequences` (the one place for prompt formats and loss masks). `repeats` > 1 makes one epoch see
 each record several times with fresh task draws. `t2i_codes` (optional) rewrites the codes of text-to-image
 targets only (`lm.canonical.BackgroundCanon`); captioning and VQA read the codes as extracted.
+`object_layout` (`lm.object_layout.ObjectLayout`) writes text-to-image targets object-major from the rows'
+"objects" column (the stream's slot lists per object, in caption order).
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         max_length: int | None = None,
         repeats: int = 1,
         t2i_codes=None,
+        object_layout=None,
     ):
         ratios = ratios if ratios is not None else {"text_to_image": 1.0, "caption": 1.0, "vqa": 1.0}
         if not 0.0 <= caption_dropout <= 1.0:
@@ -92,6 +95,9 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         self._probs = np.array([self.ratios[t] for t in self._tasks])
         self.caption_dropout, self.seed, self.max_length, self.repeats = caption_dropout, seed, max_length, repeats
         self.t2i_codes = t2i_codes  # codes -> codes for text-to-image targets only (e.g. lm.canonical), or None
+        self.object_layout = object_layout  # lm.object_layout.ObjectLayout: object-major t2i spans (rows need "objects")
+        if object_layout is not None and "objects" not in dataset.column_names:
+            raise ValueError("the object text-to-image layout needs rows with an 'objects' column (data.source=shapes_stream)")
 
     def __len__(self) -> int:
         return len(self.dataset) * self.repeats
@@ -110,7 +116,11 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         record, task, drop, q = self.plan(index)
         row = self.dataset[record]
         codes = row["codes"]
-        if task == "text_to_image":
+        if task == "text_to_image" and self.object_layout is not None:
+            span = self.object_layout.span(codes, row["objects"])
+            seq = build_text_to_image(self.tokenizer, "" if drop else row["caption"], None, self.layout, self.max_length,
+                                      span=span)
+        elif task == "text_to_image":
             if self.t2i_codes is not None:
                 codes = self.t2i_codes(codes)
             seq = build_text_to_image(self.tokenizer, "" if drop else row["caption"], codes, self.layout, self.max_length)
@@ -136,7 +146,8 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         cap = max(count(c) for c in captions) if captions else 0
         longest = 0
         if self.ratios["text_to_image"] > 0:
-            longest = max(longest, len(build_text_to_image(self.tokenizer, "", [0] * T, self.layout)["input_ids"]) + cap)
+            image = dict(codes=None, span=[0] * (self.object_layout.max_span_tokens - 1)) if self.object_layout else dict(codes=[0] * T)
+            longest = max(longest, len(build_text_to_image(self.tokenizer, "", layout=self.layout, **image)["input_ids"]) + cap)
         if self.ratios["caption"] > 0:
             longest = max(longest, len(build_caption(self.tokenizer, "", [0] * T, self.layout)["input_ids"]) + cap)
         if self.ratios["vqa"] > 0:

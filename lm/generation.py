@@ -120,7 +120,7 @@ def sample_image_tokens(
     pad = _pad_id(lm) if pad_token_id is None else pad_token_id
     device = next(lm.parameters()).device
     input_ids, attention_mask = left_pad(rows, pad, device)  # [R, S]
-    new_tokens = grammar.tokens_per_image + 1  # the image, then <eoi>
+    new_tokens = grammar.max_new_tokens  # the image span, then <eoi>
     check_context(lm.config, input_ids.shape[1], new_tokens)
     gen = device_generator(generator, device)
     sampler = SamplingLogitsProcessor(temperature, top_k, top_p, gen, paired=guided)
@@ -140,10 +140,17 @@ def sample_image_tokens(
         new = _static_loop(lm, grammar, input_ids, attention_mask, cfg, sampler, backend == "compiled")
     else:
         raise ValueError(f"unknown backend {backend!r}: use 'hf', 'static' or 'compiled'")
-    images = new[: len(prompt_ids), : grammar.tokens_per_image]  # [B, T]
-    if images.shape[1] != grammar.tokens_per_image or not bool(grammar.check(images).all()):
-        raise RuntimeError("internal error: generated image tokens violate the image grammar")
-    return images
+    return grammar.images(new[: len(prompt_ids)])  # [B, T] anchor-layout image LM ids
+
+
+def image_grammar_for(model):
+    """THE choice of the image grammar: the object-major span (`lm.object_layout`) when the LM was trained
+    with data.t2i_layout=objects (its config holds `object_layout`), else the tokenizer's grid."""
+    if getattr(model.config, "object_layout", None):
+        from gaussiantoken.lm.object_layout import ObjectGrammar
+
+        return ObjectGrammar.from_model(model)
+    return ImageGrammar.from_model(model)
 
 
 def _greedy_config(lm, max_new_tokens: int, eos_token_id, pad_token_id, cache_implementation):
@@ -173,13 +180,13 @@ def _static_loop(lm, grammar, input_ids, attention_mask, cfg, sampler, compiled:
 
     backbone = _backbone(lm)
     rows, prompt_len = input_ids.shape
-    steps = grammar.tokens_per_image + 1
+    steps = grammar.max_new_tokens
     total = prompt_len + steps
     cache = StaticCache(config=backbone.config, max_cache_len=total)
     mask = torch.ones((rows, total), dtype=attention_mask.dtype, device=input_ids.device)  # [R, S+T+1]
     mask[:, :prompt_len] = attention_mask
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # [R, S]
-    table = grammar.bias_table(backbone.config.vocab_size, input_ids.device)  # [L+1, V]
+    state = grammar.stepper(rows, backbone.config.vocab_size, input_ids.device)
 
     def forward(ids, pos, full_mask):
         out = backbone(input_ids=ids, attention_mask=full_mask, position_ids=pos, cache=cache,
@@ -195,10 +202,11 @@ def _static_loop(lm, grammar, input_ids, attention_mask, cfg, sampler, compiled:
     for step in range(steps):
         if cfg is not None:
             logits = cfg(None, logits)
-        logits = logits + table[grammar.row_index(step)]
+        logits = logits + state.bias()
         token = sampler(None, logits).argmax(dim=-1)  # [R]
         tokens.append(token)
-        if step + 1 == steps:
+        state.advance(token)
+        if step + 1 == steps or state.finished():
             break
         logits = step_forward(token[:, None], next_pos, mask[:, : prompt_len + step + 1] if not compiled else mask)
         next_pos = next_pos + 1
@@ -275,9 +283,9 @@ def generate_images(
     bos = model.config.bos_token_id
     cond = [prompt_token_ids(tokenizer, text_to_image_prompt(p), bos) for p in prompts]
     uncond = [prompt_token_ids(tokenizer, n, bos) for n in negatives]
-    grammar = ImageGrammar.from_model(model)
+    grammar = image_grammar_for(model)
     for ids in cond + uncond:  # fail before any work
-        check_context(model.config, len(ids), grammar.tokens_per_image + 1)
+        check_context(model.config, len(ids), grammar.max_new_tokens)
     rows = [i for i in range(len(prompts)) for _ in range(num_images_per_prompt)]
     chunks = [rows[s : s + batch_size] for s in range(0, len(rows), batch_size)]
     bar = None

@@ -88,6 +88,22 @@ class ImageGrammar:
             return len(self.slots)
         return step % len(self.slots)
 
+    @property
+    def max_new_tokens(self) -> int:
+        """Tokens generated after <boi>: the image, then <eoi>."""
+        return self.tokens_per_image + 1
+
+    def stepper(self, rows: int, vocab_size: int, device) -> "_GridStepper":
+        """The grammar's state over `rows` generated rows (the interface `lm.object_layout.ObjectGrammar` shares)."""
+        return _GridStepper(self, vocab_size, device)
+
+    def images(self, new: torch.Tensor) -> torch.LongTensor:
+        """Generated ids [R, >= tokens_per_image] -> the image LM ids [R, tokens_per_image] (checked)."""
+        images = new[:, : self.tokens_per_image]
+        if images.shape[1] != self.tokens_per_image or not bool(self.check(images).all()):
+            raise RuntimeError("internal error: generated image tokens violate the image grammar")
+        return images
+
     def check(self, ids: torch.Tensor) -> torch.Tensor:
         """BoolTensor [N]: which rows of LM ids [N, T] obey the grammar."""
         if ids.ndim != 2 or ids.shape[1] != self.tokens_per_image:
@@ -96,6 +112,23 @@ class ImageGrammar:
         lo = torch.tensor([self.slot_bounds(int(t))[0] for t in steps], device=ids.device)
         hi = torch.tensor([self.slot_bounds(int(t))[1] for t in steps], device=ids.device)
         return ((ids >= lo) & (ids < hi)).all(dim=1)
+
+
+class _GridStepper:
+    """Grid grammar state: the position only (every row is at the same one). bias() -> [V]."""
+
+    def __init__(self, grammar: ImageGrammar, vocab_size: int, device):
+        self.grammar, self.step = grammar, 0
+        self.table = grammar.bias_table(vocab_size, device)  # [L+1, V]
+
+    def bias(self) -> torch.Tensor:
+        return self.table[self.grammar.row_index(self.step)]
+
+    def advance(self, tokens: torch.Tensor) -> None:
+        self.step += 1
+
+    def finished(self) -> bool:
+        return self.step >= self.grammar.max_new_tokens
 
 
 # ----------------------------------------------------------------------------------------------
@@ -140,18 +173,24 @@ class ClassifierFreeGuidanceLogitsProcessor(LogitsProcessor):
 class ImageGrammarLogitsProcessor(LogitsProcessor):
     """Masks every id the image grammar forbids at the current image position.
 
-    The image starts right after the (left-padded) prompt of length `prompt_length`, so the
-    position is input_ids.shape[1] - prompt_length.
+    `grammar`: an `ImageGrammar` or an `lm.object_layout.ObjectGrammar` (anything with `stepper`). The
+    image starts right after the (left-padded) prompt of length `prompt_length`: the tokens after it are
+    fed to the grammar's state, which gives the mask of the next token.
     """
 
-    def __init__(self, grammar: ImageGrammar, prompt_length: int):
+    def __init__(self, grammar, prompt_length: int):
         self.grammar = grammar
         self.prompt_length = int(prompt_length)
+        self._state, self._seen = None, 0
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         step = input_ids.shape[1] - self.prompt_length
-        table = self.grammar.bias_table(scores.shape[-1], scores.device, scores.dtype)  # [L+1, V]
-        return scores + table[self.grammar.row_index(step)]
+        if self._state is None or step < self._seen:  # a new generation
+            self._state, self._seen = self.grammar.stepper(scores.shape[0], scores.shape[-1], scores.device), 0
+        while self._seen < step:
+            self._state.advance(input_ids[:, self.prompt_length + self._seen])
+            self._seen += 1
+        return scores + self._state.bias().to(scores.dtype)
 
 
 class TextOnlyLogitsProcessor(LogitsProcessor):

@@ -100,12 +100,14 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
         text_config: PretrainedConfig | dict | None = None,
         base_model: str | os.PathLike | None = None,
         dtype: torch.dtype | None = None,
+        object_layout: dict | None = None,
     ) -> "GaussianTokenForCausalLM":
         """Vocabulary extension: backbone (from `text_config` or local `base_model` dir) + image tokenizer.
 
         The text tokenizer must already hold "<boi>", "<eoi>", "<image>", pad and eos (see
         text_tokenizer.ensure_special_tokens). `image_tokenizer`: a GaussianTokenizer or its saved directory.
-        The backbone's embeddings are resized to len(text_tokenizer) + image_tokenizer.vocab_size.
+        The backbone's embeddings are resized to len(text_tokenizer) + image_tokenizer.vocab_size (+ the
+        object layout's extra tokens when `object_layout` is given: see `lm.object_layout`).
         """
         from gaussiantoken.lm.sequences import BOI_TOKEN, EOI_TOKEN, IMAGE_TOKEN
 
@@ -137,7 +139,8 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
         if any(i is None or i == text_tokenizer.unk_token_id for i in ids):
             raise ValueError("the text tokenizer lacks <boi>/<eoi>/<image>; call text_tokenizer.ensure_special_tokens first")
         offset = len(text_tokenizer)
-        language_model.resize_token_embeddings(offset + image_tokenizer.vocab_size)
+        extra = int(object_layout["num_slots"]) + 1 if object_layout else 0
+        language_model.resize_token_embeddings(offset + image_tokenizer.vocab_size + extra)
         text_cfg = language_model.config
         pad = text_tokenizer.pad_token_id if text_tokenizer.pad_token_id is not None else text_tokenizer.eos_token_id
         text_cfg.pad_token_id, text_cfg.eos_token_id = pad, text_tokenizer.eos_token_id
@@ -148,7 +151,7 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
             image_token_offset=offset,
             image_vocab_size=image_tokenizer.vocab_size,
             tokens_per_image=image_tokenizer.tokens_per_image,
-            boi_token_id=ids[0], eoi_token_id=ids[1], image_token_id=ids[2],
+            boi_token_id=ids[0], eoi_token_id=ids[1], image_token_id=ids[2], object_layout=object_layout,
             bos_token_id=text_tokenizer.bos_token_id, eos_token_id=text_tokenizer.eos_token_id, pad_token_id=pad,
         )
         model = cls(config)

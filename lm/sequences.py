@@ -228,13 +228,22 @@ def _check_length(ids: list[int], max_length: int | None, what: str) -> None:
 
 
 def build_text_to_image(
-    tokenizer, caption: str, codes: Sequence[int], layout: VocabLayout, max_length: int | None = None
+    tokenizer, caption: str, codes: Sequence[int] | None, layout: VocabLayout, max_length: int | None = None,
+    span: Sequence[int] | None = None,
 ) -> dict[str, list[int]]:
-    """[bos] prompt(caption) (ending <boi>) codes <eoi> eos; loss on codes, <eoi>, eos."""
+    """[bos] prompt(caption) (ending <boi>) codes <eoi> eos; loss on codes, <eoi>, eos.
+
+    `span` (LM ids, instead of `codes`): the image span between <boi> and <eoi> as another layout writes
+    it (the object-major layout of `lm.object_layout`)."""
     prompt = _prompt_ids(tokenizer, text_to_image_prompt(caption), layout)
     if prompt[-1] != layout.boi_token_id:
         raise ValueError("the text-to-image prompt must tokenize to ids ending with <boi>; check the tokenizer's specials")
-    span = image_span(codes, layout)[1:]  # prompt already ends with <boi>
+    if (codes is None) == (span is None):
+        raise ValueError("give exactly one of codes or span")
+    if span is not None:
+        span = [int(i) for i in span] + [layout.eoi_token_id]
+    else:
+        span = image_span(codes, layout)[1:]  # prompt already ends with <boi>
     input_ids = prompt + span + [layout.eos_token_id]
     labels = [IGNORE_INDEX] * len(prompt) + span + [layout.eos_token_id]
     _check_length(input_ids, max_length, "text-to-image")

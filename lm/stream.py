@@ -16,6 +16,8 @@ checkpoint) and `sequential_sampler_for` (the one switch that makes the Trainer 
   x gradient accumulation x world size; the Trainer's resume skips that many rows without fetching them.
   `StreamState` records the position and the stream's identity in OUTPUT/checkpoint-N/stream_state.json
   and a resume checks it (a changed seed / chunk size / world size would silently change the data).
+- With `object_radius` the rows also hold "objects": the slots of the Gaussians that draw each object, in
+  the caption's order (`lm.object_layout`), for the object-major text-to-image layout.
 - The extract-codes path (`lm.data` over a saved codes dataset) stays for real datasets.
 """
 
@@ -34,10 +36,8 @@ STATE_FILE = "stream_state.json"
 class ShapesCodeStream:
     """Dataset-like row source {"codes", "caption", "questions", "answers"} for `MultiTaskSequenceDataset`."""
 
-    column_names = ["codes", "caption", "questions", "answers"]
-
     def __init__(self, tokenizer, length: int, seed: int = 0, chunk_size: int = 256, per_device_batch: int = 16,
-                 world_size: int = 1, num_questions: int = 3, encode_batch: int = 256):
+                 world_size: int = 1, num_questions: int = 3, encode_batch: int = 256, object_radius: int | None = None):
         from gaussiantoken.tokenizer import GaussianTokenizer
 
         if isinstance(tokenizer, (str, os.PathLike)):
@@ -52,6 +52,9 @@ class ShapesCodeStream:
         self.length, self.seed, self.chunk_size = int(length), int(seed), int(chunk_size)
         self.batch, self.world, self.num_questions, self.encode_batch = per_device_batch, world_size, num_questions, encode_batch
         self.image_size = int(tokenizer.config.image_size)
+        # object_radius: also give each row's "objects" (lm.object_layout.assign_gaussians with this radius)
+        self.object_radius = None if object_radius is None else int(object_radius)
+        self.column_names = ["codes", "caption", "questions", "answers"] + (["objects"] if object_radius is not None else [])
         self._cache: tuple[tuple[int, int], dict] | None = None
 
     def __len__(self) -> int:
@@ -60,7 +63,8 @@ class ShapesCodeStream:
     def identity(self) -> dict:
         """What must agree between a checkpoint and a resume for the data to continue exactly."""
         return {"seed": self.seed, "chunk_size": self.chunk_size, "per_device_batch": self.batch,
-                "world_size": self.world, "num_questions": self.num_questions, "image_size": self.image_size}
+                "world_size": self.world, "num_questions": self.num_questions, "image_size": self.image_size,
+                "object_radius": self.object_radius}
 
     def row_source(self, index: int) -> tuple[int, int]:
         """Global row -> (rank part, local row in that part)."""
@@ -95,7 +99,15 @@ class ShapesCodeStream:
         pixels = torch.from_numpy(render_batch(scenes, self.image_size)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         codes = torch.cat([self.tokenizer.encode(pixels[s:s + self.encode_batch])
                            for s in range(0, len(scenes), self.encode_batch)])  # [C, T]
-        return {"codes": codes.tolist(), "caption": captions, "questions": questions, "answers": answers}
+        out = {"codes": codes.tolist(), "caption": captions, "questions": questions, "answers": answers}
+        if self.object_radius is not None:
+            from gaussiantoken.lm.object_layout import assign_gaussians, caption_order
+
+            owners = assign_gaussians(self.tokenizer.ids_to_gaussians(codes)["means"], scenes, self.image_size,
+                                      self.object_radius)
+            out["objects"] = [[slots[i] for i in caption_order(scene, caption)]
+                              for slots, scene, caption in zip(owners, scenes, captions)]
+        return out
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= int(index) < self.length:

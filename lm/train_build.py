@@ -3,7 +3,7 @@ processor, data (a codes directory or the fresh-scene stream) and the HF Trainin
 
 Owns `ensure_distributed_env` (single-process rendezvous defaults; a launcher's values win),
 `avoid_cpu_op_builds` (no DeepSpeed C++ op JIT on CPU), `load_text_tokenizer`, `build_model_and_processor`,
-`build_stream` (`lm.stream`), `background_canon` (`lm.canonical`), `build_dataset` (`lm.data`) and
+`build_stream` (`lm.stream`), `background_canon` (`lm.canonical`), `object_layout_spec` (`lm.object_layout`), `build_dataset` (`lm.data`) and
 `make_training_arguments`.
 """
 
@@ -85,7 +85,8 @@ def build_model_and_processor(cfg: LMRunConfig):
     if cfg.model.base_model is None:
         text_config = dict(cfg.model.text_config)
     model = GaussianTokenForCausalLM.from_parts(
-        tokenizer, tok_dir, text_config=text_config, base_model=cfg.model.base_model, dtype=torch.float32
+        tokenizer, tok_dir, text_config=text_config, base_model=cfg.model.base_model, dtype=torch.float32,
+        object_layout=object_layout_spec(cfg),
     )
     model.config._attn_implementation = cfg.model.attn_implementation
     if (Path(tok_dir) / "preprocessor_config.json").is_file():
@@ -94,6 +95,24 @@ def build_model_and_processor(cfg: LMRunConfig):
         image_processor = GaussianTokenizerImageProcessor(image_size=model.config.tokenizer_config.image_size)
     processor = GaussianTokenProcessor.from_model_config(model.config, tokenizer, image_processor)
     return model, processor
+
+
+def object_layout_spec(cfg: LMRunConfig) -> dict | None:
+    """The LM config's `object_layout` for data.t2i_layout=objects (None for grid): the tokenizer's slots and
+    group, and the fill of unwritten slots fitted on 512 fixed Shapes scenes (`lm.object_layout.fit_fill`)."""
+    if cfg.data.t2i_layout != "objects":
+        return None
+    import numpy as np
+
+    from gaussiantoken.data.shapes_world import sample_scenes
+    from gaussiantoken.lm.object_layout import fit_fill
+    from gaussiantoken.tokenizer import GaussianTokenizer
+
+    tokenizer = GaussianTokenizer.from_pretrained(resolve_path(cfg.model.tokenizer)).eval()
+    num_slots = int(tokenizer.config.num_gaussians)
+    scenes = sample_scenes(np.random.default_rng(2 ** 20), 512, int(tokenizer.config.image_size))
+    return {"num_slots": num_slots, "group": tokenizer.tokens_per_image // num_slots,
+            "fill": fit_fill(tokenizer, scenes, cfg.data.object_radius), "max_objects": 8}
 
 
 def build_stream(cfg: LMRunConfig, image_tokenizer):
@@ -106,7 +125,8 @@ def build_stream(cfg: LMRunConfig, image_tokenizer):
     rows_per_step = t.per_device_batch_size * t.gradient_accumulation_steps * world
     stream = ShapesCodeStream(image_tokenizer, length=t.max_steps * rows_per_step, seed=t.seed,
                               chunk_size=cfg.data.stream_chunk, per_device_batch=t.per_device_batch_size,
-                              world_size=world)
+                              world_size=world,
+                              object_radius=cfg.data.object_radius if cfg.data.t2i_layout == "objects" else None)
     return stream, StreamState(stream, rows_per_step)
 
 
@@ -147,6 +167,7 @@ def build_dataset(cfg: LMRunConfig, processor, model_config, rows=None):
 
 def _sequence_dataset(cfg: LMRunConfig, processor, model_config, ds):
     from gaussiantoken.lm.data import MultiTaskSequenceDataset
+    from gaussiantoken.lm.object_layout import ObjectLayout
 
     context = model_config.max_position_embeddings
     max_length = cfg.data.max_length or context
@@ -156,6 +177,7 @@ def _sequence_dataset(cfg: LMRunConfig, processor, model_config, ds):
         ds, processor.tokenizer, processor.layout, cfg.data.ratios, cfg.data.caption_dropout,
         seed=cfg.train.seed, max_length=max_length, repeats=1 if cfg.data.source == "shapes_stream" else cfg.data.repeats,
         t2i_codes=background_canon(cfg) if cfg.data.t2i_background == "canonical" else None,
+        object_layout=ObjectLayout.from_config(model_config),
     )
     longest = dataset.longest_sequence()
     if max_length is not None and longest > max_length:

@@ -48,6 +48,10 @@ class DataSettings:
     # raw | canonical: text-to-image targets with the background Gaussians in one fixed form (lm.canonical;
     # Shapes world only)
     t2i_background: str = "raw"
+    # grid: text-to-image spans in the tokenizer's anchor order | objects: object-major spans (lm.object_layout:
+    # each object's Gaussians after an <obj> marker, background left to the canonical fill; shapes_stream only)
+    t2i_layout: str = "grid"
+    object_radius: int = 1  # objects: a Gaussian within this many pixels of an object belongs to it
 
 
 @dataclass
@@ -122,6 +126,16 @@ def check_config(cfg: LMRunConfig) -> None:
         raise FileNotFoundError(f"model.tokenizer {cfg.model.tokenizer} not found (train one: gaussiantoken train-tokenizer)")
     if cfg.data.t2i_background not in ("raw", "canonical"):
         raise ValueError(f"data.t2i_background must be raw or canonical, got {cfg.data.t2i_background!r}")
+    if cfg.data.t2i_layout not in ("grid", "objects"):
+        raise ValueError(f"data.t2i_layout must be grid or objects, got {cfg.data.t2i_layout!r}")
+    if cfg.data.t2i_layout == "objects" and cfg.data.source != "shapes_stream":
+        raise ValueError("data.t2i_layout=objects needs data.source=shapes_stream (it reads which Gaussians draw each "
+                         f"object from the rendered scenes), got data.source={cfg.data.source!r}")
+    if cfg.data.t2i_layout == "objects" and cfg.data.t2i_background != "raw":
+        raise ValueError("data.t2i_layout=objects already leaves the background to its canonical fill: "
+                         f"keep data.t2i_background=raw, got {cfg.data.t2i_background!r}")
+    if cfg.data.object_radius < 0:
+        raise ValueError(f"data.object_radius must be >= 0, got {cfg.data.object_radius}")
     if cfg.data.source not in ("codes", "shapes_stream"):
         raise ValueError(f"data.source must be codes or shapes_stream, got {cfg.data.source!r}")
     if cfg.data.source == "codes" and not os.path.isdir(resolve_path(cfg.data.codes)):
