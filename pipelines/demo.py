@@ -42,8 +42,8 @@ from pathlib import Path
 
 REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 STAGES = ("data", "tokenizer", "codes", "text", "lm", "evaluate")
-# the LM's data: fresh scenes (lm.stream), text-to-image spans object-major (lm.object_layout: 0.44 vs 0.18
-# text-to-image accuracy at 2,500 steps, unseen two-object 0.54 vs 0.04; bench/RESULTS.md, issue 12);
+# the LM's data: fresh scenes (lm.stream), text-to-image spans object-major (lm.object_layout: 0.44 / 0.32
+# vs 0.18 text-to-image accuracy at 2,500 steps, two seeds; unseen two-object 0.54 / 0.30 vs 0.04; bench/RESULTS.md);
 # canonical backgrounds (lm.canonical) measured no better than raw
 LM_DATA = ["data.source=shapes_stream", "data.t2i_layout=objects", "data.max_length=192"]
 
