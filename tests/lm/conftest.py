@@ -8,6 +8,27 @@ import torch
 torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session")
+def make_tiny_llama():
+    """vocab_size -> a random 2-layer LlamaForCausalLM (see `tiny_llama`)."""
+    return tiny_llama
+
+
+def tiny_llama(vocab_size: int):
+    """A random 2-layer LlamaForCausalLM (no tokenizer) with sharpened logits, so greedy and sampling
+    differences are visible; the generation-core tests drive it with hand-made token layouts."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(8.0)
+    return model
+
+
 @pytest.fixture()
 def text_tokenizer(text_tokenizer_dir):
     from transformers import AutoTokenizer

@@ -5,7 +5,6 @@ from collections import namedtuple
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from gaussiantoken.lm.generation import left_pad, sample_image_tokens
 from gaussiantoken.lm.logits import (
@@ -24,15 +23,8 @@ VOCAB = OFFSET + 15
 
 
 @pytest.fixture(scope="module")
-def lm():
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                         pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    model = LlamaForCausalLM(config).eval()
-    with torch.no_grad():  # sharper logits so greedy/sampling differences are visible
-        model.lm_head.weight.mul_(8.0)
-    return model
+def lm(make_tiny_llama):
+    return make_tiny_llama(VOCAB)
 
 
 @pytest.fixture(scope="module")

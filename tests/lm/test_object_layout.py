@@ -7,7 +7,6 @@ from collections import namedtuple
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from gaussiantoken.lm.generation import sample_image_tokens
 from gaussiantoken.lm.logits import ImageGrammarLogitsProcessor
@@ -111,15 +110,8 @@ def _objects_of(span):
 
 
 @pytest.fixture(scope="module")
-def lm():
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                         pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    model = LlamaForCausalLM(config).eval()
-    with torch.no_grad():
-        model.lm_head.weight.mul_(8.0)
-    return model
+def lm(make_tiny_llama):
+    return make_tiny_llama(VOCAB)
 
 
 PROMPTS = [[1, 7, 8, 9, 4], [1, 11, 4], [1, 12, 13, 14, 15, 16, 4]]
