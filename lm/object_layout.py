@@ -315,10 +315,8 @@ class _ObjectStepper:
         out[:, lay.obj_token_id] = torch.where(obj_ok, 0.0, NEG_INF)
         eoi_ok = (self.phase == _AFTER) | (self.phase == _DONE)
         out[:, self.g.eoi_token_id] = torch.where(eoi_ok, 0.0, NEG_INF)
-        inside = self.phase == _TOKEN
-        if bool(inside.any()):
-            out[inside] = self.kind_bias[self.kind[inside]]
-        return out
+        inside = (self.phase == _TOKEN)[:, None]  # [R, 1]; no host sync in the decode loop
+        return torch.where(inside, self.kind_bias[self.kind], out)
 
     def advance(self, tokens: torch.Tensor) -> None:
         lay = self.g.layout

@@ -221,6 +221,24 @@ def test_train_objects_layout_resumes_saves_and_generates(image_tokenizer_dir, t
     off = model.config.image_token_offset
     assert ids.shape == (2, 12) and ((ids >= off) & (ids < off + model.config.image_vocab_size)).all()
     assert model.decode_image_tokens(ids).shape[0] == 2
+    # as a user runs it: a fresh process, the Auto classes and both pipelines after `import gaussiantoken`
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, torch, transformers, gaussiantoken\n"
+        "d = sys.argv[1]\n"
+        "m = transformers.AutoModelForCausalLM.from_pretrained(d)\n"
+        "assert m.config.object_layout['num_slots'] == 4\n"
+        "imgs = transformers.pipeline('text-to-image', model=d)('a small red circle', "
+        "generator=torch.Generator().manual_seed(0), num_images_per_prompt=2)\n"
+        "assert len(imgs) == 2 and imgs[0].size == (16, 16)\n"
+        "out = transformers.pipeline('image-text-to-text', model=d)(images=imgs[0], text='Describe the image.')\n"
+        "print('OK', type(out).__name__)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(full.final_dir)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
 
 
 def test_objects_layout_config_errors(image_tokenizer_dir, text_tokenizer_dir, tmp_path):
