@@ -34,8 +34,9 @@ class BackgroundCanon:
     def fit(cls, tokenizer, images_uint8: np.ndarray, background=(24, 24, 24), share: float = 0.9,
             min_uses: int = 20) -> "BackgroundCanon":
         """Fit on rendered Shapes images uint8 [N, S, S, 3] (see the module docstring)."""
-        pixels = torch.from_numpy(images_uint8).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # [N, 3, S, S]
-        ids = torch.cat([tokenizer.encode(pixels[s:s + 256]) for s in range(0, len(pixels), 256)])  # [N, T]
+        from gaussiantoken.lm.extract import encode_uint8
+
+        ids = encode_uint8(tokenizer, images_uint8)  # [N, T]
         means = tokenizer.ids_to_gaussians(ids)["means"]  # [N, M, 2] in [-1, 1]
         N, M = means.shape[:2]
         G = ids.shape[1] // M

@@ -1,6 +1,7 @@
 """Code extraction: run the image tokenizer once over a dataset, keep the token ids with the texts.
 
-Owns `gaussiantoken extract-codes` (`main(argv)`) and `load_codes(dir)`.
+Owns `gaussiantoken extract-codes` (`main(argv)`), `load_codes(dir)` and `encode_uint8` (uint8 images ->
+ids in fixed batches: the one place the in-memory fits and the fresh-scene stream encode Shapes renders).
 
     gaussiantoken extract-codes --tokenizer runs/tokenizer-shapes/final --data shapes \
         --num-samples 20000 --seed 0 --out runs/codes-shapes [--batch-size 64] [--shard-size 4096]
@@ -32,6 +33,14 @@ import torch
 
 TEXT_COLUMNS = ("caption", "questions", "answers")
 META_FILE = "meta.json"
+
+
+def encode_uint8(tokenizer, images_uint8, batch_size: int = 256):
+    """uint8 images [N, S, S, 3] (numpy) -> LOCAL token ids [N, T], encoded `batch_size` images at a time
+    (no grad; the tokenizer's mode is the caller's)."""
+    pixels = torch.from_numpy(images_uint8).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # [N, 3, S, S]
+    with torch.no_grad():
+        return torch.cat([tokenizer.encode(pixels[s:s + batch_size]) for s in range(0, len(pixels), batch_size)])
 
 
 def load_codes(path: str | Path):

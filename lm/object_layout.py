@@ -137,10 +137,10 @@ def fit_fill(tokenizer, scenes: Sequence[Sequence[dict]], radius: int = 1, batch
     object (`assign_gaussians`) when the tokenizer encodes these Shapes scenes; the slot's most common triple
     overall where it never lands on the background. -> LOCAL ids [M * G] (anchor order)."""
     from gaussiantoken.data.shapes_render import render_batch
+    from gaussiantoken.lm.extract import encode_uint8
 
     S = int(tokenizer.config.image_size)
-    pixels = torch.from_numpy(render_batch(scenes, S)).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # [N, 3, S, S]
-    ids = torch.cat([tokenizer.encode(pixels[s:s + batch_size]) for s in range(0, len(pixels), batch_size)])  # [N, T]
+    ids = encode_uint8(tokenizer, render_batch(scenes, S), batch_size)  # [N, T]
     means = tokenizer.ids_to_gaussians(ids)["means"]  # [N, M, 2]
     N, M = means.shape[:2]
     grouped = ids.view(N, M, -1)  # [N, M, G]
@@ -262,18 +262,18 @@ class ObjectGrammar:
     are padded by the caller). Every span this allows decodes (`ObjectLayout.span_to_codes`).
     """
 
-    def __init__(self, layout: ObjectLayout, token_layout, eoi_token_id: int, tokens_per_image: int):
+    def __init__(self, layout: ObjectLayout, token_layout, eoi_token_id: int):
         self.layout = layout
         self.kinds = [(int(s[1]), int(s[2])) for s in token_layout]  # (start, size) per token kind
         if len(self.kinds) != layout.group:
             raise ValueError(f"token_layout has {len(self.kinds)} kinds but the object layout groups {layout.group}")
-        self.eoi_token_id, self.tokens_per_image = int(eoi_token_id), int(tokens_per_image)
+        self.eoi_token_id = int(eoi_token_id)
         self.max_new_tokens = layout.max_span_tokens
 
     @classmethod
     def from_model(cls, model) -> "ObjectGrammar":
         return cls(ObjectLayout.from_config(model.config), model.image_tokenizer.token_layout,
-                   model.config.eoi_token_id, model.config.tokens_per_image)
+                   model.config.eoi_token_id)
 
     def stepper(self, rows: int, vocab_size: int, device) -> "_ObjectStepper":
         return _ObjectStepper(self, rows, vocab_size, device)

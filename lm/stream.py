@@ -94,11 +94,10 @@ class ShapesCodeStream:
     @torch.no_grad()
     def _chunk(self, part: int, chunk: int) -> dict:
         from gaussiantoken.data.shapes_render import render_batch
+        from gaussiantoken.lm.extract import encode_uint8
 
         scenes, captions, questions, answers = self.scenes(part, chunk)
-        pixels = torch.from_numpy(render_batch(scenes, self.image_size)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        codes = torch.cat([self.tokenizer.encode(pixels[s:s + self.encode_batch])
-                           for s in range(0, len(scenes), self.encode_batch)])  # [C, T]
+        codes = encode_uint8(self.tokenizer, render_batch(scenes, self.image_size), self.encode_batch)  # [C, T]
         out = {"codes": codes.tolist(), "caption": captions, "questions": questions, "answers": answers}
         if self.object_radius is not None:
             from gaussiantoken.lm.object_layout import assign_gaussians, caption_order

@@ -4,7 +4,7 @@ import datasets
 import pytest
 import torch
 
-from gaussiantoken.lm.extract import extract_codes, load_codes, load_codes_meta, main
+from gaussiantoken.lm.extract import encode_uint8, extract_codes, load_codes, load_codes_meta, main
 
 
 def test_codes_match_tokenizer(codes_dir, image_tokenizer_dir, shapes_small):
@@ -20,6 +20,23 @@ def test_codes_match_tokenizer(codes_dir, image_tokenizer_dir, shapes_small):
     meta = load_codes_meta(codes_dir)
     assert meta["num_shards"] == 3 and meta["tokens_per_image"] == 12 and meta["vocab_size"] == tok.vocab_size
     assert datasets.load_from_disk(str(codes_dir / "merged"))["codes"] == ds["codes"]
+
+
+def test_encode_uint8_matches_processor_at_any_batch(image_tokenizer_dir, shapes_small):
+    """The in-memory encoder (stream, background fits) gives the processor path's codes, whatever its batch."""
+    import numpy as np
+
+    from gaussiantoken.tokenizer import GaussianTokenizer, GaussianTokenizerImageProcessor
+
+    tok = GaussianTokenizer.from_pretrained(image_tokenizer_dir).eval()
+    images = list(shapes_small["image"])[:11]
+    pixels = GaussianTokenizerImageProcessor.from_pretrained(image_tokenizer_dir)(images)["pixel_values"]
+    u8 = np.stack([np.asarray(im.convert("RGB")) for im in images])  # [11, S, S, 3]
+    expected = tok.encode(pixels)  # [11, T]
+    for batch in (1, 4, 256):
+        got = encode_uint8(tok, u8, batch)
+        assert got.shape == expected.shape and torch.equal(got, expected), batch
+        assert not got.requires_grad
 
 
 def test_resume_skips_completed_shards(codes_dir, image_tokenizer_dir, shapes_small, tmp_path):

@@ -28,7 +28,7 @@ def layout():
 
 @pytest.fixture(scope="module")
 def grammar(layout):
-    return ObjectGrammar(layout, KINDS, EOI, M * G)
+    return ObjectGrammar(layout, KINDS, EOI)
 
 
 def test_span_by_hand_and_round_trip(layout):
