@@ -185,7 +185,7 @@ class ImageGrammarLogitsProcessor(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         step = input_ids.shape[1] - self.prompt_length
-        if self._state is None or step < self._seen:  # a new generation
+        if self._state is None or step == 0 or step < self._seen:  # a new generation (its first call is step 0)
             self._state, self._seen = self.grammar.stepper(scores.shape[0], scores.shape[-1], scores.device), 0
         while self._seen < step:
             self._state.advance(input_ids[:, self.prompt_length + self._seen])

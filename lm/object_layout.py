@@ -231,12 +231,13 @@ def caption_order(scene: Sequence[dict], caption: str) -> list[int]:
     one object; two: subject first; three: the canonical left-to-right order). ValueError when the caption
     does not describe the scene."""
     from gaussiantoken.data.shapes_text import parse_caption
-    from gaussiantoken.data.shapes_world import relation_holds
+    from gaussiantoken.data.shapes_world import canonical_order, relation_holds
 
     if len(scene) == 1:
         return [0]
     if len(scene) >= 3:
-        return sorted(range(len(scene)), key=lambda i: (float(scene[i]["x"]), float(scene[i]["y"])))
+        where = {id(obj): i for i, obj in enumerate(scene)}
+        return [where[id(obj)] for obj in canonical_order(list(scene))]
     parsed = parse_caption(caption)
     if parsed is not None and len(parsed["objects"]) == 2:
         for a, b in ((0, 1), (1, 0)):
@@ -335,7 +336,7 @@ class _ObjectStepper:
         self.last = torch.where(~inside & is_obj, torch.full_like(self.last, -1), self.last)
         self.objects = self.objects + (~inside & is_obj).long()
         took = ~inside & is_slot
-        self.used[took, slot[took]] = True
+        self.used |= took[:, None] & (self.slot_ids[None, :] == slot[:, None])  # [R, M]; no boolean indexing (host sync)
         self.last = torch.where(took, slot, self.last)
         phase = torch.where(took, torch.full_like(phase, _TOKEN), phase)
         phase = torch.where(~inside & is_eoi, torch.full_like(phase, _DONE), phase)

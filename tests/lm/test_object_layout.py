@@ -31,6 +31,18 @@ def grammar(layout):
     return ObjectGrammar(layout, KINDS, EOI)
 
 
+def test_processor_reused_across_generations_of_other_sizes(grammar):
+    """One processor, two generations: a 1-step one over 3 rows, then 2 rows: the state restarts at step 0."""
+    proc = ImageGrammarLogitsProcessor(grammar, prompt_length=2)
+    scores = torch.zeros(3, VOCAB)
+    first = proc(torch.zeros(3, 2, dtype=torch.long), scores)
+    assert first.shape == (3, VOCAB) and first[:, OBJ].eq(0).all() and first[:, EOI].isinf().all()
+    again = proc(torch.zeros(2, 2, dtype=torch.long), torch.zeros(2, VOCAB))
+    assert again.shape == (2, VOCAB) and again[:, OBJ].eq(0).all()
+    step1 = proc(torch.tensor([[0, 0, OBJ], [0, 0, OBJ]]), torch.zeros(2, VOCAB))
+    assert step1[:, EXTRA:EXTRA + M].eq(0).all() and step1[:, OBJ].isinf().all()
+
+
 def test_span_by_hand_and_round_trip(layout):
     codes = [0, 5, 1, 6, 2, 7]
     span = layout.span(codes, [[2, 0], [1]])
