@@ -9,7 +9,8 @@ from `lm.sequences` (the one place for prompt formats and loss masks). `repeats`
 each record several times with fresh task draws. `t2i_codes` (optional) rewrites the codes of text-to-image
 targets only (`lm.canonical.BackgroundCanon`); captioning and VQA read the codes as extracted.
 `object_layout` (`lm.object_layout.ObjectLayout`) writes text-to-image targets object-major from the rows'
-"objects" column (the stream's slot lists per object, in caption order).
+"objects" column (the stream's slot lists per object, in caption order). `image_input_loss` puts loss on the
+input image's codes of captioning/VQA sequences too (the image modelled in the tokenizer's order).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         repeats: int = 1,
         t2i_codes=None,
         object_layout=None,
+        image_input_loss: bool = False,
     ):
         ratios = ratios if ratios is not None else {"text_to_image": 1.0, "caption": 1.0, "vqa": 1.0}
         if not 0.0 <= caption_dropout <= 1.0:
@@ -96,6 +98,7 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         self.caption_dropout, self.seed, self.max_length, self.repeats = caption_dropout, seed, max_length, repeats
         self.t2i_codes = t2i_codes  # codes -> codes for text-to-image targets only (e.g. lm.canonical), or None
         self.object_layout = object_layout  # lm.object_layout.ObjectLayout: object-major t2i spans (rows need "objects")
+        self.image_input_loss = bool(image_input_loss)  # captioning/VQA also model their input image's codes
         if object_layout is not None and "objects" not in dataset.column_names:
             raise ValueError("the object text-to-image layout needs rows with an 'objects' column (data.source=shapes_stream)")
 
@@ -125,13 +128,15 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
                 codes = self.t2i_codes(codes)
             seq = build_text_to_image(self.tokenizer, "" if drop else row["caption"], codes, self.layout, self.max_length)
         elif task == "caption":
-            seq = build_caption(self.tokenizer, row["caption"], codes, self.layout, self.max_length)
+            seq = build_caption(self.tokenizer, row["caption"], codes, self.layout, self.max_length,
+                                self.image_input_loss)
         else:
             questions, answers = row["questions"], row["answers"]
             if not questions or len(questions) != len(answers):
                 raise ValueError(f"row {record}: questions/answers must be non-empty and of equal length")
             k = q % len(questions)
-            seq = build_vqa(self.tokenizer, questions[k], answers[k], codes, self.layout, self.max_length)
+            seq = build_vqa(self.tokenizer, questions[k], answers[k], codes, self.layout, self.max_length,
+                            self.image_input_loss)
         seq["task"] = task
         return seq
 

@@ -20,7 +20,8 @@ object each Gaussian of an encoded Shapes scene draws), `fit_fill` (the backgrou
 generation inside the span grammar, vectorized over rows).
 
 The extra tokens (M slot tokens + `<obj>`) sit after the image codes: LM id image_token_offset +
-image_vocab_size + j. Captioning and VQA still read the tokenizer's own codes in anchor order.
+image_vocab_size + j. Captioning and VQA still read the tokenizer's own codes in anchor order (with
+`data.image_input_loss` they also learn to predict them, `lm.sequences`).
 """
 
 from __future__ import annotations

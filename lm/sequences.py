@@ -22,6 +22,8 @@ tokenized separately (without specials) and appended with eos. Labels are -100 w
   text-to-image: loss on the T image tokens, <eoi> and eos (not on the prompt, not on <boi>)
   captioning:    loss on the caption tokens and eos
   VQA:           loss on the answer tokens and eos
+  (captioning/VQA with `image_loss=True`, data.image_input_loss: also on the input image's codes, i.e. the
+  image modelled unconditionally in the tokenizer's order; the span's <boi>/<eoi> keep no loss)
 """
 
 from __future__ import annotations
@@ -250,27 +252,32 @@ def build_text_to_image(
     return {"input_ids": input_ids, "labels": labels}
 
 
-def _image_prompt_sequence(tokenizer, prompt_text, target, codes, layout, max_length, what):
+def _image_prompt_sequence(tokenizer, prompt_text, target, codes, layout, max_length, what, image_loss=False):
     prompt = expand_image_placeholders(_prompt_ids(tokenizer, prompt_text, layout), layout, [codes])
     answer = _target_ids(tokenizer, target, layout)
     input_ids = prompt + answer
-    labels = [IGNORE_INDEX] * len(prompt) + answer
+    lo, hi = layout.image_token_offset, layout.image_token_offset + layout.image_vocab_size
+    labels = [i if image_loss and lo <= i < hi else IGNORE_INDEX for i in prompt] + answer
     _check_length(input_ids, max_length, what)
     return {"input_ids": input_ids, "labels": labels}
 
 
 def build_caption(
-    tokenizer, caption: str, codes: Sequence[int], layout: VocabLayout, max_length: int | None = None
+    tokenizer, caption: str, codes: Sequence[int], layout: VocabLayout, max_length: int | None = None,
+    image_loss: bool = False,
 ) -> dict[str, list[int]]:
-    """[bos] <boi> codes <eoi> "Describe the image." caption eos; loss on caption + eos."""
-    return _image_prompt_sequence(tokenizer, caption_prompt(), caption, codes, layout, max_length, "captioning")
+    """[bos] <boi> codes <eoi> "Describe the image." caption eos; loss on caption + eos (+ codes: image_loss)."""
+    return _image_prompt_sequence(tokenizer, caption_prompt(), caption, codes, layout, max_length, "captioning",
+                                  image_loss)
 
 
 def build_vqa(
-    tokenizer, question: str, answer: str, codes: Sequence[int], layout: VocabLayout, max_length: int | None = None
+    tokenizer, question: str, answer: str, codes: Sequence[int], layout: VocabLayout, max_length: int | None = None,
+    image_loss: bool = False,
 ) -> dict[str, list[int]]:
-    """[bos] <boi> codes <eoi> "Question: q Answer:" answer eos; loss on answer + eos."""
-    return _image_prompt_sequence(tokenizer, vqa_prompt(question), answer, codes, layout, max_length, "VQA")
+    """[bos] <boi> codes <eoi> "Question: q Answer:" answer eos; loss on answer + eos (+ codes: image_loss)."""
+    return _image_prompt_sequence(tokenizer, vqa_prompt(question), answer, codes, layout, max_length, "VQA",
+                                  image_loss)
 
 
 __all__ = [

@@ -177,7 +177,7 @@ def _sequence_dataset(cfg: LMRunConfig, processor, model_config, ds):
         ds, processor.tokenizer, processor.layout, cfg.data.ratios, cfg.data.caption_dropout,
         seed=cfg.train.seed, max_length=max_length, repeats=1 if cfg.data.source == "shapes_stream" else cfg.data.repeats,
         t2i_codes=background_canon(cfg) if cfg.data.t2i_background == "canonical" else None,
-        object_layout=ObjectLayout.from_config(model_config),
+        object_layout=ObjectLayout.from_config(model_config), image_input_loss=cfg.data.image_input_loss,
     )
     longest = dataset.longest_sequence()
     if max_length is not None and longest > max_length:

@@ -52,6 +52,9 @@ class DataSettings:
     # each object's Gaussians after an <obj> marker, background left to the canonical fill; shapes_stream only)
     t2i_layout: str = "grid"
     object_radius: int = 1  # objects: a Gaussian within this many pixels of an object belongs to it
+    # captioning/VQA sequences also put loss on their input image's codes (the image modelled in the tokenizer's
+    # order): under t2i_layout=objects the LM otherwise never predicts grid-order codes, only reads them
+    image_input_loss: bool = False
 
 
 @dataclass

@@ -92,3 +92,49 @@ def test_bad_codes_and_length(text_tokenizer, layout):
         build_caption(text_tokenizer, "a", CODES[:-1] + [16], layout)
     with pytest.raises(ValueError, match="max_length"):
         build_text_to_image(text_tokenizer, "a large red circle", CODES, layout, max_length=10)
+
+
+@pytest.mark.parametrize("task", ["caption", "vqa"])
+def test_image_input_loss(text_tokenizer, layout, task):
+    """image_loss=True adds loss on exactly the T input codes (not <boi>/<eoi>, not the prompt text); the
+    answer's loss and the input ids are unchanged."""
+    def build(flag):
+        if task == "caption":
+            return build_caption(text_tokenizer, "a large red circle", CODES, layout, image_loss=flag)
+        return build_vqa(text_tokenizer, "what color is the circle?", "red", CODES, layout, image_loss=flag)
+
+    off, on = build(False), build(True)
+    assert on["input_ids"] == off["input_ids"]
+    T = layout.tokens_per_image
+    start = off["input_ids"].index(layout.boi_token_id) + 1
+    image = [layout.image_token_offset + c for c in CODES]
+    assert on["labels"][start:start + T] == image and off["labels"][start:start + T] == [IGNORE_INDEX] * T
+    rest_on = on["labels"][:start] + on["labels"][start + T:]
+    rest_off = off["labels"][:start] + off["labels"][start + T:]
+    assert rest_on == rest_off
+
+
+def test_dataset_image_input_loss(codes_dir, text_tokenizer, processor):
+    """MultiTaskSequenceDataset(image_input_loss=True): captioning/VQA items gain loss on their T input codes,
+    text-to-image items and every input id stay as they were."""
+    from gaussiantoken.lm.data import MultiTaskSequenceDataset
+    from gaussiantoken.lm.extract import load_codes
+
+    ds = load_codes(codes_dir)
+    lay = processor.layout
+    plain = MultiTaskSequenceDataset(ds, text_tokenizer, lay, seed=3)
+    with_loss = MultiTaskSequenceDataset(ds, text_tokenizer, lay, seed=3, image_input_loss=True)
+    seen = set()
+    for i in range(len(ds)):
+        a, b = plain[i], with_loss[i]
+        seen.add(a["task"])
+        assert a["input_ids"] == b["input_ids"] and a["task"] == b["task"]
+        if a["task"] == "text_to_image":
+            assert a["labels"] == b["labels"]
+            continue
+        start = a["input_ids"].index(lay.boi_token_id) + 1
+        T = lay.tokens_per_image
+        assert b["labels"][start:start + T] == a["input_ids"][start:start + T]
+        assert a["labels"][start:start + T] == [IGNORE_INDEX] * T
+        assert b["labels"][:start] + b["labels"][start + T:] == a["labels"][:start] + a["labels"][start + T:]
+    assert seen == {"text_to_image", "caption", "vqa"}

@@ -199,7 +199,7 @@ def _stream_overrides(image_tokenizer_dir, text_tokenizer_dir, out, **extra):
     spec.loader.exec_module(module)
     return module.overrides(image_tokenizer_dir, "unused", text_tokenizer_dir, out, **{
         "data.source": "shapes_stream", "data.stream_chunk": 8, "data.t2i_layout": "objects",
-        "data.ratios": "{text_to_image: 1.0, caption: 0.5, vqa: 0.5}", **extra})
+        "data.image_input_loss": "true", "data.ratios": "{text_to_image: 1.0, caption: 0.5, vqa: 0.5}", **extra})
 
 
 def test_train_objects_layout_resumes_saves_and_generates(image_tokenizer_dir, text_tokenizer_dir, tmp_path):
