@@ -45,7 +45,8 @@ STAGES = ("data", "tokenizer", "codes", "text", "lm", "evaluate")
 # the LM's data: fresh scenes (lm.stream), text-to-image spans object-major (lm.object_layout: 0.44 / 0.32
 # vs 0.18 text-to-image accuracy at 2,500 steps, two seeds; unseen two-object 0.54 / 0.30 vs 0.04; bench/RESULTS.md);
 # canonical backgrounds (lm.canonical) measured no better than raw; captioning/VQA also model their input image's
-# codes (data.image_input_loss: captions 0.50 -> 0.70 exact at 5,000 steps, 500 held-out scenes; bench/RESULTS.md)
+# codes (data.image_input_loss: captions 0.50 / 0.51 -> 0.70 / 0.55 exact at 5,000 steps, seeds 0 / 1, 500 held-out
+# scenes; text-to-image 0.49 / 0.58 -> 0.49 / 0.53; bench/RESULTS.md)
 LM_DATA = ["data.source=shapes_stream", "data.t2i_layout=objects", "data.max_length=192", "data.image_input_loss=true"]
 
 
