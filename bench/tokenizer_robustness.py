@@ -15,7 +15,7 @@ moved centres).
 Models are either trained here, at equal steps (`train.max_steps`, no clock), or given as saved dirs:
 
     OMP_NUM_THREADS=1 python bench/tokenizer_robustness.py --threads 1 --steps 2000 --seeds 0,1 \
-        --run default --run "ours-only:data.renderers.antialiased=0,data.color_noise=0"
+        --run default --run "mixed:data.renderers.pixel=0.5,data.renderers.antialiased=0.5,data.color_noise=0.02"
     OMP_NUM_THREADS=1 python bench/tokenizer_robustness.py --threads 1 --model default-s0=/tmp/rob/default-s0/final
 
 A run is NAME or NAME:key=value,... (trainer overrides on `--recipe`, default configs/tokenizer/shapes.yaml;

@@ -232,22 +232,23 @@ class GaussianTokenizerConfig(PretrainedConfig):
         """The CPU recipe for 32x32 Shapes images: 32 Gaussians x 3 tokens = 96 tokens per image.
 
         Each Gaussian is (feature code | dx, dy | scale_x, scale_y, rotation): its position is an offset
-        from the slot's learned anchor within +-4 pixels in 32 x 32 bins (a quarter pixel), its shape 8 x 8 x 8
-        bins (vocabulary 64 + 1024 + 512 = 1600). Chosen by bench/tokenizer_quality.py and
+        from the slot's learned anchor within +-4 pixels in 16 x 16 bins (half a pixel), its shape 8 x 8 x 8
+        bins (vocabulary 64 + 256 + 512 = 832). Chosen by bench/tokenizer_quality.py and
         bench/tokenizer_robustness.py on 2 CPU cores (bench/RESULTS.md): whole-pixel position bins cost 5-6 dB
-        (sub-pixel placement matters more than anything else measured); quarter-pixel bins and the decoder's
-        GroupNorm over all channels (decoder_norm_groups=1) are what keep small objects' shapes exact on
-        anti-aliased sub-pixel renders (0.92 -> 0.96 exact scenes at 2,000 steps, +4.7 dB on our renderer);
-        anchor offsets reach the quality of 64 x 64 absolute bins with 96 tokens; a patchify stem (stride 2)
-        buys 25% more steps at equal quality; 32 splat channels and a third decoder block sharpen the small
-        shapes' corners; no deformable encoder layer (cheaper steps); l2-normalized codes.
+        (sub-pixel placement matters more than anything else measured); the decoder's GroupNorm over all
+        channels (decoder_norm_groups=1) gains 2.5 dB and keeps small shapes exact on other renderers;
+        quarter-pixel bins (position_bins=32, vocabulary 1600, configs/tokenizer/shapes_robust.yaml) keep them
+        exact on anti-aliased sub-pixel renders but slow the LM's text-to-image learning; anchor offsets
+        reach the quality of 64 x 64 absolute bins with 96 tokens; a patchify stem (stride 2) buys 25% more
+        steps at equal quality; 32 splat channels and a third decoder block sharpen the small shapes'
+        corners; no deformable encoder layer (cheaper steps); l2-normalized codes.
         """
         base = dict(
             image_size=32, encoder_channels=32, encoder_channel_mult=[1, 2], encoder_num_res_blocks=1,
             encoder_stem_stride=2, encoder_out_channels=64, num_feature_levels=2, hidden_size=64, num_heads=4,
             num_points=4, ffn_dim=128, num_encoder_layers=0, num_decoder_layers=3, num_gaussians=32,
             codebook_size=64, codebook_dim=8, codebook_decay=0.9, codebook_l2_normalize=True,
-            position_mode="anchor_offset", offset_range=0.25, position_bins=32,
+            position_mode="anchor_offset", offset_range=0.25, position_bins=16,
             geometry_slots=[["x", "y"], ["scale_x", "scale_y", "rotation"]], scale_bins=8, rotation_bins=8,
             splat_channels=32, feature_mlp_hidden=64, render_size=32, decoder_channels=32,
             decoder_num_res_blocks=3, decoder_norm_groups=1,

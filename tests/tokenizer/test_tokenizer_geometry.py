@@ -19,11 +19,11 @@ def test_position_bins_are_pixel_centres():
     torch.testing.assert_close(centres, (2 * idx.float() + 1) / 32 - 1)
 
 
-def test_shapes_offsets_are_quarter_pixel_bins():
-    g = quantizer()  # the preset: anchor offsets within +-4 pixels of a 32-pixel image, 32 bins
+def test_shapes_offsets_are_half_pixel_bins():
+    g = quantizer()  # the preset: anchor offsets within +-4 pixels of a 32-pixel image, 16 bins
     a = g.attributes["x"]
-    assert (a.lo, a.hi, a.bins) == (-0.25, 0.25, 32)
-    assert (a.hi - a.lo) / a.bins * 32 / 2 == 0.25  # one bin = a quarter pixel
+    assert (a.lo, a.hi, a.bins) == (-0.25, 0.25, 16)
+    assert (a.hi - a.lo) / a.bins * 32 / 2 == 0.5  # one bin = half a pixel
 
 
 def test_centres_map_to_themselves():

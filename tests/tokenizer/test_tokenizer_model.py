@@ -158,7 +158,7 @@ def test_config_presets_and_validation():
     s = GaussianTokenizerConfig.shapes()
     assert s.tokens_per_image == 96 <= 128
     layout = build_token_layout(s.codebook_size, GeometryQuantizer(s))
-    assert [(t.name, t.size) for t in layout] == [("feature", 64), ("x_y", 1024), ("scale_x_scale_y_rotation", 512)]
+    assert [(t.name, t.size) for t in layout] == [("feature", 64), ("x_y", 256), ("scale_x_scale_y_rotation", 512)]
     assert s.decoder_norm_groups == 1  # statistics over all channels (bench/RESULTS.md, issue 16)
     c = GaussianTokenizerConfig.cifar()
     assert (c.num_gaussians, c.codebook_size, c.codebook_dim) == (64, 1024, 3)

@@ -72,3 +72,19 @@ def test_photos_preset_and_recipe():
     assert config_from_spec(run.model).tokens_per_image == 64
     vq = load_config(recipe, ["model.type=grid_vq", "model.preset=vq64"])
     assert config_from_spec(vq.model).tokens_per_image == 64
+
+
+def test_shapes_robust_recipe_quarter_pixel_offsets_and_mixed_renderers():
+    from pathlib import Path
+
+    from gaussiantoken.tokenizer.model_types import config_from_spec
+    from gaussiantoken.tokenizer.train import load_config
+
+    recipes = Path(__file__).resolve().parents[2] / "configs" / "tokenizer"
+    robust = config_from_spec(load_config(recipes / "shapes_robust.yaml").model)
+    default = config_from_spec(load_config(recipes / "shapes.yaml").model)
+    assert robust.position_bins == 32 and default.position_bins == 16
+    assert robust.decoder_norm_groups == default.decoder_norm_groups == 1
+    assert GaussianTokenizer(robust).vocab_size == 64 + 32 * 32 + 8 * 8 * 8 == 1600
+    assert GaussianTokenizer(default).vocab_size == 64 + 16 * 16 + 8 * 8 * 8 == 832
+    assert load_config(recipes / "shapes_robust.yaml").data["renderers"] == {"pixel": 0.5, "antialiased": 0.5}
