@@ -236,7 +236,7 @@ class GaussianTokenizerConfig(PretrainedConfig):
         bins (vocabulary 64 + 256 + 512 = 832). Chosen by bench/tokenizer_quality.py and
         bench/tokenizer_robustness.py on 2 CPU cores (bench/RESULTS.md): whole-pixel position bins cost 5-6 dB
         (sub-pixel placement matters more than anything else measured); the decoder's GroupNorm over all
-        channels (decoder_norm_groups=1) gains 2.5 dB and keeps small shapes exact on other renderers;
+        channels (decoder_norm_groups=1) gains 2.5-5.6 dB on our renderer and more exact scenes on others;
         quarter-pixel bins (position_bins=32, vocabulary 1600, configs/tokenizer/shapes_robust.yaml) keep them
         exact on anti-aliased sub-pixel renders but slow the LM's text-to-image learning; anchor offsets
         reach the quality of 64 x 64 absolute bins with 96 tokens; a patchify stem (stride 2) buys 25% more
