@@ -265,7 +265,7 @@ class GaussianTokenizerConfig(PretrainedConfig):
         joint geometry token (dx, dy 16 x 16 half-pixel bins, scales 8 x 8, rotation 4: 65,536 ids).
         num_gaussians=64 gives 128 tokens."""
         base = dict(
-            codebook_size=1024, decoder_norm_groups=1, anchor_layout="fill",
+            codebook_size=1024, anchor_layout="fill",
             geometry_slots=[["x", "y", "scale_x", "scale_y", "rotation"]], position_bins=16, scale_bins=8,
             rotation_bins=4,
         )
