@@ -21,6 +21,11 @@ training), with the exact-scene rate.
     OMP_NUM_THREADS=1 python bench/tokenizer_vs_vq.py --minutes 2.5 --threads 1 --json out.json \
         --figure-dir bench/figures
 
+`--steps N` trains every run for N steps instead (equal steps: what each design learns per step, apart from
+its cost per step). `--variant NAME:key=value,...` (repeatable) defines a Gaussian tokenizer with extra
+trainer overrides on top of `gauss`; list NAME in `--kinds` to train it, e.g.
+`--variant r16:model.render_size=16 --kinds vq,gauss,r16`.
+
 Results are recorded in bench/RESULTS.md.
 """
 
@@ -39,10 +44,33 @@ RECIPES = {"photos": REPO / "configs" / "tokenizer" / "photos.yaml", "shapes": R
 GAUSS_MODEL = ["model.preset=photos"]  # budget / 2 Gaussians x (feature | joint geometry) tokens
 
 
-def model_overrides(kind: str, budget: int) -> list[str]:
+def split_overrides(text: str) -> list[str]:
+    """'a=1,b=[1,2],c=x' -> ['a=1', 'b=[1,2]', 'c=x'] (commas inside brackets stay)."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += (ch in "[{") - (ch in "]}")
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return [o.strip() for o in out if o.strip()]
+
+
+def model_overrides(kind: str, budget: int, variants: dict[str, list[str]] | None = None) -> list[str]:
+    """Trainer overrides of one model kind at `budget` tokens per image (`variants`: NAME -> extra overrides
+    on top of `gauss`)."""
     if kind == "vq":
         return ["model={type: grid_vq, preset: vq%d}" % budget]
-    extra = ["model.quantize_geometry=false"] if kind == "gauss-cont" else []
+    if kind == "gauss-cont":
+        extra = ["model.quantize_geometry=false"]
+    elif kind == "gauss":
+        extra = []
+    elif variants and kind in variants:
+        extra = variants[kind]
+    else:
+        raise SystemExit(f"error: --kinds: unknown model kind {kind!r} (vq, gauss, gauss-cont or a --variant NAME)")
     return ["model={}", *GAUSS_MODEL, f"model.num_gaussians={budget // 2}", *extra]
 
 
@@ -156,6 +184,8 @@ def figure(path: Path, originals, rows: list[tuple[str, object, object]]) -> Non
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=2.5, help="training budget of every run (train.max_minutes)")
+    p.add_argument("--steps", type=int, default=0, help="train every run for this many steps instead of --minutes")
+    p.add_argument("--variant", action="append", default=[], help="NAME:key=value,... a Gaussian variant (repeatable)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--budgets", default="64,128", help="tokens per image")
     p.add_argument("--train-sets", default="photos,shapes")
@@ -167,6 +197,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--figure-dir", default="", help="write one picture per training set here")
     p.add_argument("--keep", default="", help="keep each run's output directory under this folder")
     args = p.parse_args(argv)
+    variants = {}
+    for spec in args.variant:
+        name, _, rest = spec.partition(":")
+        if not name or name in ("vq", "gauss", "gauss-cont") or not rest:
+            p.error(f"--variant {spec!r}: want NAME:key=value,... with a new NAME")
+        variants[name] = split_overrides(rest)
+    if args.steps < 0 or (args.steps == 0 and args.minutes <= 0):
+        p.error("need --steps > 0 or --minutes > 0")
+    for kind in args.kinds.split(","):
+        model_overrides(kind, 64, variants)  # unknown kinds fail before any training
 
     import torch
 
@@ -194,12 +234,16 @@ def main(argv: list[str] | None = None) -> int:
             for budget in budgets:
                 for kind in args.kinds.split(","):
                     out_dir = root / f"{train_set}-{budget}-{kind}-s{args.seed}"
-                    settings = [f"train.output_dir={out_dir}", f"train.max_minutes={args.minutes}",
-                                "train.max_steps=100000", f"train.seed={args.seed}", "train.progress_bar=false",
-                                "train.log_with=none", "train.checkpoint_every=0", "train.sample_every=0",
-                                "train.eval_every=0", *model_overrides(kind, budget)]
+                    budget_settings = ([f"train.max_steps={args.steps}", "train.max_minutes=null"] if args.steps else
+                                       [f"train.max_minutes={args.minutes}", "train.max_steps=100000"])
+                    settings = [f"train.output_dir={out_dir}", *budget_settings, f"train.seed={args.seed}",
+                                "train.progress_bar=false", "train.log_with=none", "train.checkpoint_every=0",
+                                "train.sample_every=0", "train.eval_every=0",
+                                *model_overrides(kind, budget, variants)]
                     config = load_config(RECIPES[train_set], settings)
+                    start = time.time()
                     result = train(config)
+                    train_s = time.time() - start
                     cls = model_class_for(config_from_spec(config.model))
                     model = cls.from_pretrained(result.final_dir).eval()
                     processor = GaussianTokenizerImageProcessor.from_pretrained(result.final_dir)
@@ -209,8 +253,10 @@ def main(argv: list[str] | None = None) -> int:
                         x = processor(images=list(ds["image"][:256]), return_tensors="pt")["pixel_values"]
                         enc, dec = throughput(model, x)
                         row = {"train": train_set, "eval": eval_name, "model": kind, "tokens": model.tokens_per_image
-                               if kind != "gauss-cont" else model.config.num_gaussians,
-                               "bits": bits_per_image(model), "steps": result.step, "minutes": args.minutes,
+                               if getattr(model.config, "quantize_geometry", True) else model.config.num_gaussians,
+                               "bits": bits_per_image(model), "steps": result.step,
+                               "minutes": None if args.steps else args.minutes, "train_s": train_s,
+                               "overrides": variants.get(kind, []),
                                "seed": args.seed, "enc_per_s": enc, "dec_per_s": dec, **metrics}
                         rows.append(row)
                         print(f"{train_set:<7} {eval_name:<10} {kind:<11} {row['tokens']:>4} {row['bits']:>5.0f} "
@@ -219,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                               f"{enc:>7.0f} {dec:>7.0f}", flush=True)
                         if args.json:
                             Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
-                        if args.figure_dir and kind != "gauss-cont":
+                        if args.figure_dir and kind in ("vq", "gauss"):
                             take = slice(0, 8)
                             with torch.no_grad():
                                 xs = processor(images=list(ds["image"][:8]), return_tensors="pt")["pixel_values"]
