@@ -1,8 +1,13 @@
 """The tokenizer trainer on 2 processes (`accelerate launch`, CPU, gloo) vs 1 process with the same global batch.
 
 - Same per-step losses (the global batch's means; GAN on from step 2, so the discriminator and LeCam run
-  too) within 1e-4 absolute (measured: about 3e-6 over 8 steps; float summation order differs between a
-  batch of 4 and an all-reduce of two batches of 2). LeCam's small regulariser within 1e-3.
+  too) within 1e-4 absolute over the first STRICT_STEPS steps (measured here: <= 1e-6; float summation
+  order differs between a batch of 4 and an all-reduce of two batches of 2), and within 1e-2 over all steps.
+  Later steps are not held to 1e-4: the summation-order differences of order 1e-7 can flip a near-tied
+  code assignment or dead-code threshold, after which the runs differ by 3e-4 .. 2e-3 (seen in CI on
+  another CPU, from step 5). A real synchronisation fault is far larger and early: with the EMA codebook's
+  counts left un-reduced the loss differs by 4e-3 at step 2 and up to 7e-2 by step 8.
+  LeCam's small regulariser within 1e-3 over the strict steps.
 - The 2-process run is SIGKILLed (whole process group) after its first checkpoint, one step or more past
   it, then resumed with --resume: the steps it logged before the kill come out identical (1e-7), and the
   run then still matches the 1-process one. The kill leaves a stale run lock, which the resume takes over.
@@ -24,6 +29,7 @@ from test_reliability import child_env, tiny_config, write_yaml  # noqa: E402
 from gaussiantoken.tokenizer.trainer_state import list_checkpoints  # noqa: E402
 
 STEPS = 8
+STRICT_STEPS = 4  # steps compared at 1e-4 (see the module docstring)
 KEYS = ("loss", "pixel", "quantization", "d_loss", "g_loss")
 
 
@@ -104,7 +110,9 @@ def test_two_processes_match_one_and_resume_exactly_after_a_kill(tmp_path):
             assert b[step - 1][key] == pytest.approx(before[step][key], abs=1e-7), (step, key)
     for key in KEYS:
         diffs = [abs(x[key] - y[key]) for x, y in zip(a, b) if key in x]
-        assert len(diffs) >= STEPS - 2 and max(diffs) <= 1e-4, (key, diffs)
-    lecam = [abs(x["lecam"] - y["lecam"]) for x, y in zip(a, b) if "lecam" in x]
+        strict = [abs(x[key] - y[key]) for x, y in zip(a[:STRICT_STEPS], b) if key in x]
+        assert len(diffs) >= STEPS - 2 and len(strict) >= STRICT_STEPS - 2, (key, diffs)
+        assert max(strict) <= 1e-4 and max(diffs) <= 1e-2, (key, diffs)
+    lecam = [abs(x["lecam"] - y["lecam"]) for x, y in zip(a[:STRICT_STEPS], b) if "lecam" in x]
     assert lecam and max(lecam) <= 1e-3
     assert (two / "final" / "model.safetensors").is_file() and not (two / ".gaussiantoken.lock").exists()
