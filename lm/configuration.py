@@ -91,6 +91,21 @@ def _as_tokenizer_config(value) -> GaussianTokenizerConfig:
     raise TypeError(f"tokenizer_config must be a dict or GaussianTokenizerConfig, got {type(value).__name__}")
 
 
+def relative_steps(grid) -> list[tuple[int, int]]:
+    """The (row, column) steps a later Gaussian of an object may take from the object's first slot on a rows x
+    cols slot grid (`lm.object_layout`, slots "relative"), in token order: slots ascend within an object, so rows
+    go down (>= 0) and, on the first slot's own row, columns go right."""
+    rows, cols = int(grid[0]), int(grid[1])
+    return [(dr, dc) for dr in range(rows) for dc in range(-(cols - 1), cols) if dr > 0 or dc > 0]
+
+
+def extra_token_count(spec: dict) -> int:
+    """Extra LM tokens of an object layout spec (the config's `object_layout`): M slot tokens, the relative steps
+    when "slots" is "relative", and <obj>."""
+    steps = len(relative_steps(spec["grid"])) if spec.get("slots", "absolute") == "relative" else 0
+    return int(spec["num_slots"]) + steps + 1
+
+
 class GaussianTokenLMConfig(PretrainedConfig):
     """Config of `GaussianTokenForCausalLM`: backbone config + image tokenizer config + vocabulary layout.
 
@@ -102,8 +117,9 @@ class GaussianTokenLMConfig(PretrainedConfig):
         tokens_per_image: image tokens per image (GaussianTokenizer.tokens_per_image).
         boi_token_id / eoi_token_id / image_token_id: text ids of "<boi>", "<eoi>", "<image>" (placeholder).
         object_layout: None (text-to-image spans in the tokenizer's grid order) or {"num_slots", "group",
-            "fill"} of the object-major span (`lm.object_layout`); its num_slots + 1 extra tokens follow
-            the image codes, so then vocab_size = image_token_offset + image_vocab_size + num_slots + 1.
+            "fill"[, "slots": "relative", "grid": [rows, cols]]} of the object-major span (`lm.object_layout`); its
+            `extra_token_count` extra tokens follow the image codes (vocab_size = image_token_offset +
+            image_vocab_size + extra).
     """
 
     model_type = MODEL_TYPE
@@ -195,7 +211,13 @@ class GaussianTokenLMConfig(PretrainedConfig):
         if len(fill) != M * G or (self.image_vocab_size is not None
                                   and not all(0 <= int(v) < self.image_vocab_size for v in fill)):
             raise ValueError(f"object_layout fill must hold {M * G} local image ids in [0, {self.image_vocab_size})")
-        return M + 1
+        slots, grid = spec.get("slots", "absolute"), spec.get("grid")
+        if slots not in ("absolute", "relative"):
+            raise ValueError(f"object_layout slots must be absolute or relative, got {slots!r}")
+        if slots == "relative" and not (isinstance(grid, (list, tuple)) and len(grid) == 2
+                                        and all(isinstance(v, int) and v > 0 for v in grid) and grid[0] * grid[1] >= M):
+            raise ValueError(f"object_layout slots=relative needs grid [rows, cols] holding {M} slots, got {grid!r}")
+        return extra_token_count(spec)
 
     @property
     def vocab_size(self) -> int:
@@ -209,4 +231,4 @@ class GaussianTokenLMConfig(PretrainedConfig):
         return getattr(self.text_config, "max_position_embeddings", None)
 
 
-__all__ = ["GaussianTokenLMConfig", "MODEL_TYPE", "as_text_config", "check_model_dir_kind"]
+__all__ = ["GaussianTokenLMConfig", "MODEL_TYPE", "as_text_config", "check_model_dir_kind", "extra_token_count", "relative_steps"]

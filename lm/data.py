@@ -119,6 +119,9 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         record, task, drop, q = self.plan(index)
         row = self.dataset[record]
         codes = row["codes"]
+        if task == "text_to_image" and "t2i_codes" in row:  # a scene of its own for text-to-image (lm.stream)
+            row = {k[4:]: v for k, v in row.items() if k.startswith("t2i_")}
+            codes = row["codes"]
         if task == "text_to_image" and self.object_layout is not None:
             span = self.object_layout.span(codes, row["objects"])
             seq = build_text_to_image(self.tokenizer, "" if drop else row["caption"], None, self.layout, self.max_length,

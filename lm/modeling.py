@@ -34,6 +34,7 @@ from gaussiantoken.lm.configuration import (
     GaussianTokenLMConfig,
     _dir_model_type,
     check_model_dir_kind,
+    extra_token_count,
 )
 
 TEXT_MAX_NEW_TOKENS = 32  # default new tokens for text generation (captions, answers)
@@ -139,7 +140,7 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
         if any(i is None or i == text_tokenizer.unk_token_id for i in ids):
             raise ValueError("the text tokenizer lacks <boi>/<eoi>/<image>; call text_tokenizer.ensure_special_tokens first")
         offset = len(text_tokenizer)
-        extra = int(object_layout["num_slots"]) + 1 if object_layout else 0
+        extra = extra_token_count(object_layout) if object_layout else 0
         language_model.resize_token_embeddings(offset + image_tokenizer.vocab_size + extra)
         text_cfg = language_model.config
         pad = text_tokenizer.pad_token_id if text_tokenizer.pad_token_id is not None else text_tokenizer.eos_token_id

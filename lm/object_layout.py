@@ -14,13 +14,19 @@ it, with an explicit object marker:
 - Gaussians on no object are not written: decoding fills every unwritten slot with that slot's
   usual background triple (`fit_fill`, kept in the LM config), so the LM never models the background.
 - The number of objects is the number of `<obj>` markers, so counting is one decision per object.
+- With `slots: relative` (`data.object_slots`) only an object's first Gaussian names its slot; each later one
+  names its step (rows down, columns right) from that slot on the tokenizer's anchor grid, so an object the
+  tokenizer codes alike at two places (a `translation_equivariant` tokenizer, moved by whole anchor steps)
+  is written alike but for its first slot token:
+
+      <boi> (<obj> SLOT f o sr (STEP f o sr)*)+ <eoi> eos
 
 Owns `ObjectLayout` (the extra vocabulary, span <-> anchor-layout codes), `assign_gaussians` (which
 object each Gaussian of an encoded Shapes scene draws), `fit_fill` (the background of unwritten slots) and `ObjectGrammar` (the state machine that keeps
 generation inside the span grammar, vectorized over rows).
 
-The extra tokens (M slot tokens + `<obj>`) sit after the image codes: LM id image_token_offset +
-image_vocab_size + j. Captioning and VQA still read the tokenizer's own codes in anchor order (with
+The extra tokens (M slot tokens, the relative steps if any, then `<obj>`) sit after the image codes: LM id
+image_token_offset + image_vocab_size + j. Captioning and VQA still read the tokenizer's own codes in anchor order (with
 `data.image_input_loss` they also learn to predict them, `lm.sequences`).
 """
 
@@ -32,6 +38,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from gaussiantoken.lm.configuration import relative_steps
+
 NEG_INF = float("-inf")
 
 
@@ -41,27 +49,62 @@ class ObjectLayout:
     num_slots M, group G (tokens per Gaussian), fill: M * G LOCAL ids (each slot's background triple),
     extra_offset: LM id of slot token 0 (= image_token_offset + image_vocab_size), image_token_offset,
     max_objects: the most objects a span may hold (bounds the sequence length; the Shapes world has <= 3).
+    slots: "absolute" (every Gaussian names its slot) or "relative" (an object's first Gaussian names its slot,
+    each later one the step (rows down, columns right) from it on the `grid` = (rows, cols) of the tokenizer's
+    anchors: one object drawn at two places differs in its first slot token only, when the tokenizer codes it
+    alike there, as a `translation_equivariant` one does at whole anchor steps).
     """
 
     def __init__(self, num_slots: int, group: int, fill: Sequence[int], extra_offset: int, image_token_offset: int,
-                 max_objects: int = 8):
+                 max_objects: int = 8, slots: str = "absolute", grid: Sequence[int] | None = None):
         self.num_slots, self.group, self.max_objects = int(num_slots), int(group), int(max_objects)
         self.fill = [int(v) for v in fill]
         if len(self.fill) != self.num_slots * self.group:
             raise ValueError(f"object layout fill has {len(self.fill)} ids, expected {self.num_slots} x {self.group}")
         self.extra_offset, self.image_token_offset = int(extra_offset), int(image_token_offset)
+        if slots not in ("absolute", "relative"):
+            raise ValueError(f"object layout slots must be absolute or relative, got {slots!r}")
+        self.slots = slots
+        self.grid = None if grid is None else (int(grid[0]), int(grid[1]))
+        if slots == "relative" and (self.grid is None or self.grid[0] * self.grid[1] < self.num_slots):
+            raise ValueError(f"relative object slots need a grid (rows, cols) holding {self.num_slots} slots, got {grid}")
+        self.steps = relative_steps(self.grid) if slots == "relative" else []
+        # target[k, j]: the slot that step j leads to from first slot k (-1: off the grid) [M, S]
+        cols = self.grid[1] if self.grid else 1
+        self.target = torch.full((self.num_slots, len(self.steps)), -1, dtype=torch.long)
+        for k in range(self.num_slots):
+            r, c = divmod(k, cols)
+            for j, (dr, dc) in enumerate(self.steps):
+                t = (r + dr) * cols + (c + dc)
+                if 0 <= c + dc < cols and t < self.num_slots:
+                    self.target[k, j] = t
+        self._step_of = {(dr, dc): j for j, (dr, dc) in enumerate(self.steps)}
 
     # ---- ids
     @property
     def num_extra_tokens(self) -> int:
-        return self.num_slots + 1
+        return self.num_slots + len(self.steps) + 1
+
+    @property
+    def step_offset(self) -> int:
+        """LM id of relative step 0 (right after the slot tokens)."""
+        return self.extra_offset + self.num_slots
 
     @property
     def obj_token_id(self) -> int:
-        return self.extra_offset + self.num_slots
+        return self.extra_offset + self.num_slots + len(self.steps)
 
     def slot_token_id(self, k: int) -> int:
         return self.extra_offset + int(k)
+
+    def step_token_id(self, first: int, k: int) -> int:
+        """LM id of the step from slot `first` to the later slot `k` of the same object."""
+        cols = self.grid[1]
+        (r0, c0), (r, c) = divmod(int(first), cols), divmod(int(k), cols)
+        j = self._step_of.get((r - r0, c - c0))
+        if j is None:
+            raise ValueError(f"slot {k} is not a later slot of an object that starts at slot {first}")
+        return self.step_offset + j
 
     @property
     def max_span_tokens(self) -> int:
@@ -70,7 +113,10 @@ class ObjectLayout:
 
     # ---- (de)serialisation in the LM config
     def to_dict(self) -> dict:
-        return {"num_slots": self.num_slots, "group": self.group, "fill": list(self.fill), "max_objects": self.max_objects}
+        out = {"num_slots": self.num_slots, "group": self.group, "fill": list(self.fill), "max_objects": self.max_objects}
+        if self.slots == "relative":
+            out.update(slots=self.slots, grid=list(self.grid))
+        return out
 
     @classmethod
     def from_config(cls, config) -> "ObjectLayout | None":
@@ -79,7 +125,7 @@ class ObjectLayout:
         if not spec:
             return None
         return cls(spec["num_slots"], spec["group"], spec["fill"], config.image_token_offset + config.image_vocab_size,
-                   config.image_token_offset, spec.get("max_objects", 8))
+                   config.image_token_offset, spec.get("max_objects", 8), spec.get("slots", "absolute"), spec.get("grid"))
 
     # ---- spans
     def span(self, codes: Sequence[int], objects: Sequence[Sequence[int]]) -> list[int]:
@@ -94,11 +140,13 @@ class ObjectLayout:
             if not slots:
                 raise ValueError("every object of an object span needs at least one Gaussian")
             out.append(self.obj_token_id)
-            for k in sorted(int(s) for s in slots):
+            ordered = sorted(int(s) for s in slots)
+            for i, k in enumerate(ordered):
                 if not 0 <= k < self.num_slots or k in seen:
                     raise ValueError(f"object slot {k} is out of range [0, {self.num_slots}) or used twice")
                 seen.add(k)
-                out += [self.slot_token_id(k), *(off + int(c) for c in codes[k * G:(k + 1) * G])]
+                head = self.step_token_id(ordered[0], k) if self.slots == "relative" and i else self.slot_token_id(k)
+                out += [head, *(off + int(c) for c in codes[k * G:(k + 1) * G])]
         return out
 
     def span_to_codes(self, span: Sequence[int]) -> list[int]:
@@ -106,20 +154,26 @@ class ObjectLayout:
         G, off = self.group, self.image_token_offset
         codes = list(self.fill)
         ids = [int(i) for i in span]
-        i = 0
+        first, i = -1, 0
         while i < len(ids):
             t = ids[i]
             if t == self.obj_token_id:
+                first = -1
                 i += 1
-            elif self.extra_offset <= t < self.obj_token_id:
-                k = t - self.extra_offset
-                group = ids[i + 1:i + 1 + G]
-                if len(group) < G:
-                    raise ValueError(f"object span ends inside Gaussian slot {k}")
-                codes[k * G:(k + 1) * G] = [g - off for g in group]
-                i += 1 + G
+                continue
+            if self.extra_offset <= t < self.step_offset:
+                k = first = t - self.extra_offset
+            elif self.step_offset <= t < self.obj_token_id and first >= 0:
+                k = int(self.target[first, t - self.step_offset])
+                if k < 0:
+                    raise ValueError(f"object span steps off the slot grid from slot {first}")
             else:
                 break  # <eoi> (or anything after it)
+            group = ids[i + 1:i + 1 + G]
+            if len(group) < G:
+                raise ValueError(f"object span ends inside Gaussian slot {k}")
+            codes[k * G:(k + 1) * G] = [g - off for g in group]
+            i += 1 + G
         return codes
 
     def spans_to_lm_ids(self, spans: torch.Tensor) -> torch.LongTensor:
@@ -260,7 +314,8 @@ class ObjectGrammar:
 
     After <boi>: <obj>. After <obj>: an unused slot token. After a slot token: its G tokens, each from
     its token kind's range (the tokenizer's `token_layout`). After a whole Gaussian: a later unused slot
-    of the same object, <obj> (while a slot is unused and fewer than max_objects began) or <eoi>. After <eoi>: <eoi> (rows already done
+    of the same object (relative slots: a step from the object's first slot that lands on such a slot of
+    the grid), <obj> (while a slot is unused and fewer than max_objects began) or <eoi>. After <eoi>: <eoi> (rows already done
     are padded by the caller). Every span this allows decodes (`ObjectLayout.span_to_codes`).
     """
 
@@ -294,25 +349,33 @@ class _ObjectStepper:
         if lay.obj_token_id >= vocab_size or grammar.eoi_token_id >= vocab_size:
             raise ValueError(f"the object grammar needs ids up to {lay.obj_token_id} but the LM vocabulary has {vocab_size}")
         self.vocab, self.device = int(vocab_size), device
+        self.relative = lay.slots == "relative"
         self.phase = torch.full((rows,), _START, dtype=torch.long, device=device)
         self.kind = torch.zeros(rows, dtype=torch.long, device=device)  # next token kind inside a Gaussian
         self.used = torch.zeros(rows, self.M, dtype=torch.bool, device=device)
         self.last = torch.full((rows,), -1, dtype=torch.long, device=device)  # last slot of the current object
+        self.first = torch.zeros(rows, dtype=torch.long, device=device)  # first slot of the current object
         self.objects = torch.zeros(rows, dtype=torch.long, device=device)  # <obj> markers so far
         kinds = torch.full((self.G, vocab_size), NEG_INF, device=device)  # [G, V]
         for j, (start, size) in enumerate(grammar.kinds):
             kinds[j, lay.image_token_offset + start:lay.image_token_offset + start + size] = 0.0
         self.kind_bias = kinds
         self.slot_ids = torch.arange(self.M, device=device)
+        self.target = lay.target.to(device)  # [M, S] slot reached by step j from first slot k (-1: off the grid)
 
     def bias(self) -> torch.Tensor:
         lay, R = self.g.layout, self.phase.shape[0]
         out = torch.full((R, self.vocab), NEG_INF, device=self.device)  # [R, V]
         free = ~self.used  # [R, M]
         later = free & (self.slot_ids[None, :] > self.last[:, None])  # [R, M]
-        slot_ok = torch.where((self.phase == _SLOT)[:, None], free, later) & (
-            (self.phase == _SLOT) | (self.phase == _AFTER))[:, None]
-        out[:, lay.extra_offset:lay.extra_offset + self.M] = torch.where(slot_ok, 0.0, NEG_INF)
+        starting, after = (self.phase == _SLOT)[:, None], (self.phase == _AFTER)[:, None]  # [R, 1]
+        # absolute slot tokens: the first Gaussian of an object (any free slot); later ones too in absolute mode
+        slot_ok = (starting & free) | (after & later & (not self.relative))
+        out[:, lay.extra_offset:lay.step_offset] = torch.where(slot_ok, 0.0, NEG_INF)
+        if self.relative:  # a later Gaussian: a step from the first slot to a later free slot on the grid
+            tgt = self.target[self.first]  # [R, S]
+            step_ok = after & (tgt >= 0) & later.gather(1, tgt.clamp(min=0))
+            out[:, lay.step_offset:lay.obj_token_id] = torch.where(step_ok, 0.0, NEG_INF)
         obj_ok = (self.phase == _START) | ((self.phase == _AFTER) & free.any(dim=1) & (self.objects < lay.max_objects))
         out[:, lay.obj_token_id] = torch.where(obj_ok, 0.0, NEG_INF)
         eoi_ok = (self.phase == _AFTER) | (self.phase == _DONE)
@@ -324,10 +387,15 @@ class _ObjectStepper:
         lay = self.g.layout
         tokens = tokens.to(self.device)
         is_obj = tokens == lay.obj_token_id
-        is_slot = (tokens >= lay.extra_offset) & (tokens < lay.obj_token_id)
+        is_slot = (tokens >= lay.extra_offset) & (tokens < lay.step_offset)
+        is_step = (tokens >= lay.step_offset) & (tokens < lay.obj_token_id)
         is_eoi = tokens == self.g.eoi_token_id
-        slot = (tokens - lay.extra_offset).clamp(0, self.M - 1)
         inside = self.phase == _TOKEN
+        slot = (tokens - lay.extra_offset).clamp(0, self.M - 1)
+        if self.relative:
+            step = (tokens - lay.step_offset).clamp(0, max(self.target.shape[1] - 1, 0))
+            stepped = self.target[self.first, step].clamp(min=0)  # [R]
+            slot = torch.where(is_step, stepped, slot)
         # a token inside a Gaussian: count it; the last one ends the Gaussian
         kind = torch.where(inside, self.kind + 1, self.kind)
         ended = inside & (kind == self.G)
@@ -336,7 +404,8 @@ class _ObjectStepper:
         phase = torch.where(~inside & is_obj, torch.full_like(phase, _SLOT), phase)
         self.last = torch.where(~inside & is_obj, torch.full_like(self.last, -1), self.last)
         self.objects = self.objects + (~inside & is_obj).long()
-        took = ~inside & is_slot
+        took = ~inside & (is_slot | is_step)
+        self.first = torch.where(~inside & is_slot & (self.phase == _SLOT), slot, self.first)
         self.used |= took[:, None] & (self.slot_ids[None, :] == slot[:, None])  # [R, M]; no boolean indexing (host sync)
         self.last = torch.where(took, slot, self.last)
         phase = torch.where(took, torch.full_like(phase, _TOKEN), phase)

@@ -18,6 +18,10 @@ checkpoint) and `sequential_sampler_for` (the one switch that makes the Trainer 
   and a resume checks it (a changed seed / chunk size / world size would silently change the data).
 - With `object_radius` the rows also hold "objects": the slots of the Gaussians that draw each object, in
   the caption's order (`lm.object_layout`), for the object-major text-to-image layout.
+- With `t2i_lattice` each row also holds a second scene for text-to-image targets ("t2i_codes", "t2i_caption",
+  and "t2i_objects" with `object_radius`), drawn from `numpy.random.default_rng([seed, r, k, 1])` with every
+  object centred on one of the tokenizer's anchors (`data.shapes_world.sample_scenes_on`); captioning and
+  VQA keep the free scene.
 - The extract-codes path (`lm.data` over a saved codes dataset) stays for real datasets.
 """
 
@@ -37,7 +41,8 @@ class ShapesCodeStream:
     """Dataset-like row source {"codes", "caption", "questions", "answers"} for `MultiTaskSequenceDataset`."""
 
     def __init__(self, tokenizer, length: int, seed: int = 0, chunk_size: int = 256, per_device_batch: int = 16,
-                 world_size: int = 1, num_questions: int = 3, encode_batch: int = 256, object_radius: int | None = None):
+                 world_size: int = 1, num_questions: int = 3, encode_batch: int = 256, object_radius: int | None = None,
+                 t2i_lattice: bool = False):
         from gaussiantoken.tokenizer import GaussianTokenizer
 
         if isinstance(tokenizer, (str, os.PathLike)):
@@ -55,6 +60,9 @@ class ShapesCodeStream:
         # object_radius: also give each row's "objects" (lm.object_layout.assign_gaussians with this radius)
         self.object_radius = None if object_radius is None else int(object_radius)
         self.column_names = ["codes", "caption", "questions", "answers"] + (["objects"] if object_radius is not None else [])
+        self.t2i_lattice = bool(t2i_lattice)
+        if self.t2i_lattice:
+            self.column_names += ["t2i_codes", "t2i_caption"] + (["t2i_objects"] if object_radius is not None else [])
         self._cache: tuple[tuple[int, int], dict] | None = None
 
     def __len__(self) -> int:
@@ -64,7 +72,7 @@ class ShapesCodeStream:
         """What must agree between a checkpoint and a resume for the data to continue exactly."""
         return {"seed": self.seed, "chunk_size": self.chunk_size, "per_device_batch": self.batch,
                 "world_size": self.world, "num_questions": self.num_questions, "image_size": self.image_size,
-                "object_radius": self.object_radius}
+                "object_radius": self.object_radius, "t2i_lattice": self.t2i_lattice}
 
     def row_source(self, index: int) -> tuple[int, int]:
         """Global row -> (rank part, local row in that part)."""
@@ -91,14 +99,37 @@ class ShapesCodeStream:
                 answers.append(a)
         return scenes, captions, questions, answers
 
+    def anchor_centres(self) -> list[tuple[float, float]]:
+        """The tokenizer's anchor positions in pixel units (x, y): where `t2i_lattice` scenes centre objects."""
+        a = self.tokenizer.anchor_position.detach().float()  # [M, 2]
+        if self.tokenizer.config.position_mode == "absolute":
+            a = torch.tanh(a)
+        return [tuple(v) for v in ((a + 1) / 2 * self.image_size).tolist()]
+
+    def lattice_scenes(self, part: int, chunk: int) -> tuple[list, list]:
+        """Chunk `chunk` of rank part `part`, `t2i_lattice` half: (scenes centred on anchors, captions)."""
+        from gaussiantoken.data.shapes_text import caption_for, is_heldout_composition
+        from gaussiantoken.data.shapes_world import sample_scenes_on
+
+        rng = np.random.default_rng([self.seed, part, chunk, 1])
+        scenes, captions = [], []
+        while len(scenes) < self.chunk_size:
+            for scene in sample_scenes_on(rng, self.chunk_size, self.anchor_centres(), self.image_size):
+                caption = caption_for(scene, rng)
+                if is_heldout_composition(caption) or len(scenes) == self.chunk_size:
+                    continue
+                scenes.append(scene)
+                captions.append(caption)
+        return scenes, captions
+
     @torch.no_grad()
-    def _chunk(self, part: int, chunk: int) -> dict:
+    def _encode(self, scenes: list, captions: list) -> dict:
+        """Render + encode scenes: {"codes"} (+ {"objects"}: slot lists per object in caption order)."""
         from gaussiantoken.data.shapes_render import render_batch
         from gaussiantoken.lm.extract import encode_uint8
 
-        scenes, captions, questions, answers = self.scenes(part, chunk)
         codes = encode_uint8(self.tokenizer, render_batch(scenes, self.image_size), self.encode_batch)  # [C, T]
-        out = {"codes": codes.tolist(), "caption": captions, "questions": questions, "answers": answers}
+        out = {"codes": codes.tolist()}
         if self.object_radius is not None:
             from gaussiantoken.lm.object_layout import assign_gaussians, caption_order
 
@@ -106,6 +137,14 @@ class ShapesCodeStream:
                                       self.object_radius)
             out["objects"] = [[slots[i] for i in caption_order(scene, caption)]
                               for slots, scene, caption in zip(owners, scenes, captions)]
+        return out
+
+    def _chunk(self, part: int, chunk: int) -> dict:
+        scenes, captions, questions, answers = self.scenes(part, chunk)
+        out = {**self._encode(scenes, captions), "caption": captions, "questions": questions, "answers": answers}
+        if self.t2i_lattice:
+            scenes, captions = self.lattice_scenes(part, chunk)
+            out.update({f"t2i_{k}": v for k, v in self._encode(scenes, captions).items()}, t2i_caption=captions)
         return out
 
     def __getitem__(self, index: int) -> dict:

@@ -111,8 +111,13 @@ def object_layout_spec(cfg: LMRunConfig) -> dict | None:
     tokenizer = GaussianTokenizer.from_pretrained(resolve_path(cfg.model.tokenizer)).eval()
     num_slots = int(tokenizer.config.num_gaussians)
     scenes = sample_scenes(np.random.default_rng(2 ** 20), 512, int(tokenizer.config.image_size))
-    return {"num_slots": num_slots, "group": tokenizer.tokens_per_image // num_slots,
+    spec = {"num_slots": num_slots, "group": tokenizer.tokens_per_image // num_slots,
             "fill": fit_fill(tokenizer, scenes, cfg.data.object_radius), "max_objects": 8}
+    if cfg.data.object_slots == "relative":
+        from gaussiantoken.tokenizer.configuration import anchor_grid_shape
+
+        spec.update(slots="relative", grid=list(anchor_grid_shape(num_slots, tokenizer.config.anchor_layout)))
+    return spec
 
 
 def build_stream(cfg: LMRunConfig, image_tokenizer):
@@ -126,7 +131,8 @@ def build_stream(cfg: LMRunConfig, image_tokenizer):
     stream = ShapesCodeStream(image_tokenizer, length=t.max_steps * rows_per_step, seed=t.seed,
                               chunk_size=cfg.data.stream_chunk, per_device_batch=t.per_device_batch_size,
                               world_size=world,
-                              object_radius=cfg.data.object_radius if cfg.data.t2i_layout == "objects" else None)
+                              object_radius=cfg.data.object_radius if cfg.data.t2i_layout == "objects" else None,
+                              t2i_lattice=cfg.data.t2i_positions == "lattice")
     return stream, StreamState(stream, rows_per_step)
 
 

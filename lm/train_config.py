@@ -52,9 +52,16 @@ class DataSettings:
     # each object's Gaussians after an <obj> marker, background left to the canonical fill; shapes_stream only)
     t2i_layout: str = "grid"
     object_radius: int = 1  # objects: a Gaussian within this many pixels of an object belongs to it
+    # objects: absolute (every Gaussian names its anchor slot) | relative (an object's later Gaussians name their
+    # step from its first slot on the anchor grid: the same object at two places differs in one token)
+    object_slots: str = "absolute"
     # captioning/VQA sequences also put loss on their input image's codes (the image modelled in the tokenizer's
     # order): under t2i_layout=objects the LM otherwise never predicts grid-order codes, only reads them
     image_input_loss: bool = False
+    # free | lattice: text-to-image targets from scenes whose objects are centred on the image tokenizer's anchors
+    # (lm.stream; shapes_stream only): one object is then coded alike wherever it sits. Captioning / VQA keep
+    # free positions.
+    t2i_positions: str = "free"
 
 
 @dataclass
@@ -137,6 +144,13 @@ def check_config(cfg: LMRunConfig) -> None:
     if cfg.data.t2i_layout == "objects" and cfg.data.t2i_background != "raw":
         raise ValueError("data.t2i_layout=objects already leaves the background to its canonical fill: "
                          f"keep data.t2i_background=raw, got {cfg.data.t2i_background!r}")
+    if cfg.data.t2i_positions not in ("free", "lattice"):
+        raise ValueError(f"data.t2i_positions must be free or lattice, got {cfg.data.t2i_positions!r}")
+    if cfg.data.t2i_positions == "lattice" and cfg.data.source != "shapes_stream":
+        raise ValueError("data.t2i_positions=lattice needs data.source=shapes_stream (it draws its own scenes), "
+                         f"got data.source={cfg.data.source!r}")
+    if cfg.data.object_slots not in ("absolute", "relative"):
+        raise ValueError(f"data.object_slots must be absolute or relative, got {cfg.data.object_slots!r}")
     if cfg.data.object_radius < 0:
         raise ValueError(f"data.object_radius must be >= 0, got {cfg.data.object_radius}")
     if cfg.data.source not in ("codes", "shapes_stream"):

@@ -12,10 +12,16 @@ an ellipse is unchanged by theta + pi). With quantize_geometry=False (the seed p
 here) the decoder sees the continuous geometry; the geometry tokens are still produced, but
 decode(ids) then differs from the forward reconstruction. Opacity is fixed to 1: under the plain-sum splat rule it is
 redundant with the feature vector's magnitude.
+
+`geometry_slots=[]`: one token per Gaussian. The geometry is not tokenized but decoded from the Gaussian's
+feature code by a learned head (offset from the slot's anchor, log-scales, rotation), so each codebook entry
+is a joint (appearance, shape) prototype and the token budget buys twice the Gaussians of the two-token
+layout (configs/tokenizer/photos.yaml; bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
+import math
 import os
 
 from transformers import PretrainedConfig
@@ -42,6 +48,18 @@ def check_model_type(path: str | os.PathLike, expected: str) -> None:
                 f"{os.fspath(path)!r} holds a model of type {found!r}, not a {expected!r} "
                 f"(GaussianTokenizer); load it with the class for {found!r}"
             )
+
+
+def anchor_grid_shape(num_gaussians: int, layout: str = "square") -> tuple[int, int]:
+    """(rows, cols) of the anchor grid; slot k sits at row k // cols, column k % cols. "square": a
+    ceil(sqrt(M)) square (a short last row when M is not a square); "fill": rows x cols = M, rows the largest
+    divisor <= sqrt(M) (M = 32: 4 x 8)."""
+    m = int(num_gaussians)
+    if layout == "fill":
+        rows = max(d for d in range(1, math.isqrt(m) + 1) if m % d == 0)
+        return rows, m // rows
+    side = math.ceil(math.sqrt(m))
+    return side, side
 
 
 class GaussianTokenizerConfig(PretrainedConfig):
@@ -72,6 +90,10 @@ class GaussianTokenizerConfig(PretrainedConfig):
         num_gaussians: int = 32,
         init_scale: float = 0.12,
         anchor_layout: str = "square",  # "square" | "fill" (modeling._anchor_grid)
+        # True: every slot runs the same function of the image around its anchor (one shared query, scale and
+        # rotation prior, anchors fixed on the grid, query positions relative to the anchor), so an object moved
+        # by whole anchor steps gets the same tokens in the moved slots (anchor_offset positions only)
+        translation_equivariant: bool = False,
         # feature vector quantization
         codebook_size: int = 64,
         codebook_dim: int = 8,
@@ -122,6 +144,7 @@ class GaussianTokenizerConfig(PretrainedConfig):
         self.num_gaussians = int(num_gaussians)
         self.init_scale = float(init_scale)
         self.anchor_layout = anchor_layout
+        self.translation_equivariant = bool(translation_equivariant)
         self.codebook_size = int(codebook_size)
         self.codebook_dim = int(codebook_dim)
         self.codebook_decay = float(codebook_decay)
@@ -202,6 +225,9 @@ class GaussianTokenizerConfig(PretrainedConfig):
             raise ValueError(f"anchor_layout must be 'square' or 'fill', got {self.anchor_layout!r}")
         if self.position_mode not in POSITION_MODES:
             raise ValueError(f"position_mode must be one of {POSITION_MODES}, got {self.position_mode!r}")
+        if self.translation_equivariant and self.position_mode != "anchor_offset":
+            raise ValueError("translation_equivariant=True needs position_mode='anchor_offset' (positions relative to "
+                             f"fixed anchors), got {self.position_mode!r}")
         if self.output_activation not in OUTPUT_ACTIVATIONS:
             raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {self.output_activation!r}")
         if not 0.0 < self.scale_min < self.scale_max:
@@ -209,6 +235,10 @@ class GaussianTokenizerConfig(PretrainedConfig):
         if self.offset_range <= 0:
             raise ValueError(f"offset_range must be positive, got {self.offset_range}")
         seen = [a for slot in self.geometry_slots for a in slot]
+        if not self.geometry_slots:  # geometry decoded from the feature code: nothing to bin
+            if not self.quantize_geometry:
+                raise ValueError("geometry_slots=[] (geometry from the feature code) needs quantize_geometry=True")
+            return
         for a in seen:
             if a not in GEOMETRY_ATTRIBUTES:
                 raise ValueError(f"geometry_slots: unknown attribute {a!r}; known: {GEOMETRY_ATTRIBUTES}")
@@ -309,4 +339,4 @@ class GaussianTokenizerConfig(PretrainedConfig):
         return presets[name](**overrides)
 
 
-__all__ = ["GaussianTokenizerConfig", "check_model_type", "GEOMETRY_ATTRIBUTES", "POSITION_MODES", "GRADIENT_ESTIMATORS"]
+__all__ = ["GaussianTokenizerConfig", "anchor_grid_shape", "check_model_type", "GEOMETRY_ATTRIBUTES", "POSITION_MODES", "GRADIENT_ESTIMATORS"]

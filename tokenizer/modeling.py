@@ -6,6 +6,8 @@ Pipeline (docs/architecture.md section 2, docs/token_layout.md):
     position, log-scale, rotation, feature z [B, M, codebook_dim]
     z --EMA VQ--> feature code;  geometry --uniform bins--> geometry tokens (straight-through)
     ids [B, M * (1 + n_geometry_slots)] (Gaussian-major, anchor slot order; see `token_layout`)
+    (geometry_slots=[]: one token per Gaussian; its geometry is decoded from the code vector by
+    `code_geometry`, and the encoder's geometry only steers its own deformable sampling)
     code vectors --MLP--> splat features [B, M, splat_channels] --splat--> [B, C, R, R] --CNN--> RGB
 In eval mode `forward` rebuilds the Gaussians from its own ids, exactly as `decode` does, so
 decode(encode(x)) equals the forward reconstruction bit for bit. In training mode the values are
@@ -26,7 +28,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .configuration import GaussianTokenizerConfig, check_model_type
+from .configuration import GaussianTokenizerConfig, anchor_grid_shape, check_model_type
 from .deformable import DeformableEncoderLayer, GaussianLayer, flatten_levels, level_centres, sine_embedding, split_levels
 from .encoder import CNNDecoder, CNNEncoder
 from .geometry import GeometryQuantizer, TokenSlot, build_token_layout
@@ -52,11 +54,7 @@ def _anchor_grid(m: int, layout: str = "square") -> torch.Tensor:
     ceil(sqrt(M)) square grid (when M is not a square the last row is short, leaving a corner without
     anchors); "fill": a rows x cols grid with rows * cols = M, rows the largest divisor <= sqrt(M)
     (M = 32: 4 x 8), so the anchors cover the whole image."""
-    if layout == "fill":
-        rows = max(d for d in range(1, math.isqrt(m) + 1) if m % d == 0)
-        cols = m // rows
-    else:
-        rows = cols = math.ceil(math.sqrt(m))
+    rows, cols = anchor_grid_shape(m, layout)
     cy = (2 * torch.arange(rows, dtype=torch.float32) + 1) / rows - 1
     cx = (2 * torch.arange(cols, dtype=torch.float32) + 1) / cols - 1
     gy, gx = torch.meshgrid(cy, cx, indexing="ij")
@@ -84,21 +82,36 @@ class GaussianTokenizer(PreTrainedModel):
         self.memory_norm = nn.LayerNorm(D)
         # learnable anchor Gaussians: query embedding, position, scale, rotation
         grid = _anchor_grid(M, c.anchor_layout)
-        self.query_embed = nn.Parameter(torch.randn(M, D) * 0.02)
+        # translation_equivariant: one query / scale / rotation prior for every slot (broadcast), anchors fixed
+        per_slot = 1 if c.translation_equivariant else M
+        self.query_embed = nn.Parameter(torch.randn(per_slot, D) * 0.02)
         if c.position_mode == "absolute":
             self.anchor_position = nn.Parameter(torch.atanh(grid.clamp(-0.999, 0.999)))  # pre-tanh
+        elif c.translation_equivariant:
+            self.register_buffer("anchor_position", grid.clone())  # on the grid for good
         else:
             self.anchor_position = nn.Parameter(grid.clone())  # the anchor itself; offsets are quantized
         log_lo, log_hi = math.log(c.scale_min), math.log(c.scale_max)
         frac = min(max((math.log(c.init_scale) - log_lo) / (log_hi - log_lo), 1e-3), 1 - 1e-3)
-        self.anchor_scale = nn.Parameter(torch.full((M, 2), math.log(frac / (1 - frac))))  # pre-sigmoid
-        self.anchor_rotation = nn.Parameter(torch.zeros(M))
+        self.anchor_scale = nn.Parameter(torch.full((per_slot, 2), math.log(frac / (1 - frac))))  # pre-sigmoid
+        self.anchor_rotation = nn.Parameter(torch.zeros(per_slot))
         self.query_pos = nn.Sequential(nn.Linear(D, D), nn.GELU(), nn.Linear(D, D))
         self.gaussian_layers = nn.ModuleList(GaussianLayer(D, nH, L, P, F_) for _ in range(c.num_decoder_layers))
-        self.xy_heads = nn.ModuleList(nn.Linear(D, 2) for _ in range(c.num_decoder_layers))
+        self.code_geometry_mode = not c.geometry_slots
+        # the refinement heads learn only through the final positions (the sampling references are detached):
+        # with geometry from the code there are none, and the references stay at the anchors
+        n_xy = 0 if self.code_geometry_mode else c.num_decoder_layers
+        self.xy_heads = nn.ModuleList(nn.Linear(D, 2) for _ in range(n_xy))
         self.head_norm = nn.LayerNorm(D)
-        self.scale_head = nn.Linear(D, 2)
-        self.rotation_head = nn.Linear(D, 1)
+        zeroed = list(self.xy_heads)
+        if self.code_geometry_mode:
+            hidden = max(c.feature_mlp_hidden, 16)
+            self.code_geometry = nn.Sequential(nn.Linear(c.codebook_dim, hidden), nn.GELU(), nn.Linear(hidden, 5))
+            zeroed.append(self.code_geometry[-1])  # starts at the slot's anchor geometry
+        else:
+            self.scale_head = nn.Linear(D, 2)
+            self.rotation_head = nn.Linear(D, 1)
+            zeroed += [self.scale_head, self.rotation_head]
         self.feature_head = nn.Linear(D, c.codebook_dim)
         # quantizers
         self.quantizer = EMAVectorQuantizer(
@@ -118,7 +131,7 @@ class GaussianTokenizer(PreTrainedModel):
             c.splat_channels, c.decoder_channels, c.decoder_num_res_blocks, c.render_size, c.image_size,
             c.output_activation, c.decoder_norm_groups,
         )
-        for head in list(self.xy_heads) + [self.scale_head, self.rotation_head]:
+        for head in zeroed:
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
         self.token_layout: list[TokenSlot] = build_token_layout(c.codebook_size, self.geometry)
@@ -226,24 +239,30 @@ class GaussianTokenizer(PreTrainedModel):
             tokens = flatten_levels(maps)  # [B, N, D]
             centres = level_centres(shapes, tokens.device, tokens.dtype)  # [N, 2]
             lvl = torch.cat([self.level_embed[i].expand(h * w, -1) for i, (h, w) in enumerate(shapes)], 0)  # [N, D]
-            pos = sine_embedding(centres, c.hidden_size) + lvl  # [N, D]
+            pos = lvl if c.translation_equivariant else sine_embedding(centres, c.hidden_size) + lvl  # [N, D]
             ref = centres.unsqueeze(0).expand(B, -1, -1)  # [B, N, 2]
             for layer in self.encoder_layers:
                 tokens = layer(tokens, pos, ref, shapes)
             maps = split_levels(self.memory_norm(tokens), shapes)
-        queries = self.query_embed.unsqueeze(0).expand(B, -1, -1)  # [B, M, D]
+        M = c.num_gaussians
+        queries = self.query_embed.unsqueeze(0).expand(B, M, -1)  # [B, M, D]
         u = self.anchor_position.unsqueeze(0).expand(B, -1, -1)  # [B, M, 2]
         if c.position_mode == "absolute":
             xy = torch.tanh(u)
         else:
             anchor, u = u, torch.zeros_like(u)
             xy = anchor.clone()
-        for layer, xy_head in zip(self.gaussian_layers, self.xy_heads):
+        for i, layer in enumerate(self.gaussian_layers):
             ref = xy.detach()
-            queries = layer(queries, self.query_pos(sine_embedding(ref, c.hidden_size)), ref, maps)
-            u = u + xy_head(queries)
-            xy = torch.tanh(u) if c.position_mode == "absolute" else anchor + c.offset_range * torch.tanh(u)
+            # where the query samples from: absolute, or (translation_equivariant) relative to its anchor
+            where = ref - anchor if c.translation_equivariant else ref  # [B, M, 2]
+            queries = layer(queries, self.query_pos(sine_embedding(where, c.hidden_size)), ref, maps)
+            if i < len(self.xy_heads):
+                u = u + self.xy_heads[i](queries)
+                xy = torch.tanh(u) if c.position_mode == "absolute" else anchor + c.offset_range * torch.tanh(u)
         h = self.head_norm(queries)
+        if self.code_geometry_mode:  # the geometry comes from the quantized code (`_code_attributes`)
+            return {"z": self.feature_head(h)}
         log_lo, log_hi = math.log(c.scale_min), math.log(c.scale_max)
         log_scale = log_lo + (log_hi - log_lo) * torch.sigmoid(self.anchor_scale + self.scale_head(h))  # [B, M, 2]
         rotation = self.anchor_rotation + self.rotation_head(h).squeeze(-1)  # [B, M]
@@ -254,6 +273,20 @@ class GaussianTokenizer(PreTrainedModel):
             "z": self.feature_head(h),
         }
 
+    def _code_attributes(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """geometry_slots=[]: code vectors [B, M, d] -> the Gaussians' attributes {x, y, scale_x, scale_y,
+        rotation: [B, M]}, each relative to the slot's learned anchor geometry (same ranges as the binned ones)."""
+        c = self.config
+        g = self.code_geometry(features)  # [B, M, 5]
+        if c.position_mode == "absolute":
+            pos = torch.tanh(self.anchor_position.unsqueeze(0) + g[..., :2])  # [B, M, 2]
+        else:
+            pos = c.offset_range * torch.tanh(g[..., :2])
+        log_lo, log_hi = math.log(c.scale_min), math.log(c.scale_max)
+        log_scale = log_lo + (log_hi - log_lo) * torch.sigmoid(self.anchor_scale + g[..., 2:4])  # [B, M, 2]
+        return {"x": pos[..., 0], "y": pos[..., 1], "scale_x": log_scale[..., 0], "scale_y": log_scale[..., 1],
+                "rotation": self.anchor_rotation + g[..., 4]}
+
     def _assemble(self, attrs: dict[str, torch.Tensor], features: torch.Tensor) -> dict[str, torch.Tensor]:
         """Quantized attributes + code vectors -> the Gaussian dict the renderer takes."""
         xy = torch.stack([attrs["x"], attrs["y"]], -1)  # [B, M, 2]
@@ -262,8 +295,10 @@ class GaussianTokenizer(PreTrainedModel):
         scales = torch.exp(torch.stack([attrs["scale_x"], attrs["scale_y"]], -1))  # [B, M, 2]
         return {"means": xy, "scales": scales, "rotations": attrs["rotation"], "features": features}
 
-    def _pack(self, codes: torch.Tensor, geometry_indices: torch.Tensor) -> torch.Tensor:
-        """codes [B, M], slot-relative geometry indices [B, M, S] -> ids [B, M * (1 + S)]."""
+    def _pack(self, codes: torch.Tensor, geometry_indices: torch.Tensor | None) -> torch.Tensor:
+        """codes [B, M], slot-relative geometry indices [B, M, S] (None: no geometry tokens) -> ids [B, M * (1 + S)]."""
+        if geometry_indices is None:
+            return codes
         starts = torch.tensor([s.start for s in self.token_layout[1:]], device=codes.device)  # [S]
         ids = torch.cat([codes.unsqueeze(-1), geometry_indices + starts], -1)  # [B, M, 1 + S]
         return ids.reshape(codes.shape[0], -1)
@@ -272,8 +307,8 @@ class GaussianTokenizer(PreTrainedModel):
         cont = self._encode_continuous(pixel_values)
         z = self.quantizer._prepare(cont["z"])
         codes = self.quantizer.assign(z)  # [B, M]
-        geom = self.geometry.encode({k: v for k, v in cont.items() if k != "z"})  # [B, M, S]
-        return self._pack(codes, geom), cont
+        geom = None if self.code_geometry_mode else self.geometry.encode({k: v for k, v in cont.items() if k != "z"})
+        return self._pack(codes, geom), cont  # geom: [B, M, S]
 
     @torch.no_grad()
     def encode(self, pixel_values: torch.Tensor) -> torch.LongTensor:
@@ -289,6 +324,8 @@ class GaussianTokenizer(PreTrainedModel):
         if quantized:
             return self.ids_to_gaussians(ids)
         z = self.quantizer._prepare(cont["z"])
+        if self.code_geometry_mode:
+            return self._assemble(self._code_attributes(z), z)
         return self._assemble({k: v for k, v in cont.items() if k != "z"}, z)
 
     # ------------------------------------------------------------------ decoder side
@@ -299,8 +336,11 @@ class GaussianTokenizer(PreTrainedModel):
         G = len(self.token_layout)
         grouped = ids.view(ids.shape[0], self.config.num_gaussians, G)  # [B, M, G]
         starts = torch.tensor([s.start for s in self.token_layout[1:]], device=ids.device)
+        features = self.quantizer.lookup(grouped[..., 0])  # [B, M, d]
+        if self.code_geometry_mode:
+            return self._assemble(self._code_attributes(features), features)
         attrs = self.geometry.decode(grouped[..., 1:] - starts, self.quantizer.codebook.dtype)
-        return self._assemble(attrs, self.quantizer.lookup(grouped[..., 0]))
+        return self._assemble(attrs, features)
 
     def decode_gaussians(self, gaussians: dict[str, torch.Tensor]) -> torch.Tensor:
         """Gaussians (means, scales, rotations, features = code vectors [B, M, codebook_dim]) -> pixels."""
@@ -328,8 +368,12 @@ class GaussianTokenizer(PreTrainedModel):
         cont = self._encode_continuous(pixel_values)
         z_q, codes, qloss, stats = self.quantizer(cont["z"])
         attrs = {k: v for k, v in cont.items() if k != "z"}
-        geom_idx, attrs_st = self.geometry.straight_through(attrs)
-        ids = self._pack(codes, geom_idx)
+        if self.code_geometry_mode:
+            attrs_st = self._code_attributes(z_q)
+            ids = self._pack(codes, None)
+        else:
+            geom_idx, attrs_st = self.geometry.straight_through(attrs)
+            ids = self._pack(codes, geom_idx)
         if not self.config.quantize_geometry:  # ablation: continuous geometry, quantized features
             gaussians = self._assemble(attrs, z_q)
         elif self.training:

@@ -47,6 +47,36 @@ def test_scenes_valid_and_non_overlapping(s):
     assert counts == {1, 2, 3}
 
 
+def test_scenes_on_centres_sit_on_them_and_stay_valid():
+    from gaussiantoken.data.shapes_world import sample_scenes_on
+
+    s = 32
+    centres = [((k + 0.5) * s / 6, (r + 0.5) * s / 6) for r in range(6) for k in range(6)]  # a 6 x 6 anchor grid
+    rng = np.random.default_rng(0)
+    scenes = sample_scenes_on(rng, 300, centres, s)
+    assert scenes == sample_scenes_on(np.random.default_rng(0), 300, centres, s)  # deterministic by the rng
+    used, counts = set(), set()
+    for scene in scenes:
+        counts.add(len(scene))
+        assert scene == shapes.canonical_order(scene) and len({(o["color"], o["shape"]) for o in scene}) == len(scene)
+        boxes = _boxes(scene, s)
+        for (left, top, n), o in zip(boxes, scene):
+            assert left == int(left) and top == int(top) and 0 <= left <= s - n and 0 <= top <= s - n
+            # the centre is the nearest box centre to one of the given centres (within half a pixel)
+            assert min(max(abs(o["x"] - cx), abs(o["y"] - cy)) for cx, cy in centres) <= 0.5
+            used.add((o["x"], o["y"]))
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                (la, ta, na), (lb, tb, nb) = boxes[i], boxes[j]
+                assert max(lb - (la + na), la - (lb + nb), tb - (ta + na), ta - (tb + nb)) >= GAP
+    # both sizes fit the 4 x 4 inner anchors (8, 13, 19, 24 px): every one of them is used, the border ones never
+    assert counts == {1, 2, 3} and {x for x, _ in used} == {8.0, 13.0, 19.0, 24.0}
+    with pytest.raises(ValueError, match="no centre"):
+        sample_scenes_on(rng, 1, [(1.0, 1.0)], s)
+    with pytest.raises(ValueError, match="cannot hold"):  # one position cannot hold a second object
+        sample_scenes_on(np.random.default_rng(1), 50, [(16.0, 16.0)], s)
+
+
 def test_render_palette_exact_and_geometry():
     scene = [
         {"shape": "square", "color": "red", "size": "small", "x": 6.0, "y": 6.0},

@@ -81,3 +81,42 @@ def test_train_on_the_stream_resumes_exactly(image_tokenizer_dir, text_tokenizer
     with pytest.raises(ValueError, match=STATE_FILE):
         train(load_run_config(LMRunConfig, CONFIG, overrides(*args, tmp_path / "b", **{
             "train.max_steps": 9, "train.seed": 1})))
+
+
+def test_lattice_half_centres_objects_on_anchors_and_leaves_the_free_rows(image_tokenizer_dir, text_tokenizer, tiny_lm):
+    """t2i_lattice: each row also holds a text-to-image scene whose objects sit on the tokenizer's anchors, coded
+    by the tokenizer; the free columns are the stream's without it; the dataset takes text-to-image targets from
+    the lattice half and captions / VQA from the free one."""
+    from gaussiantoken.data.shapes_render import render_batch
+    from gaussiantoken.data.shapes_text import is_heldout_composition
+    from gaussiantoken.lm.data import MultiTaskSequenceDataset
+    from gaussiantoken.lm.extract import encode_uint8
+    from gaussiantoken.lm.object_layout import assign_gaussians, caption_order
+    from gaussiantoken.lm.sequences import VocabLayout
+
+    kw = dict(length=16, seed=3, chunk_size=8, per_device_batch=4, object_radius=1)
+    plain, lat = ShapesCodeStream(image_tokenizer_dir, **kw), ShapesCodeStream(image_tokenizer_dir, t2i_lattice=True, **kw)
+    assert lat.identity()["t2i_lattice"] and not plain.identity()["t2i_lattice"]
+    rows = [lat[i] for i in range(16)]
+    assert [{k: r[k] for k in plain.column_names} for r in rows] == [plain[i] for i in range(16)]
+    centres = lat.anchor_centres()
+    assert len(centres) == 4 and sorted({round(x) for x, _ in centres}) == [4, 12]  # a 2 x 2 grid on 16 px
+    scenes, captions = lat.lattice_scenes(0, 0)
+    assert captions == [r["t2i_caption"] for r in rows[:8]] and not any(map(is_heldout_composition, captions))
+    assert {len(s) for s in scenes} > {1}
+    for scene in scenes:
+        for o in scene:
+            assert min(max(abs(o["x"] - cx), abs(o["y"] - cy)) for cx, cy in centres) <= 0.5
+    codes = encode_uint8(lat.tokenizer, render_batch(scenes, 16))
+    assert codes.tolist() == [r["t2i_codes"] for r in rows[:8]]
+    owners = assign_gaussians(lat.tokenizer.ids_to_gaussians(codes)["means"], scenes, 16, 1)
+    assert [[o[i] for i in caption_order(s, c)] for o, s, c in zip(owners, scenes, captions)] == \
+        [r["t2i_objects"] for r in rows[:8]]
+
+    layout = VocabLayout.from_config(tiny_lm.config, text_tokenizer)
+    lo, hi = layout.image_token_offset, layout.image_token_offset + layout.image_vocab_size
+    t2i = MultiTaskSequenceDataset(lat, text_tokenizer, layout, ratios={"text_to_image": 1.0}, caption_dropout=0.0)
+    cap = MultiTaskSequenceDataset(lat, text_tokenizer, layout, ratios={"caption": 1.0})
+    for i in range(4):
+        assert [t - lo for t in t2i[i]["input_ids"] if lo <= t < hi] == rows[i]["t2i_codes"]
+        assert [t - lo for t in cap[i]["input_ids"] if lo <= t < hi] == rows[i]["codes"]

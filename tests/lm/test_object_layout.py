@@ -121,6 +121,75 @@ def _objects_of(span):
     return objects
 
 
+# relative slots: 5 slots on a 2 x 3 grid (slot k at row k // 3, column k % 3; the last cell is empty)
+RM = 5
+R_EXTRA = OFFSET + 9
+R_STEP = R_EXTRA + RM  # steps (dr, dc): (0, 1), (0, 2), (1, -2), (1, -1), (1, 0), (1, 1), (1, 2)
+R_OBJ = R_STEP + 7
+R_VOCAB = R_OBJ + 1
+R_FILL = [4, 8] * RM
+
+
+@pytest.fixture(scope="module")
+def rel_layout():
+    return ObjectLayout(RM, G, R_FILL, R_EXTRA, OFFSET, max_objects=3, slots="relative", grid=(2, 3))
+
+
+def test_relative_span_by_hand_and_round_trip(rel_layout):
+    from gaussiantoken.lm.configuration import extra_token_count
+
+    assert rel_layout.steps == [(0, 1), (0, 2), (1, -2), (1, -1), (1, 0), (1, 1), (1, 2)]
+    assert rel_layout.obj_token_id == R_OBJ and rel_layout.num_extra_tokens == RM + 7 + 1
+    assert extra_token_count(rel_layout.to_dict()) == rel_layout.num_extra_tokens
+    codes = [0, 5, 1, 6, 2, 7, 3, 8, 4, 5]
+    # object A on slots 1, 3, 4 (first slot 1 at (0, 1): steps (1, -1), (1, 0)); object B on slot 2 alone
+    span = rel_layout.span(codes, [[4, 1, 3], [2]])
+    assert span == [R_OBJ, R_EXTRA + 1, 21, 26, R_STEP + 3, 23, 28, R_STEP + 4, 24, 25, R_OBJ, R_EXTRA + 2, 22, 27]
+    assert rel_layout.span_to_codes(span + [EOI]) == [4, 8] + codes[2:]
+    # the same object moved one column right differs in its first slot token only (slots 2, 4, 5 -> 5 is off the grid)
+    moved = rel_layout.span(codes, [[0, 2]])
+    assert moved == [R_OBJ, R_EXTRA + 0, 20, 25, R_STEP + 1, 22, 27]
+    with pytest.raises(ValueError, match="grid"):
+        ObjectLayout(RM, G, R_FILL, R_EXTRA, OFFSET, slots="relative", grid=(2, 2))
+
+
+def test_relative_grammar_steps_stay_on_the_grid_and_decode(rel_layout):
+    grammar = ObjectGrammar(rel_layout, KINDS, EOI)
+    state = grammar.stepper(1, R_VOCAB, "cpu")
+
+    def allowed():
+        return (state.bias()[0] == 0).nonzero().flatten().tolist()
+
+    state.advance(torch.tensor([R_OBJ]))
+    assert allowed() == [R_EXTRA + k for k in range(RM)]  # the first Gaussian: any slot, no step
+    for t in (R_EXTRA + 2, 22, 27):  # first slot 2 = (0, 2): later slots on the grid are 3 = (1, -2), 4 = (1, -1)
+        state.advance(torch.tensor([t]))
+    assert allowed() == [EOI, R_STEP + 2, R_STEP + 3, R_OBJ]
+    for t in (R_STEP + 3, 24, 25):  # slot 4; now nothing is later on the grid
+        state.advance(torch.tensor([t]))
+    assert allowed() == [EOI, R_OBJ]
+    for seed in range(200):  # property: random logits always give a span that decodes and re-encodes to itself
+        g = torch.Generator().manual_seed(seed)
+        proc = ImageGrammarLogitsProcessor(grammar, prompt_length=2)
+        ids = torch.zeros(3, 2, dtype=torch.long)
+        for _ in range(grammar.max_new_tokens):
+            ids = torch.cat([ids, proc(ids, torch.randn(3, R_VOCAB, generator=g) * 10).argmax(-1)[:, None]], 1)
+        for row in ids[:, 2:].tolist():
+            span = row[:row.index(EOI)]
+            objects, first = [], None
+            for t in span:
+                if t == R_OBJ:
+                    objects.append([])
+                elif R_EXTRA <= t < R_STEP:
+                    first = t - R_EXTRA
+                    objects[-1].append(first)
+                elif R_STEP <= t < R_OBJ:
+                    objects[-1].append(int(rel_layout.target[first, t - R_STEP]))
+            flat = [k for o in objects for k in o]
+            assert len(flat) == len(set(flat)) and all(0 <= k < RM for k in flat) and span[0] == R_OBJ
+            assert rel_layout.span(rel_layout.span_to_codes(span), objects) == span
+
+
 @pytest.fixture(scope="module")
 def lm(make_tiny_llama):
     return make_tiny_llama(VOCAB)
@@ -286,3 +355,35 @@ def test_objects_layout_config_errors(image_tokenizer_dir, text_tokenizer_dir, t
     with pytest.raises(ValueError, match="object-layout tokens"):
         GaussianTokenLMConfig(**{**base, "text_config": {"model_type": "llama", "vocab_size": 100 + v}},
                               object_layout={"num_slots": m, "group": g, "fill": fill})
+
+
+def test_train_relative_slots_on_lattice_scenes_and_generate(image_tokenizer_dir, text_tokenizer_dir, tmp_path):
+    """data.object_slots=relative + data.t2i_positions=lattice: the saved LM holds the relative layout (grid of
+    the tokenizer's anchors, steps in its vocabulary) and generates through it; bad values are one-line errors."""
+    from pathlib import Path
+
+    from gaussiantoken.lm import GaussianTokenForCausalLM, GaussianTokenProcessor
+    from gaussiantoken.lm.generation import generate_images
+    from gaussiantoken.lm.train import LMRunConfig, check_config, train
+    from gaussiantoken.runtime.config import load_run_config
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "lm" / "shapes.yaml"
+    extra = {"data.object_slots": "relative", "data.t2i_positions": "lattice", "train.max_steps": 3}
+    result = train(load_run_config(LMRunConfig, config, _stream_overrides(image_tokenizer_dir, text_tokenizer_dir,
+                                                                          tmp_path / "r", **extra)))
+    model = GaussianTokenForCausalLM.from_pretrained(result.final_dir).eval()
+    lay = ObjectLayout.from_config(model.config)
+    assert lay.slots == "relative" and lay.grid == (2, 2) and len(lay.steps) == 4  # 4 Gaussians, 2 x 2 anchors
+    assert model.config.vocab_size == model.config.image_token_offset + model.config.image_vocab_size + 4 + 4 + 1
+    processor = GaussianTokenProcessor.from_pretrained(result.final_dir)
+    ids = generate_images(model, processor, ["a small red circle"], generator=torch.Generator().manual_seed(0))
+    assert ids.shape == (1, 12)
+    for key, value, match in (("data.object_slots", "diagonal", "data.object_slots"),
+                              ("data.t2i_positions", "grid", "data.t2i_positions")):
+        with pytest.raises(ValueError, match=match):
+            check_config(load_run_config(LMRunConfig, config, _stream_overrides(
+                image_tokenizer_dir, text_tokenizer_dir, tmp_path / "x", **{key: value})))
+    with pytest.raises(ValueError, match="shapes_stream"):
+        check_config(load_run_config(LMRunConfig, config, _stream_overrides(
+            image_tokenizer_dir, text_tokenizer_dir, tmp_path / "x", **{"data.t2i_positions": "lattice",
+                                                                        "data.source": "codes", "data.codes": "x"})))

@@ -228,3 +228,78 @@ def test_training_steps_reduce_reconstruction_loss():
         opt.step()
         losses.append(float(loss.detach()))
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+
+
+def test_code_geometry_one_token_per_gaussian_round_trip(tmp_path):
+    """geometry_slots=[]: one token per Gaussian; its geometry is a function of its code (same code, same slot ->
+    same Gaussian), decode(encode(x)) equals the eval forward, the head trains, save/load is exact."""
+    torch.manual_seed(0)
+    m = GaussianTokenizer(tiny_config(geometry_slots=[], position_mode="anchor_offset"))
+    assert m.tokens_per_image == 4 and [(s.name, s.start, s.size) for s in m.token_layout] == [("feature", 0, 8)]
+    m.train()
+    out = m(images(4))
+    (out.reconstruction.square().mean() + out.quantization_loss).backward()
+    params = dict(m.named_parameters())
+    assert params["code_geometry.2.weight"].grad.abs().sum() > 0
+    unused = {n for n, p in params.items() if p.grad is None}
+    assert unused <= {"level_embed", "memory_norm.weight", "memory_norm.bias"}, unused  # no dead geometry heads
+    with torch.no_grad():
+        m.code_geometry[-1].weight.normal_(0, 1.0)  # a non-trivial code -> geometry map
+    m.eval()
+    x = images()
+    out = m(x)
+    assert torch.equal(m.encode(x), out.ids) and out.ids.shape == (3, 4)
+    assert torch.equal(m.decode(out.ids), out.reconstruction)
+    g = m.ids_to_gaussians(out.ids)
+    offsets = g["means"] - m.anchor_position.detach()
+    assert offsets.abs().max() <= m.config.offset_range and offsets.abs().max() > 0
+    same = torch.zeros(1, 4, dtype=torch.long)  # code 0 in every slot: one shape, placed at each anchor
+    g0 = m.ids_to_gaussians(same)
+    assert torch.allclose(g0["means"] - m.anchor_position.detach(), offsets.new_tensor(
+        (g0["means"] - m.anchor_position.detach())[0, :1]).expand(1, 4, 2))
+    other = m.ids_to_gaussians(torch.ones(1, 4, dtype=torch.long))
+    assert not torch.allclose(other["scales"], g0["scales"])  # the code decides the shape
+    m.save_pretrained(tmp_path)
+    loaded = GaussianTokenizer.from_pretrained(tmp_path).eval()
+    assert torch.equal(loaded.decode(out.ids), out.reconstruction)
+    with pytest.raises(ValueError, match="quantize_geometry"):
+        tiny_config(geometry_slots=[], quantize_geometry=False)
+
+
+@pytest.mark.parametrize("encoder_layers", [0, 1])
+def test_translation_equivariant_slots_follow_a_shift_by_one_anchor_step(encoder_layers):
+    """translation_equivariant: encoder maps moved by one anchor step (8 px of a 64 px image = 4 / 2 cells of the
+    two levels, as a moved image makes them) move every interior slot's continuous Gaussian and code to the next
+    slot; the per-slot default does not. The maps are rolled (the encoder CNN's own border is left out), and the
+    slots compared sample no further than 12 px from their anchor, away from the roll's seam and the border."""
+    kw = dict(image_size=64, encoder_stem_stride=2, num_gaussians=64, anchor_layout="fill", position_mode="anchor_offset",
+              num_encoder_layers=encoder_layers, num_decoder_layers=2, codebook_size=16)
+    for equivariant in (True, False):
+        torch.manual_seed(0)
+        m = GaussianTokenizer(tiny_config(translation_equivariant=equivariant, **kw)).eval()
+        with torch.no_grad():  # away from the zero init of the heads: offsets, scales and rotations vary
+            for head in [*m.xy_heads, m.scale_head, m.rotation_head]:
+                head.weight.normal_(0, 0.3)
+        g = torch.Generator().manual_seed(1)
+        maps = [torch.randn(1, 16, 32, 32, generator=g), torch.randn(1, 16, 16, 16, generator=g)]
+        shifted = [torch.roll(maps[0], 4, dims=-1), torch.roll(maps[1], 2, dims=-1)]
+        out = []
+        for ms in (maps, shifted):
+            m.encoder.forward = lambda x, ms=ms: ms
+            with torch.no_grad():
+                out.append(m._encode_continuous(torch.zeros(1, 3, 64, 64)))
+        # 8 x 8 anchors 8 px apart: columns x = 20, 28, 36 px (with an encoder layer, whose cells sample 8 px further
+        # themselves, only x = 28)
+        src = [r * 8 + c for r in range(8) for c in (range(2, 5) if encoder_layers == 0 else [3])]
+        moved = [k + 1 for k in src]
+        diffs = {k: (out[0][k][0, src] - out[1][k][0, moved]).abs().max().item() for k in out[0]}
+        if equivariant:
+            assert max(diffs.values()) < 1e-5, diffs
+            z0, z1 = (m.quantizer.assign(m.quantizer._prepare(o["z"])) for o in out)
+            assert torch.equal(z0[0, src], z1[0, moved])
+        else:
+            assert diffs["z"] > 1e-3, diffs
+    names = {n for n, _ in GaussianTokenizer(tiny_config(translation_equivariant=True, **kw)).named_parameters()}
+    assert "anchor_position" not in names  # fixed on the grid (a buffer, saved with the model)
+    with pytest.raises(ValueError, match="anchor_offset"):
+        tiny_config(translation_equivariant=True)
