@@ -37,6 +37,8 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from tokenizer_quality import split_overrides  # noqa: E402  (the sibling bench's run-spec parser)
 
+from gaussiantoken.lm.sampling_defaults import T2I_GUIDANCE_SCALE, T2I_TEMPERATURE  # noqa: E402
+
 SETS = ("one", "two_unseen", "three_unseen")
 
 
@@ -143,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompt-seed", type=int, default=1234,
                    help="seed of the held-out prompt sets and their sampling (1234: the reported test sets; another "
                         "seed gives validation sets, e.g. to choose --temperature / --guidance)")
-    p.add_argument("--guidance", type=float, default=3.0)
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--guidance", type=float, default=T2I_GUIDANCE_SCALE)
+    p.add_argument("--temperature", type=float, default=T2I_TEMPERATURE)
     p.add_argument("--backend", default="hf", help="generation backend (hf | static | compiled)")
     p.add_argument("--json", default="", help="write the rows here")
     p.add_argument("--keep", default="", help="keep each run's directory (and sample grids) under this folder")

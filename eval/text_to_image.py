@@ -32,6 +32,8 @@ from typing import Sequence
 
 import torch
 
+from gaussiantoken.lm.sampling_defaults import T2I_GUIDANCE_SCALE, T2I_TEMPERATURE
+
 SUBSCORES = ("color", "shape", "size", "count")
 
 
@@ -123,8 +125,8 @@ def score_text_to_image(images, prompts: Sequence[str]) -> dict:
 
 @torch.no_grad()
 def generate_for_prompts(model, processor, prompts: Sequence[str], images_per_prompt: int = 1,
-                         guidance_scale: float = 3.0, temperature: float = 1.0, top_k: int | None = None,
-                         top_p: float | None = None, batch_size: int = 32, seed: int = 0,
+                         guidance_scale: float = T2I_GUIDANCE_SCALE, temperature: float = T2I_TEMPERATURE,
+                         top_k: int | None = None, top_p: float | None = None, batch_size: int = 32, seed: int = 0,
                          backend: str = "hf") -> torch.Tensor:
     """Batched sampling + decoding -> pixels [N, 3, S, S] in [-1, 1], prompt-major (N = prompts x images_per_prompt)."""
     from gaussiantoken.lm.generation import generate_images
@@ -206,7 +208,8 @@ def real_shapes_images(num: int, seed: int, image_size: int) -> torch.Tensor:
 
 
 def run_text_to_image(model, processor, prompts: Sequence[str], out_dir=None, images_per_prompt: int = 1,
-                      guidance_scale: float = 3.0, temperature: float = 1.0, top_k: int | None = None,
+                      guidance_scale: float = T2I_GUIDANCE_SCALE, temperature: float = T2I_TEMPERATURE,
+                      top_k: int | None = None,
                       top_p: float | None = None, batch_size: int = 32, seed: int = 0, fid: bool = True,
                       fid_real_samples: int = 500, fid_real_seed: int = 4321, feature_net=None,
                       inception_weights=None, kid_subset_size: int = 100, clip_weights=None,

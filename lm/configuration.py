@@ -120,6 +120,8 @@ class GaussianTokenLMConfig(PretrainedConfig):
             "fill"[, "slots": "relative", "grid": [rows, cols]]} of the object-major span (`lm.object_layout`); its
             `extra_token_count` extra tokens follow the image codes (vocab_size = image_token_offset +
             image_vocab_size + extra).
+        image_groups: 0, or K: each input image's tokens also get a learned embedding of their Gaussian's object
+            group (0 background, 1..K foreground components left to right; `lm.object_groups`).
     """
 
     model_type = MODEL_TYPE
@@ -139,6 +141,7 @@ class GaussianTokenLMConfig(PretrainedConfig):
         eoi_token_id: int | None = None,
         image_token_id: int | None = None,
         object_layout: dict | None = None,
+        image_groups: int = 0,
         **kwargs,
     ):
         self.text_config = _as_text_config(text_config)
@@ -152,6 +155,9 @@ class GaussianTokenLMConfig(PretrainedConfig):
         self.eoi_token_id = eoi_token_id
         self.image_token_id = image_token_id
         self.object_layout = None if not object_layout else dict(object_layout)
+        if not isinstance(image_groups, int) or image_groups < 0:
+            raise ValueError(f"image_groups must be an int >= 0, got {image_groups!r}")
+        self.image_groups = int(image_groups)
         kwargs.setdefault("tie_word_embeddings", getattr(self.text_config, "tie_word_embeddings", False))
         for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
             kwargs.setdefault(key, getattr(self.text_config, key, None))

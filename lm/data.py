@@ -8,7 +8,9 @@ caption is replaced by "" with probability `caption_dropout` (classifier-free gu
 from `lm.sequences` (the one place for prompt formats and loss masks). `repeats` > 1 makes one epoch see
 each record several times with fresh task draws. `t2i_codes` (optional) rewrites the codes of text-to-image
 targets only (`lm.canonical.BackgroundCanon`); captioning and VQA read the codes as extracted.
-`object_layout` (`lm.object_layout.ObjectLayout`) writes text-to-image targets object-major from the rows'
+`image_groups` gives captioning / VQA sequences the object group of each input-image token (from the rows'
+"groups" column, `lm.object_groups`; the collator pads them with 0). `object_layout`
+(`lm.object_layout.ObjectLayout`) writes text-to-image targets object-major from the rows'
 "objects" column (the stream's slot lists per object, in caption order). `image_input_loss` puts loss on the
 input image's codes of captioning/VQA sequences too (the image modelled in the tokenizer's order).
 """
@@ -84,6 +86,7 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         t2i_codes=None,
         object_layout=None,
         image_input_loss: bool = False,
+        image_groups: bool = False,
     ):
         ratios = ratios if ratios is not None else {"text_to_image": 1.0, "caption": 1.0, "vqa": 1.0}
         if not 0.0 <= caption_dropout <= 1.0:
@@ -99,6 +102,9 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         self.t2i_codes = t2i_codes  # codes -> codes for text-to-image targets only (e.g. lm.canonical), or None
         self.object_layout = object_layout  # lm.object_layout.ObjectLayout: object-major t2i spans (rows need "objects")
         self.image_input_loss = bool(image_input_loss)  # captioning/VQA also model their input image's codes
+        self.image_groups = bool(image_groups)  # sequences carry "image_groups" (rows need "groups": lm.object_groups)
+        if self.image_groups and "groups" not in dataset.column_names:
+            raise ValueError("image groups need rows with a 'groups' column (data.source=shapes_stream)")
         if object_layout is not None and "objects" not in dataset.column_names:
             raise ValueError("the object text-to-image layout needs rows with an 'objects' column (data.source=shapes_stream)")
 
@@ -140,6 +146,14 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
             k = q % len(questions)
             seq = build_vqa(self.tokenizer, questions[k], answers[k], codes, self.layout, self.max_length,
                             self.image_input_loss)
+        if self.image_groups:  # the input image's Gaussians carry their object group; text-to-image targets none
+            groups = [0] * len(seq["input_ids"])
+            if task != "text_to_image":
+                start = seq["input_ids"].index(self.layout.boi_token_id) + 1
+                per_slot = row["groups"]
+                G = self.layout.tokens_per_image // len(per_slot)
+                groups[start:start + self.layout.tokens_per_image] = [g for g in per_slot for _ in range(G)]
+            seq["image_groups"] = groups
         seq["task"] = task
         return seq
 
@@ -188,6 +202,7 @@ class SequenceCollator:
         input_ids = torch.full((n, width), self.pad_token_id, dtype=torch.long)  # [B, L]
         labels = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)  # [B, L]
         attention_mask = torch.zeros((n, width), dtype=torch.long)  # [B, L]
+        groups = torch.zeros((n, width), dtype=torch.long) if "image_groups" in features[0] else None  # [B, L]
         for i, f in enumerate(features):
             L = len(f["input_ids"])
             if len(f["labels"]) != L:
@@ -195,7 +210,12 @@ class SequenceCollator:
             input_ids[i, :L] = torch.as_tensor(f["input_ids"])
             labels[i, :L] = torch.as_tensor(f["labels"])
             attention_mask[i, :L] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+            if groups is not None:
+                groups[i, :L] = torch.as_tensor(f["image_groups"])
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        if groups is not None:
+            batch["image_groups"] = groups
+        return batch
 
 
 __all__ = ["MultiTaskSequenceDataset", "SequenceCollator", "validate_codes_dataset", "normalize_ratios"]

@@ -43,6 +43,7 @@ from gaussiantoken.lm.logits import (  # noqa: F401 - re-exported: the generatio
     validate_sampling,
 )
 from gaussiantoken.lm.sequences import prompt_token_ids  # noqa: F401 - re-exported
+from gaussiantoken.lm.sampling_defaults import T2I_GUIDANCE_SCALE, T2I_TEMPERATURE
 
 
 # ----------------------------------------------------------------------------------------------
@@ -247,10 +248,10 @@ def generate_images(
     processor,
     prompts: str | Sequence[str],
     negative_prompt: str | Sequence[str] | None = None,
-    guidance_scale: float = 3.0,
+    guidance_scale: float = T2I_GUIDANCE_SCALE,
     num_images_per_prompt: int = 1,
     generator: torch.Generator | None = None,
-    temperature: float = 1.0,
+    temperature: float = T2I_TEMPERATURE,
     top_k: int | None = None,
     top_p: float | None = None,
     batch_size: int = 16,

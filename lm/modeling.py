@@ -72,6 +72,12 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
         self.image_tokenizer = _tokenizer_classes()(config.tokenizer_config)
         self._check_image_tokenizer(self.image_tokenizer)
         self.image_tokenizer.requires_grad_(False)
+        # object groups of input images (config.image_groups = K > 0; lm.object_groups): row 0 (background and
+        # every non-image token) stays zero, the K others start at zero, so a new model reads as one without
+        self.group_embed = None
+        if config.image_groups:
+            self.group_embed = nn.Embedding(config.image_groups + 1, config.text_config.hidden_size, padding_idx=0)
+            nn.init.zeros_(self.group_embed.weight)
         self._no_split_modules = list(getattr(self.language_model, "_no_split_modules", None) or [])
         self.post_init()
         if self.generation_config is not None and self.generation_config.max_new_tokens is None:
@@ -102,6 +108,7 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
         base_model: str | os.PathLike | None = None,
         dtype: torch.dtype | None = None,
         object_layout: dict | None = None,
+        image_groups: int = 0,
     ) -> "GaussianTokenForCausalLM":
         """Vocabulary extension: backbone (from `text_config` or local `base_model` dir) + image tokenizer.
 
@@ -153,10 +160,13 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
             image_vocab_size=image_tokenizer.vocab_size,
             tokens_per_image=image_tokenizer.tokens_per_image,
             boi_token_id=ids[0], eoi_token_id=ids[1], image_token_id=ids[2], object_layout=object_layout,
+            image_groups=image_groups,
             bos_token_id=text_tokenizer.bos_token_id, eos_token_id=text_tokenizer.eos_token_id, pad_token_id=pad,
         )
         model = cls(config)
         model.language_model = language_model
+        if model.group_embed is not None:
+            model.group_embed.to(dtype or language_model.dtype)
         model.image_tokenizer = image_tokenizer.eval().requires_grad_(False)
         if dtype is not None:
             model.to(dtype)
@@ -247,6 +257,34 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
         merged[mask] = codes.reshape(-1)
         return merged
 
+    @torch.no_grad()
+    def input_image_groups(self, input_ids: torch.LongTensor) -> torch.LongTensor | None:
+        """Object groups [B, L] of every whole image span (<boi>, tokens_per_image codes, <eoi>) in input_ids
+        [B, L], from the tokenizer's reconstruction of its codes (`lm.object_groups`); 0 elsewhere. None when
+        the input holds no whole span (a decode step)."""
+        from gaussiantoken.lm.object_groups import object_groups, pixels_to_uint8
+
+        cfg, T = self.config, self.config.tokens_per_image
+        B, L = input_ids.shape
+        lo, hi = cfg.image_token_offset, cfg.image_token_offset + cfg.image_vocab_size
+        is_code = (input_ids >= lo) & (input_ids < hi)  # [B, L]
+        starts = []
+        for b, p in (input_ids[:, : max(L - T - 1, 0)] == cfg.boi_token_id).nonzero().tolist():
+            if bool(is_code[b, p + 1 : p + 1 + T].all()) and int(input_ids[b, p + 1 + T]) == cfg.eoi_token_id:
+                starts.append((b, p + 1))
+        if not starts:
+            return None
+        codes = torch.stack([input_ids[b, p : p + T] for b, p in starts]) - lo  # [N, T]
+        tok = self.image_tokenizer
+        codes = codes.to(next(tok.parameters()).device)
+        pixels = tok.decode(codes)  # [N, 3, S, S]
+        groups = object_groups(pixels_to_uint8(pixels), tok.ids_to_gaussians(codes)["means"], cfg.image_groups)
+        per_token = groups.repeat_interleave(T // groups.shape[1], dim=1)  # [N, T]
+        out = torch.zeros_like(input_ids)
+        for (b, p), g in zip(starts, per_token.to(input_ids.device)):
+            out[b, p : p + T] = g
+        return out
+
     # ------------------------------------------------------------------ forward
     def forward(
         self,
@@ -260,9 +298,14 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         past_key_values=None,
+        image_groups: torch.LongTensor | None = None,
         **kwargs,
     ):
-        """Causal-LM forward; pixel_values fill the <image> placeholders (see module docstring)."""
+        """Causal-LM forward; pixel_values fill the <image> placeholders (see module docstring).
+
+        image_groups [B, L] (config.image_groups > 0): each token's object group (0: none), added as a learned
+        embedding; training passes them for the input images of captioning / VQA (`lm.data`); in eval mode,
+        when not given, every whole image span of input_ids gets its groups (`input_image_groups`)."""
         if cache is None and past_key_values is not None:
             cache = past_key_values
         if pixel_values is not None:
@@ -274,6 +317,14 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
                 "input_ids contain <image> placeholder spans but no pixel_values were given; pass the images "
                 "(or precomputed codes through the processor's image_tokens)"
             )
+        if self.group_embed is not None:
+            if image_groups is None and input_ids is not None and not self.training:
+                image_groups = self.input_image_groups(input_ids)
+            if image_groups is not None:
+                if inputs_embeds is None:
+                    inputs_embeds = self.get_input_embeddings()(input_ids)  # [B, L, D]
+                    input_ids = None
+                inputs_embeds = inputs_embeds + self.group_embed(image_groups.to(inputs_embeds.device))
         return self.language_model(
             input_ids=input_ids,
             attention_mask=attention_mask,

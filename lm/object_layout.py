@@ -225,6 +225,31 @@ def object_masks(scenes: Sequence[Sequence[dict]], image_size: int) -> list[np.n
     return out
 
 
+def _centre_pixels(means: torch.Tensor, image_size: int) -> np.ndarray:
+    """Gaussian centres [N, M, 2] (x, y in [-1, 1]) -> the pixel under each, [N, M, 2] int (x, y)."""
+    S = int(image_size)
+    return ((means.detach().float().cpu() + 1) / 2 * S).clamp(0, S - 1e-3).long().numpy()
+
+
+def owners_from_masks(means: torch.Tensor, masks: Sequence[np.ndarray], image_size: int, radius: int = 1) -> np.ndarray:
+    """Gaussian centres means [N, M, 2] + per image bool masks [K, S, S] (one per object, later ones drawn over
+    earlier ones) -> owner [N, M]: the object painted under the centre, else the object nearest within
+    `radius` pixels (Chebyshev rings, the last-drawn on a tie), else -1 (background)."""
+    pix = _centre_pixels(means, image_size)
+    N, M = pix.shape[:2]
+    owner = np.full((N, M), -1)
+    for i, m in enumerate(masks):  # m [K, S, S]
+        x, y = pix[i, :, 0], pix[i, :, 1]
+        for k in range(m.shape[0]):
+            owner[i][m[k, y, x]] = k
+        for r in range(1, radius + 1):
+            grown = dilate(m, r)
+            free = owner[i] == -1
+            for k in range(m.shape[0]):
+                owner[i][free & grown[k, y, x]] = k
+    return owner
+
+
 def assign_gaussians(means: torch.Tensor, scenes: Sequence[Sequence[dict]], image_size: int,
                      radius: int = 1) -> list[list[list[int]]]:
     """Gaussian centres means [N, M, 2] (x, y in [-1, 1]) + the scenes -> per scene, per object (scene
@@ -232,24 +257,17 @@ def assign_gaussians(means: torch.Tensor, scenes: Sequence[Sequence[dict]], imag
 
     A Gaussian belongs to the object painted under its centre (the last-drawn object where they overlap,
     as the renderer paints); else to the object nearest within `radius` pixels (Chebyshev rings, the
-    last-drawn on a tie); else to none (background). An object that no Gaussian reaches this way (tiny, or
-    a weak tokenizer) takes the Gaussian whose centre is nearest its own among the background ones and those
-    of objects with more than one, so every object has at least one.
+    last-drawn on a tie); else to none (background): `owners_from_masks`. An object that no Gaussian reaches
+    this way (tiny, or a weak tokenizer) takes the Gaussian whose centre is nearest its own among the
+    background ones and those of objects with more than one, so every object has at least one.
     """
-    N, M, _ = means.shape
     S = int(image_size)
-    pix = ((means.detach().float().cpu() + 1) / 2 * S).clamp(0, S - 1e-3).long().numpy()  # [N, M, 2]
+    all_masks = object_masks(scenes, S)
+    owners = owners_from_masks(means, all_masks, S, radius)  # [N, M]
+    pix = _centre_pixels(means, S)
     result = []
-    for i, masks in enumerate(object_masks(scenes, S)):  # masks [K, S, S]
-        x, y = pix[i, :, 0], pix[i, :, 1]
-        owner = np.full(M, -1)
-        for k in range(masks.shape[0]):  # later objects paint over earlier ones
-            owner[masks[k, y, x]] = k
-        for r in range(1, radius + 1):
-            grown = dilate(masks, r)
-            free = owner == -1
-            for k in range(masks.shape[0]):
-                owner[free & grown[k, y, x]] = k
+    for i, masks in enumerate(all_masks):
+        owner = owners[i]
         for k, obj in enumerate(scenes[i]):  # an object no centre reached takes the nearest spare Gaussian
             if (owner == k).any():
                 continue
@@ -416,4 +434,4 @@ class _ObjectStepper:
         return bool((self.phase == _DONE).all())
 
 
-__all__ = ["ObjectLayout", "ObjectGrammar", "assign_gaussians", "fit_fill", "caption_order", "object_masks", "dilate"]
+__all__ = ["ObjectLayout", "ObjectGrammar", "assign_gaussians", "owners_from_masks", "fit_fill", "caption_order", "object_masks", "dilate"]

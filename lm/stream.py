@@ -42,7 +42,7 @@ class ShapesCodeStream:
 
     def __init__(self, tokenizer, length: int, seed: int = 0, chunk_size: int = 256, per_device_batch: int = 16,
                  world_size: int = 1, num_questions: int = 3, encode_batch: int = 256, object_radius: int | None = None,
-                 t2i_lattice: bool = False):
+                 t2i_lattice: bool = False, image_groups: int = 0):
         from gaussiantoken.tokenizer import GaussianTokenizer
 
         if isinstance(tokenizer, (str, os.PathLike)):
@@ -61,6 +61,9 @@ class ShapesCodeStream:
         self.object_radius = None if object_radius is None else int(object_radius)
         self.column_names = ["codes", "caption", "questions", "answers"] + (["objects"] if object_radius is not None else [])
         self.t2i_lattice = bool(t2i_lattice)
+        self.image_groups = int(image_groups)  # > 0: rows hold "groups" (lm.object_groups of the rendered scene)
+        if self.image_groups:
+            self.column_names.append("groups")
         if self.t2i_lattice:
             self.column_names += ["t2i_codes", "t2i_caption"] + (["t2i_objects"] if object_radius is not None else [])
         self._cache: tuple[tuple[int, int], dict] | None = None
@@ -72,7 +75,7 @@ class ShapesCodeStream:
         """What must agree between a checkpoint and a resume for the data to continue exactly."""
         return {"seed": self.seed, "chunk_size": self.chunk_size, "per_device_batch": self.batch,
                 "world_size": self.world, "num_questions": self.num_questions, "image_size": self.image_size,
-                "object_radius": self.object_radius, "t2i_lattice": self.t2i_lattice}
+                "object_radius": self.object_radius, "t2i_lattice": self.t2i_lattice, "image_groups": self.image_groups}
 
     def row_source(self, index: int) -> tuple[int, int]:
         """Global row -> (rank part, local row in that part)."""
@@ -123,13 +126,19 @@ class ShapesCodeStream:
         return scenes, captions
 
     @torch.no_grad()
-    def _encode(self, scenes: list, captions: list) -> dict:
-        """Render + encode scenes: {"codes"} (+ {"objects"}: slot lists per object in caption order)."""
+    def _encode(self, scenes: list, captions: list, groups: int = 0) -> dict:
+        """Render + encode scenes: {"codes"} (+ {"objects"}: slot lists per object in caption order; + {"groups"}:
+        each Gaussian's object group of the rendered image, `lm.object_groups`, when `groups` > 0)."""
         from gaussiantoken.data.shapes_render import render_batch
         from gaussiantoken.lm.extract import encode_uint8
 
-        codes = encode_uint8(self.tokenizer, render_batch(scenes, self.image_size), self.encode_batch)  # [C, T]
+        images = render_batch(scenes, self.image_size)  # [C, S, S, 3] uint8
+        codes = encode_uint8(self.tokenizer, images, self.encode_batch)  # [C, T]
         out = {"codes": codes.tolist()}
+        if groups:
+            from gaussiantoken.lm.object_groups import object_groups
+
+            out["groups"] = object_groups(images, self.tokenizer.ids_to_gaussians(codes)["means"], groups).tolist()
         if self.object_radius is not None:
             from gaussiantoken.lm.object_layout import assign_gaussians, caption_order
 
@@ -141,7 +150,8 @@ class ShapesCodeStream:
 
     def _chunk(self, part: int, chunk: int) -> dict:
         scenes, captions, questions, answers = self.scenes(part, chunk)
-        out = {**self._encode(scenes, captions), "caption": captions, "questions": questions, "answers": answers}
+        out = {**self._encode(scenes, captions, groups=self.image_groups), "caption": captions, "questions": questions,
+               "answers": answers}
         if self.t2i_lattice:
             scenes, captions = self.lattice_scenes(part, chunk)
             out.update({f"t2i_{k}": v for k, v in self._encode(scenes, captions).items()}, t2i_caption=captions)

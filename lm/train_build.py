@@ -86,7 +86,7 @@ def build_model_and_processor(cfg: LMRunConfig):
         text_config = dict(cfg.model.text_config)
     model = GaussianTokenForCausalLM.from_parts(
         tokenizer, tok_dir, text_config=text_config, base_model=cfg.model.base_model, dtype=torch.float32,
-        object_layout=object_layout_spec(cfg),
+        object_layout=object_layout_spec(cfg), image_groups=cfg.model.image_groups,
     )
     model.config._attn_implementation = cfg.model.attn_implementation
     if (Path(tok_dir) / "preprocessor_config.json").is_file():
@@ -132,7 +132,7 @@ def build_stream(cfg: LMRunConfig, image_tokenizer):
                               chunk_size=cfg.data.stream_chunk, per_device_batch=t.per_device_batch_size,
                               world_size=world,
                               object_radius=cfg.data.object_radius if cfg.data.t2i_layout == "objects" else None,
-                              t2i_lattice=cfg.data.t2i_positions == "lattice")
+                              t2i_lattice=cfg.data.t2i_positions == "lattice", image_groups=cfg.model.image_groups)
     return stream, StreamState(stream, rows_per_step)
 
 
@@ -184,6 +184,7 @@ def _sequence_dataset(cfg: LMRunConfig, processor, model_config, ds):
         seed=cfg.train.seed, max_length=max_length, repeats=1 if cfg.data.source == "shapes_stream" else cfg.data.repeats,
         t2i_codes=background_canon(cfg) if cfg.data.t2i_background == "canonical" else None,
         object_layout=ObjectLayout.from_config(model_config), image_input_loss=cfg.data.image_input_loss,
+        image_groups=bool(getattr(model_config, "image_groups", 0)),
     )
     longest = dataset.longest_sequence()
     if max_length is not None and longest > max_length:

@@ -31,6 +31,9 @@ class ModelSettings:
         "tie_word_embeddings": False,
     })
     attn_implementation: str = "sdpa"
+    # K > 0: captioning / VQA input images' tokens also embed their Gaussian's object group (lm.object_groups:
+    # foreground components of the image, left to right; shapes_stream only). 0: off
+    image_groups: int = 0
 
 
 @dataclass
@@ -149,6 +152,11 @@ def check_config(cfg: LMRunConfig) -> None:
     if cfg.data.t2i_positions == "lattice" and cfg.data.source != "shapes_stream":
         raise ValueError("data.t2i_positions=lattice needs data.source=shapes_stream (it draws its own scenes), "
                          f"got data.source={cfg.data.source!r}")
+    if not isinstance(cfg.model.image_groups, int) or cfg.model.image_groups < 0:
+        raise ValueError(f"model.image_groups must be an int >= 0, got {cfg.model.image_groups!r}")
+    if cfg.model.image_groups and cfg.data.source != "shapes_stream":
+        raise ValueError("model.image_groups needs data.source=shapes_stream (the stream groups each rendered scene's "
+                         f"Gaussians), got data.source={cfg.data.source!r}")
     if cfg.data.object_slots not in ("absolute", "relative"):
         raise ValueError(f"data.object_slots must be absolute or relative, got {cfg.data.object_slots!r}")
     if cfg.data.object_radius < 0:

@@ -19,6 +19,8 @@ import math
 import os
 import sys
 
+from gaussiantoken.lm.sampling_defaults import T2I_GUIDANCE_SCALE, T2I_TEMPERATURE
+
 
 def image_grid(images, columns: int | None = None):
     """List of equally sized PIL images -> one PIL image, row-major, `columns` wide (default ~square)."""
@@ -82,9 +84,9 @@ def _generate(argv: list[str]) -> int:
     p.add_argument("--model", required=True, help="saved gaussiantoken_lm directory")
     p.add_argument("--out", required=True, help="output image file (PNG grid)")
     p.add_argument("--num-images", type=int, default=4)
-    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (>= 1)")
+    p.add_argument("--guidance", type=float, default=T2I_GUIDANCE_SCALE, help="classifier-free guidance scale (>= 1)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--temperature", type=float, default=T2I_TEMPERATURE)
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--negative-prompt", default=None)

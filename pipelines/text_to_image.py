@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from transformers import Pipeline
 
+from gaussiantoken.lm.sampling_defaults import T2I_GUIDANCE_SCALE, T2I_TEMPERATURE
+
 OUTPUT_TYPES = ("pil", "pt", "np", "gaussians")
 
 
@@ -99,8 +101,8 @@ class TextToImagePipeline(Pipeline):
 
         return {"prompts": as_prompt_list(prompt, "prompt")}
 
-    def _forward(self, model_inputs, negative_prompt=None, guidance_scale=3.0, num_images_per_prompt=1,
-                 generator=None, temperature=1.0, top_k=None, top_p=None, batch_size=16, backend="hf",
+    def _forward(self, model_inputs, negative_prompt=None, guidance_scale=T2I_GUIDANCE_SCALE, num_images_per_prompt=1,
+                 generator=None, temperature=T2I_TEMPERATURE, top_k=None, top_p=None, batch_size=16, backend="hf",
                  progress=True):
         from gaussiantoken.lm.generation import generate_images
 

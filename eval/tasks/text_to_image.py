@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from gaussiantoken.lm.sampling_defaults import T2I_GUIDANCE_SCALE, T2I_TEMPERATURE
+
 from .base import RunContext, Task, check_positive, check_spec, check_type, load_data
 
 
@@ -21,8 +23,8 @@ class TextToImageConfig:
     # two- and three-object compositions) -> text_to_image.accuracy_one / _two_unseen / _three_unseen
     prompt_sets: bool = False
     images_per_prompt: int = 1
-    guidance_scale: float = 3.0
-    temperature: float = 1.0
+    guidance_scale: float = T2I_GUIDANCE_SCALE
+    temperature: float = T2I_TEMPERATURE
     top_k: int | None = None
     top_p: float | None = None
     backend: str = "hf"

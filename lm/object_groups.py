@@ -1,0 +1,69 @@
+"""Which object each Gaussian of an input image draws, read off the image itself: the LM's object groups.
+
+An LM that reads an image in the tokenizer's anchor order sees one object's Gaussians scattered over several
+raster rows. Measured (bench/RESULTS.md, issue 12): it captions one-object scenes without error but binds the
+wrong colour or shape to an object in most two- and three-object scenes. With `image_groups: K` in the LM
+config each input-image token also gets a learned embedding of its Gaussian's object group:
+
+- the image is split into foreground components: pixels that differ from the background colour (the median of
+  the border pixels) by more than `threshold` in some channel, 4-connected (`data.shapes_parse.connected_components`),
+  components smaller than `min_pixels` dropped;
+- components are numbered 1, 2, ... left to right by their centre (then top to bottom), at most K (later ones
+  share K); 0 is the background;
+- a Gaussian takes the group of the component under its centre, else of a component within one pixel
+  (Chebyshev), else 0 (`lm.object_layout.owners_from_masks`, the rule the text-to-image layout uses for the
+  true objects).
+
+No ground truth is used: the groups are a function of the image (training: the rendered scene; inference: the
+image given, or the tokenizer's reconstruction of given codes), so captioning and VQA work on any image. The
+rule needs a flat background (the Shapes world); real photographs keep `image_groups: 0`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def foreground_components(images: np.ndarray, threshold: int = 40, min_pixels: int = 3) -> list[np.ndarray]:
+    """uint8 images [N, S, S, 3] -> per image bool masks [K, S, S] of its foreground components, left to right."""
+    from gaussiantoken.data.shapes_parse import connected_components
+
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 [N, S, S, 3], got {images.dtype} {images.shape}")
+    out = []
+    for img in images.astype(np.int16):
+        border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])  # [4S, 3]
+        background = np.median(border, axis=0)
+        fg = (np.abs(img - background) > threshold).any(-1)  # [S, S]
+        labels = connected_components(fg.astype(np.int64))
+        comps = []
+        for lab in np.unique(labels[labels > 0]):
+            mask = labels == lab
+            if mask.sum() >= min_pixels:
+                ys, xs = np.nonzero(mask)
+                comps.append(((xs.mean(), ys.mean()), mask))
+        comps.sort(key=lambda c: c[0])
+        out.append(np.stack([m for _, m in comps]) if comps else np.zeros((0,) + fg.shape, dtype=bool))
+    return out
+
+
+def object_groups(images: np.ndarray, means: torch.Tensor, max_groups: int, radius: int = 1) -> torch.LongTensor:
+    """uint8 images [N, S, S, 3] + the Gaussians' centres means [N, M, 2] (x, y in [-1, 1]) -> groups [N, M]:
+    0 background, 1..max_groups the foreground components left to right (see the module docstring)."""
+    from gaussiantoken.lm.object_layout import owners_from_masks
+
+    if max_groups < 1:
+        raise ValueError(f"max_groups must be >= 1, got {max_groups}")
+    masks = foreground_components(images)
+    owners = owners_from_masks(means, masks, images.shape[1], radius)  # [N, M], -1 background
+    return torch.from_numpy(np.minimum(owners + 1, max_groups)).long()
+
+
+def pixels_to_uint8(pixels: torch.Tensor) -> np.ndarray:
+    """pixels [N, 3, S, S] in [-1, 1] -> uint8 [N, S, S, 3] (as a saved PNG rounds them)."""
+    return ((pixels.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+__all__ = ["foreground_components", "object_groups", "pixels_to_uint8"]

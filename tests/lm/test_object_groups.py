@@ -1,0 +1,129 @@
+"""Object groups of input images (lm.object_groups, config.image_groups): the foreground components of a
+rendered scene are its objects, left to right; each Gaussian gets the group its true object would; the model
+embeds them (computed from the codes in eval mode, given by the collator in training); train-lm with
+model.image_groups runs on the stream, resumes exactly, and captions through the stock pipeline in a fresh
+process."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gaussiantoken.data.shapes_render import render_batch
+from gaussiantoken.data.shapes_world import canonical_order, sample_scenes
+from gaussiantoken.lm.object_groups import foreground_components, object_groups
+from gaussiantoken.lm.object_layout import assign_gaussians
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "lm" / "shapes.yaml"
+
+
+def test_components_are_the_objects_left_to_right_and_groups_follow_them():
+    scenes = sample_scenes(np.random.default_rng(0), 200, 32)
+    images = render_batch(scenes, 32)
+    comps = foreground_components(images)
+    for scene, masks in zip(scenes, comps):
+        assert masks.shape[0] == len(scene)
+        xs = [np.nonzero(m)[1].mean() for m in masks]
+        assert xs == sorted(xs)
+        # scenes are stored left to right (canonical order) and boxes never overlap: component k is object k
+        for m, obj in zip(masks, canonical_order(scene)):
+            ys, cols = np.nonzero(m)
+            assert abs((cols.min() + cols.max() + 1) / 2 - obj["x"]) <= 0.5
+            assert abs((ys.min() + ys.max() + 1) / 2 - obj["y"]) <= 0.5
+    # Gaussians: the group of a centre is the (left-to-right) index + 1 of the object `assign_gaussians` gives it
+    g = torch.Generator().manual_seed(0)
+    means = torch.rand(200, 32, 2, generator=g) * 2 - 1  # [N, M, 2]
+    groups = object_groups(images, means, max_groups=3)
+    assert groups.shape == (200, 32) and groups.dtype == torch.long
+    for i, objects in enumerate(assign_gaussians(means, scenes, 32, radius=1)):
+        want = np.zeros(32, dtype=int)
+        for k, slots in enumerate(objects):
+            want[slots] = k + 1
+        got = groups[i].numpy()
+        # assign_gaussians also hands an unreached object its nearest spare Gaussian; otherwise the same
+        assert (got == want).mean() >= 0.9 and set(got[got > 0]) <= set(want[want > 0])
+    assert object_groups(images, means, max_groups=1).max() == 1  # later components share the last group
+    blank = np.full((2, 32, 32, 3), 24, np.uint8)
+    assert object_groups(blank, means[:2], 3).eq(0).all()
+    with pytest.raises(ValueError, match="uint8"):
+        foreground_components(images.astype(np.float32))
+
+
+def test_model_embeds_groups_from_codes_in_eval_and_from_the_batch_in_training(text_tokenizer, image_tokenizer_dir,
+                                                                                tiny_text_config):
+    from gaussiantoken.lm import GaussianTokenForCausalLM
+    from gaussiantoken.lm.data import SequenceCollator
+    from gaussiantoken.lm.object_groups import pixels_to_uint8
+    from gaussiantoken.lm.sequences import VocabLayout, build_caption
+
+    torch.manual_seed(0)
+    model = GaussianTokenForCausalLM.from_parts(text_tokenizer, image_tokenizer_dir, text_config=dict(tiny_text_config),
+                                                image_groups=3).eval()
+    assert model.config.image_groups == 3 and model.group_embed.weight[0].eq(0).all()
+    with torch.no_grad():
+        model.group_embed.weight[1:].normal_(0, 1.0)
+    layout = VocabLayout.from_config(model.config, text_tokenizer)
+    scenes = sample_scenes(np.random.default_rng(1), 2, 16, num_objects=2)
+    pixels = torch.from_numpy(render_batch(scenes, 16)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    codes = model.encode_images(pixels) - layout.image_token_offset  # [2, T]
+    seqs = [build_caption(text_tokenizer, "a red circle", c.tolist(), layout) for c in codes]
+    batch = SequenceCollator(layout.pad_token_id)(seqs)
+    groups = model.input_image_groups(batch["input_ids"])  # from the tokenizer's reconstruction
+    tok = model.image_tokenizer
+    want = object_groups(pixels_to_uint8(tok.decode(codes)), tok.ids_to_gaussians(codes)["means"], 3)
+    T, G = layout.tokens_per_image, layout.tokens_per_image // want.shape[1]
+    start = seqs[0]["input_ids"].index(layout.boi_token_id) + 1
+    assert torch.equal(groups[:, start:start + T], want.repeat_interleave(G, 1))
+    assert groups[:, :start].eq(0).all() and groups[:, start + T:].eq(0).all()
+    with torch.no_grad():
+        auto = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        given = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], image_groups=groups).logits
+        none = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                     image_groups=torch.zeros_like(groups)).logits
+    assert torch.allclose(auto, given) and not torch.allclose(auto, none, atol=1e-4)
+    assert model.input_image_groups(batch["input_ids"][:, :start]) is None  # no whole span: nothing to group
+    model.train()  # training never groups on its own: without image_groups the logits are the plain model's
+    assert torch.allclose(model(input_ids=batch["input_ids"]).logits, none.detach(), atol=1e-5)
+
+
+def _stream_overrides(image_tokenizer_dir, text_tokenizer_dir, out, **extra):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_lm_train_tests_groups", Path(__file__).with_name("test_lm_train.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.overrides(image_tokenizer_dir, "unused", text_tokenizer_dir, out, **{
+        "data.source": "shapes_stream", "data.stream_chunk": 8, "model.image_groups": 3, **extra})
+
+
+def test_train_with_groups_resumes_and_captions_in_a_fresh_process(image_tokenizer_dir, text_tokenizer_dir, tmp_path):
+    from gaussiantoken.lm.train import LMRunConfig, check_config, train
+    from gaussiantoken.runtime.config import load_run_config
+
+    args = (image_tokenizer_dir, text_tokenizer_dir)
+    full = train(load_run_config(LMRunConfig, CONFIG, _stream_overrides(*args, tmp_path / "a")))
+    train(load_run_config(LMRunConfig, CONFIG, _stream_overrides(*args, tmp_path / "b", **{"train.stop_at_step": 3})))
+    resumed = train(load_run_config(LMRunConfig, CONFIG, _stream_overrides(*args, tmp_path / "b")))
+    a = [h["loss"] for h in full.log_history if "loss" in h]
+    b = [h["loss"] for h in resumed.log_history if "loss" in h]
+    assert len(a) == 6 and max(abs(x - y) for x, y in zip(a, b)) < 1e-5, (a, b)
+    script = (
+        "import sys, numpy as np, transformers, gaussiantoken\n"
+        "from gaussiantoken.data.shapes import make_dataset\n"
+        "d = sys.argv[1]\n"
+        "m = transformers.AutoModelForCausalLM.from_pretrained(d)\n"
+        "assert m.config.image_groups == 3 and m.group_embed.weight.abs().sum() > 0\n"
+        "img = make_dataset(1, seed=3, image_size=16)[0]['image']\n"
+        "out = transformers.pipeline('image-text-to-text', model=d)(images=img, text='Describe the image.')\n"
+        "print('OK', type(out).__name__)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(full.final_dir)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
+    for extra, match in (({"model.image_groups": -1}, "model.image_groups"),
+                         ({"data.source": "codes", "data.codes": image_tokenizer_dir}, "data.source=shapes_stream")):
+        with pytest.raises(ValueError, match=match):
+            check_config(load_run_config(LMRunConfig, CONFIG, _stream_overrides(*args, tmp_path / "x", **extra)))
