@@ -87,6 +87,7 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         object_layout=None,
         image_input_loss: bool = False,
         image_groups: bool = False,
+        canonical_captions: bool = False,
     ):
         ratios = ratios if ratios is not None else {"text_to_image": 1.0, "caption": 1.0, "vqa": 1.0}
         if not 0.0 <= caption_dropout <= 1.0:
@@ -102,6 +103,9 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         self.t2i_codes = t2i_codes  # codes -> codes for text-to-image targets only (e.g. lm.canonical), or None
         self.object_layout = object_layout  # lm.object_layout.ObjectLayout: object-major t2i spans (rows need "objects")
         self.image_input_loss = bool(image_input_loss)  # captioning/VQA also model their input image's codes
+        self.canonical_captions = bool(canonical_captions)  # captioning targets: the rows' "caption_canonical"
+        if self.canonical_captions and "caption_canonical" not in dataset.column_names:
+            raise ValueError("canonical captions need rows with a 'caption_canonical' column (data.source=shapes_stream)")
         self.image_groups = bool(image_groups)  # sequences carry "image_groups" (rows need "groups": lm.object_groups)
         if self.image_groups and "groups" not in dataset.column_names:
             raise ValueError("image groups need rows with a 'groups' column (data.source=shapes_stream)")
@@ -137,8 +141,8 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
                 codes = self.t2i_codes(codes)
             seq = build_text_to_image(self.tokenizer, "" if drop else row["caption"], codes, self.layout, self.max_length)
         elif task == "caption":
-            seq = build_caption(self.tokenizer, row["caption"], codes, self.layout, self.max_length,
-                                self.image_input_loss)
+            caption = row["caption_canonical"] if self.canonical_captions else row["caption"]
+            seq = build_caption(self.tokenizer, caption, codes, self.layout, self.max_length, self.image_input_loss)
         else:
             questions, answers = row["questions"], row["answers"]
             if not questions or len(questions) != len(answers):

@@ -18,6 +18,9 @@ checkpoint) and `sequential_sampler_for` (the one switch that makes the Trainer 
   and a resume checks it (a changed seed / chunk size / world size would silently change the data).
 - With `object_radius` the rows also hold "objects": the slots of the Gaussians that draw each object, in
   the caption's order (`lm.object_layout`), for the object-major text-to-image layout.
+- With `canonical_captions` each row also holds "caption_canonical" (`caption_for` without a random draw:
+  objects left to right, the relation on the axis of the larger offset), the captioning task's target under
+  `data.caption_style: canonical`; scenes whose canonical caption is a held-out composition are skipped too.
 - With `t2i_lattice` each row also holds a second scene for text-to-image targets ("t2i_codes", "t2i_caption",
   and "t2i_objects" with `object_radius`), drawn from `numpy.random.default_rng([seed, r, k, 1])` with every
   object centred on one of the tokenizer's anchors (`data.shapes_world.sample_scenes_on`); captioning and
@@ -42,7 +45,7 @@ class ShapesCodeStream:
 
     def __init__(self, tokenizer, length: int, seed: int = 0, chunk_size: int = 256, per_device_batch: int = 16,
                  world_size: int = 1, num_questions: int = 3, encode_batch: int = 256, object_radius: int | None = None,
-                 t2i_lattice: bool = False, image_groups: int = 0):
+                 t2i_lattice: bool = False, image_groups: int = 0, canonical_captions: bool = False):
         from gaussiantoken.tokenizer import GaussianTokenizer
 
         if isinstance(tokenizer, (str, os.PathLike)):
@@ -62,6 +65,10 @@ class ShapesCodeStream:
         self.column_names = ["codes", "caption", "questions", "answers"] + (["objects"] if object_radius is not None else [])
         self.t2i_lattice = bool(t2i_lattice)
         self.image_groups = int(image_groups)  # > 0: rows hold "groups" (lm.object_groups of the rendered scene)
+        # rows also hold "caption_canonical" (objects left to right, no random draw) for the captioning task
+        self.canonical_captions = bool(canonical_captions)
+        if self.canonical_captions:
+            self.column_names.append("caption_canonical")
         if self.image_groups:
             self.column_names.append("groups")
         if self.t2i_lattice:
@@ -75,7 +82,8 @@ class ShapesCodeStream:
         """What must agree between a checkpoint and a resume for the data to continue exactly."""
         return {"seed": self.seed, "chunk_size": self.chunk_size, "per_device_batch": self.batch,
                 "world_size": self.world, "num_questions": self.num_questions, "image_size": self.image_size,
-                "object_radius": self.object_radius, "t2i_lattice": self.t2i_lattice, "image_groups": self.image_groups}
+                "object_radius": self.object_radius, "t2i_lattice": self.t2i_lattice, "image_groups": self.image_groups,
+                "canonical_captions": self.canonical_captions}
 
     def row_source(self, index: int) -> tuple[int, int]:
         """Global row -> (rank part, local row in that part)."""
@@ -94,7 +102,9 @@ class ShapesCodeStream:
             for scene in sample_scenes(rng, self.chunk_size, self.image_size):
                 caption = caption_for(scene, rng)
                 q, a = questions_for(scene, rng, self.num_questions)
-                if is_heldout_composition(caption) or len(scenes) == self.chunk_size:
+                held = is_heldout_composition(caption) or (self.canonical_captions
+                                                            and is_heldout_composition(caption_for(scene)))
+                if held or len(scenes) == self.chunk_size:
                     continue
                 scenes.append(scene)
                 captions.append(caption)
@@ -152,6 +162,10 @@ class ShapesCodeStream:
         scenes, captions, questions, answers = self.scenes(part, chunk)
         out = {**self._encode(scenes, captions, groups=self.image_groups), "caption": captions, "questions": questions,
                "answers": answers}
+        if self.canonical_captions:
+            from gaussiantoken.data.shapes_text import caption_for
+
+            out["caption_canonical"] = [caption_for(scene) for scene in scenes]
         if self.t2i_lattice:
             scenes, captions = self.lattice_scenes(part, chunk)
             out.update({f"t2i_{k}": v for k, v in self._encode(scenes, captions).items()}, t2i_caption=captions)

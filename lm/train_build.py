@@ -132,7 +132,8 @@ def build_stream(cfg: LMRunConfig, image_tokenizer):
                               chunk_size=cfg.data.stream_chunk, per_device_batch=t.per_device_batch_size,
                               world_size=world,
                               object_radius=cfg.data.object_radius if cfg.data.t2i_layout == "objects" else None,
-                              t2i_lattice=cfg.data.t2i_positions == "lattice", image_groups=cfg.model.image_groups)
+                              t2i_lattice=cfg.data.t2i_positions == "lattice", image_groups=cfg.model.image_groups,
+                              canonical_captions=cfg.data.caption_style == "canonical")
     return stream, StreamState(stream, rows_per_step)
 
 
@@ -185,6 +186,7 @@ def _sequence_dataset(cfg: LMRunConfig, processor, model_config, ds):
         t2i_codes=background_canon(cfg) if cfg.data.t2i_background == "canonical" else None,
         object_layout=ObjectLayout.from_config(model_config), image_input_loss=cfg.data.image_input_loss,
         image_groups=bool(getattr(model_config, "image_groups", 0)),
+        canonical_captions=cfg.data.caption_style == "canonical",
     )
     longest = dataset.longest_sequence()
     if max_length is not None and longest > max_length:

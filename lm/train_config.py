@@ -65,6 +65,10 @@ class DataSettings:
     # (lm.stream; shapes_stream only): one object is then coded alike wherever it sits. Captioning / VQA keep
     # free positions.
     t2i_positions: str = "free"
+    # sampled | canonical: the captioning task's target caption: the scene's sampled caption (random subject and
+    # relation for two objects, as the text-to-image prompts) or its canonical one (objects left to right, the
+    # relation on the axis of the larger offset; shapes_stream only). Any caption of the scene scores as exact.
+    caption_style: str = "sampled"
 
 
 @dataclass
@@ -147,6 +151,11 @@ def check_config(cfg: LMRunConfig) -> None:
     if cfg.data.t2i_layout == "objects" and cfg.data.t2i_background != "raw":
         raise ValueError("data.t2i_layout=objects already leaves the background to its canonical fill: "
                          f"keep data.t2i_background=raw, got {cfg.data.t2i_background!r}")
+    if cfg.data.caption_style not in ("sampled", "canonical"):
+        raise ValueError(f"data.caption_style must be sampled or canonical, got {cfg.data.caption_style!r}")
+    if cfg.data.caption_style == "canonical" and cfg.data.source != "shapes_stream":
+        raise ValueError("data.caption_style=canonical needs data.source=shapes_stream (it captions the scenes itself), "
+                         f"got data.source={cfg.data.source!r}")
     if cfg.data.t2i_positions not in ("free", "lattice"):
         raise ValueError(f"data.t2i_positions must be free or lattice, got {cfg.data.t2i_positions!r}")
     if cfg.data.t2i_positions == "lattice" and cfg.data.source != "shapes_stream":

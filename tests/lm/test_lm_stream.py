@@ -120,3 +120,32 @@ def test_lattice_half_centres_objects_on_anchors_and_leaves_the_free_rows(image_
     for i in range(4):
         assert [t - lo for t in t2i[i]["input_ids"] if lo <= t < hi] == rows[i]["t2i_codes"]
         assert [t - lo for t in cap[i]["input_ids"] if lo <= t < hi] == rows[i]["codes"]
+
+
+def test_canonical_captions_are_the_captioning_targets(image_tokenizer_dir, text_tokenizer, tiny_lm):
+    """canonical_captions: rows hold caption_for(scene) without a random draw (left to right), never a held-out
+    composition; the captioning task trains on it, text-to-image keeps the sampled caption."""
+    from gaussiantoken.data.shapes_text import caption_for, is_heldout_composition
+    from gaussiantoken.lm.data import MultiTaskSequenceDataset
+    from gaussiantoken.lm.sequences import VocabLayout
+
+    s = ShapesCodeStream(image_tokenizer_dir, length=16, seed=2, chunk_size=16, per_device_batch=4,
+                         canonical_captions=True)
+    scenes, captions, _, _ = s.scenes(0, 0)
+    rows = [s[i] for i in range(16)]
+    assert [r["caption"] for r in rows] == captions
+    assert [r["caption_canonical"] for r in rows] == [caption_for(sc) for sc in scenes]
+    assert not any(is_heldout_composition(r["caption_canonical"]) for r in rows)
+    assert any(r["caption"] != r["caption_canonical"] for r in rows)  # two-object captions differ half the time
+    layout = VocabLayout.from_config(tiny_lm.config, text_tokenizer)
+    kw = dict(caption_dropout=0.0, canonical_captions=True)
+    cap = MultiTaskSequenceDataset(s, text_tokenizer, layout, ratios={"caption": 1.0}, **kw)
+    t2i = MultiTaskSequenceDataset(s, text_tokenizer, layout, ratios={"text_to_image": 1.0}, **kw)
+    for i in range(16):
+        text = [t for t, lab in zip(cap[i]["input_ids"], cap[i]["labels"]) if lab != -100 and t < layout.image_token_offset]
+        assert text_tokenizer.decode(text, skip_special_tokens=True).strip() == rows[i]["caption_canonical"]
+        prompt = text_tokenizer.decode([t for t in t2i[i]["input_ids"] if t < layout.image_token_offset],
+                                       skip_special_tokens=True)
+        assert rows[i]["caption"] in prompt
+    with pytest.raises(ValueError, match="caption_canonical"):
+        MultiTaskSequenceDataset(ShapesCodeStream(image_tokenizer_dir, length=4), text_tokenizer, layout, **kw)
