@@ -1,13 +1,15 @@
 """GaussianToken against a grid-VQ baseline at equal tokens per image and equal training minutes.
 
 For each training set (photo patches split by photograph, and Shapes) and each token budget (64 and
-128 tokens per 32 x 32 image), three tokenizers are trained one after the other by the real trainer
+128 tokens per 32 x 32 image), four tokenizers are trained one after the other by the real trainer
 (`tokenizer.train.train`, the same losses, recipe and `train.max_minutes`):
 - `vq`: `GridVQTokenizer`, an h x w grid of codes (8 x 8 = 64, 8 x 16 = 128), codebook 1024 x 8;
 - `gauss`: `GaussianTokenizer`, budget / 2 Gaussians of two tokens each (feature code from the same
   1024 x 8 EMA codebook | one geometry token: dx, dy, scale_x, scale_y, rotation binned jointly);
 - `gauss-cont`: the same with its geometry left continuous (`quantize_geometry=False`, the seed
-  paper's setting; its geometry is five floats per Gaussian, not tokens).
+  paper's setting; its geometry is five floats per Gaussian, not tokens);
+- `gauss-1tok`: budget Gaussians of one token each (`geometry_slots=[]`: the geometry is decoded from the
+  feature code, so a token names a whole Gaussian; the `photos` preset and `configs/tokenizer/photos.yaml`).
 Held-out metrics (reconstructions rounded to uint8 like a saved PNG): per-image PSNR and SSIM
 (`eval.image_metrics`), an FID-style distance on a small feature net trained on the training
 photo patches (`eval.photo_features`), the share of codes used, tokens and bits per image,
@@ -41,7 +43,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = {"photos": REPO / "configs" / "tokenizer" / "photos.yaml", "shapes": REPO / "configs" / "tokenizer" / "shapes.yaml"}
-GAUSS_MODEL = ["model.preset=photos"]  # budget / 2 Gaussians x (feature | joint geometry) tokens
+GAUSS_MODEL = ["model.preset=photos"]  # one token per Gaussian (gauss-1tok); `gauss` adds a joint geometry token
+JOINT_GEOMETRY = ["model.geometry_slots=[[x, y, scale_x, scale_y, rotation]]", "model.position_bins=16",
+                  "model.scale_bins=8", "model.rotation_bins=4"]  # 65,536 ids: the photos preset before 2026-12-06
+BUILT_IN_KINDS = ("vq", "gauss", "gauss-cont", "gauss-1tok")
 
 
 def split_overrides(text: str) -> list[str]:
@@ -65,13 +70,15 @@ def model_overrides(kind: str, budget: int, variants: dict[str, list[str]] | Non
         return ["model={type: grid_vq, preset: vq%d}" % budget]
     if kind == "gauss-cont":
         extra = ["model.quantize_geometry=false"]
+    elif kind == "gauss-1tok":  # one token per Gaussian: budget Gaussians
+        return ["model={}", *GAUSS_MODEL, f"model.num_gaussians={budget}"]
     elif kind == "gauss":
         extra = []
     elif variants and kind in variants:
         extra = variants[kind]
     else:
-        raise SystemExit(f"error: --kinds: unknown model kind {kind!r} (vq, gauss, gauss-cont or a --variant NAME)")
-    return ["model={}", *GAUSS_MODEL, f"model.num_gaussians={budget // 2}", *extra]
+        raise SystemExit(f"error: --kinds: unknown model kind {kind!r} (vq, gauss, gauss-cont, gauss-1tok or a --variant NAME)")
+    return ["model={}", *GAUSS_MODEL, *JOINT_GEOMETRY, f"model.num_gaussians={budget // 2}", *extra]
 
 
 def held_out(name: str, n: int):
@@ -189,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--budgets", default="64,128", help="tokens per image")
     p.add_argument("--train-sets", default="photos,shapes")
-    p.add_argument("--kinds", default="vq,gauss,gauss-cont")
+    p.add_argument("--kinds", default="vq,gauss,gauss-cont,gauss-1tok")
     p.add_argument("--seed", type=int, default=0, help="training seed (train.seed)")
     p.add_argument("--eval-samples", type=int, default=1000)
     p.add_argument("--feature-samples", type=int, default=6000, help="training photo patches for the FID net")
@@ -200,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = {}
     for spec in args.variant:
         name, _, rest = spec.partition(":")
-        if not name or name in ("vq", "gauss", "gauss-cont") or not rest:
+        if not name or name in BUILT_IN_KINDS or not rest:
             p.error(f"--variant {spec!r}: want NAME:key=value,... with a new NAME")
         variants[name] = split_overrides(rest)
     if args.steps < 0 or (args.steps == 0 and args.minutes <= 0):

@@ -61,11 +61,11 @@ def test_photos_preset_and_recipe():
     from gaussiantoken.tokenizer.model_types import config_from_spec
     from gaussiantoken.tokenizer.train import load_config
 
-    cfg = GaussianTokenizerConfig.preset("photos")
+    cfg = GaussianTokenizerConfig.preset("photos")  # 64 Gaussians x one token (geometry from the code)
     assert cfg.tokens_per_image == 64 and cfg.codebook_size == 1024 and cfg.decoder_norm_groups == 1
-    assert cfg.anchor_layout == "fill" and cfg.geometry_slots == [["x", "y", "scale_x", "scale_y", "rotation"]]
-    assert GaussianTokenizer(cfg).vocab_size == 1024 + 16 * 16 * 8 * 8 * 4
-    assert GaussianTokenizerConfig.photos(num_gaussians=64).tokens_per_image == 128
+    assert cfg.anchor_layout == "fill" and cfg.geometry_slots == [] and cfg.num_gaussians == 64
+    assert GaussianTokenizer(cfg).vocab_size == 1024  # the VQ's 640 bits per image
+    assert GaussianTokenizerConfig.photos(num_gaussians=128).tokens_per_image == 128
     recipe = Path(__file__).resolve().parents[2] / "configs" / "tokenizer" / "photos.yaml"
     run = load_config(recipe)
     assert run.data["name"] == "photo_patches" and run.val_data["split"] == "test"
