@@ -7,6 +7,7 @@ precomputed), and times the optimizer steps after a warm-up.
 
     python bench/train_lm.py                                   # CPU, configs/lm/shapes.yaml, fp32
     python bench/train_lm.py --device cuda --config configs/lm/gpu_400m.yaml   # ZeRO-2, bf16, 16 x 1024
+    python bench/train_lm.py --precision bf16 model.attn_implementation=eager  # CPU bf16 (AVX512-BF16 / AMX)
     python bench/train_lm.py ... --json bench/results/train_lm.json
 
 MFU = 6 * N * tokens/s / peak, N = trainable parameters of the backbone (embeddings included; the
@@ -71,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--deepspeed", default=None, help="DeepSpeed JSON (default: the config's train.deepspeed)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default=None,
+                        help="training precision (default: bf16 on CUDA, fp32 on CPU); bf16 on CPU is DeepSpeed's bf16 "
+                             "mode, fast where the CPU has AVX512-BF16 or AMX (add model.attn_implementation=eager)")
     parser.add_argument("--json", default=None)
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the run config")
     args = parser.parse_args(argv)
@@ -97,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     seq_len = args.seq_len or cfg.data.max_length or text_config.max_position_embeddings
     batch = args.batch_size or cfg.train.per_device_batch_size
     steps = args.steps or (20 if on_cuda else 5)
+    bf16 = on_cuda if args.precision is None else args.precision == "bf16"
     world = int(os.environ.get("WORLD_SIZE", "1"))
     text_config._attn_implementation = cfg.model.attn_implementation
     model = AutoModelForCausalLM.from_config(text_config, dtype=torch.float32)
@@ -119,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_train_lm_{os.getpid()}"
     targs = TrainingArguments(
         output_dir=str(out_dir), per_device_train_batch_size=batch, max_steps=args.warmup + steps,
-        learning_rate=1e-4, bf16=on_cuda, deepspeed=ds_config, report_to="none", use_cpu=not on_cuda,
+        learning_rate=1e-4, bf16=bf16, deepspeed=ds_config, report_to="none", use_cpu=not on_cuda,
         save_strategy="no", logging_steps=10_000, disable_tqdm=True, remove_unused_columns=False,
         dataloader_num_workers=2 if on_cuda else 0, gradient_checkpointing=cfg.train.gradient_checkpointing,
     )
@@ -131,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     tokens_per_s = batch * world * seq_len / step_s
     result = {
         "config": str(args.config), "device": torch.cuda.get_device_name() if on_cuda else f"cpu ({torch.get_num_threads()} threads)",
-        "deepspeed": ds_config, "precision": "bf16" if on_cuda else "fp32", "world_size": world,
+        "deepspeed": ds_config, "precision": "bf16" if bf16 else "fp32",
+        "attn_implementation": cfg.model.attn_implementation, "world_size": world,
         "params": n_params, "params_non_embedding": n_params - n_embed, "vocab_size": vocab,
         "batch_per_device": batch, "seq_len": seq_len, "timed_steps": len(timed), "median_step_s": step_s,
         "tokens_per_s": tokens_per_s,
@@ -141,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if trainer.is_world_process_zero():
         rows = [
             ("config", result["config"]), ("device", result["device"]), ("deepspeed", result["deepspeed"]),
-            ("precision", result["precision"]), ("processes", world),
+            ("precision", f"{result['precision']} ({result['attn_implementation']} attention)"), ("processes", world),
             ("params (non-emb.)", f"{n_params / 1e6:.1f}M ({(n_params - n_embed) / 1e6:.1f}M)"),
             ("batch x seq", f"{batch} x {seq_len} per device"), ("median step", f"{step_s * 1e3:.1f} ms"),
             ("tokens/s", f"{tokens_per_s:,.0f}"),

@@ -88,7 +88,7 @@ class TrainSettings:
     save_steps: int = 200
     save_total_limit: int = 2
     seed: int = 0
-    bf16: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | true | false
+    bf16: bool | str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | true | false (YAML or CLI booleans)
     resume: str | None = "auto"  # auto | PATH | null
     max_minutes: float | None = None
     stop_at_step: int | None = None  # checkpoint and exit at this step (split a run; the schedule keeps max_steps)

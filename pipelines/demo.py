@@ -21,11 +21,13 @@ the first); --out must be a folder.
 
 Budgets: the default demo is sized for about 15 minutes on 2 CPU cores, `--quick` for about 3
 (the CI smoke test), `--minutes N` for about N (the tokenizer keeps its 5 minutes, the LM gets the rest
-less ~3 minutes for the other stages). The LM trains on fresh Shapes scenes encoded on the fly
+less ~3 minutes for the other stages). `--precision auto` (the default) trains both stages in bf16 where the
+hardware computes it natively (GPUs; CPUs with AVX512-BF16 or AMX), else fp32 (`with_precision`: under bf16
+the tokenizer keeps 70% of its minutes, about its fp32 steps, and the LM gets the rest). The LM trains on fresh Shapes scenes encoded on the fly
 (`data.source=shapes_stream`, `lm.stream`: no scene repeats); the codes stage still shows the extract-codes
 path that real datasets use. Text-to-image is scored on the structured held-out sets (one-object prompts
 with new scenes, unseen two- and three-object compositions; `eval.text_to_image.prompt_sets`). Every stage reads the same YAML recipes a user would run by hand; the demo only
-overrides paths, sizes and time budgets (see `PLANS`).
+overrides paths, sizes, time budgets and precision (see `PLANS`, `with_precision`).
 """
 
 from __future__ import annotations
@@ -98,6 +100,25 @@ def plan_for(quick: bool = False, minutes: float | None = None) -> tuple[str, Pl
                          f"{base.tokenizer_minutes + OTHER_STAGES_MINUTES + 1:.0f}")
     return f"minutes-{minutes:g}", replace(base, lm_minutes=lm_minutes, lm_steps=max(base.lm_steps, int(400 * lm_minutes)))
 TRAIN_SEED, HELDOUT_SEED = 0, 1234
+
+
+BF16_TOKENIZER_SHARE = 0.7  # of the tokenizer's fp32 minutes, under bf16 (about its fp32 steps); the LM gets the rest
+
+
+def with_precision(plan: Plan, precision: str, on_cuda: bool) -> Plan:
+    """The plan with both trainers set to `precision` ("bf16" | "fp32", from `runtime.precision.resolve_precision`):
+    the tokenizer's autocast (`train.mixed_precision`), the LM's DeepSpeed bf16 (`train.bf16`) and, for bf16 on
+    CPU, eager attention (CPU flash attention does not gain from bf16; eager does). Measured on the 2-core build
+    machine (bench/RESULTS.md, 2026-12-06): the tokenizer makes 1.46x the steps in 5 minutes under bf16 (41.7 ->
+    48.3 dB, exact scenes 0.996 -> 0.998), the LM 1.50x with level losses. So under bf16 the tokenizer keeps 70% of
+    its minutes (about its fp32 steps) and the LM gets the rest."""
+    bf16 = precision == "bf16"
+    lm = [f"train.bf16={str(bf16).lower()}"] + (["model.attn_implementation=eager"] if bf16 and not on_cuda else [])
+    tokenizer_minutes = round(plan.tokenizer_minutes * BF16_TOKENIZER_SHARE, 2) if bf16 else plan.tokenizer_minutes
+    return replace(plan, tokenizer_minutes=tokenizer_minutes,
+                   lm_minutes=plan.lm_minutes + plan.tokenizer_minutes - tokenizer_minutes,
+                   extra_tokenizer=[*plan.extra_tokenizer, f"train.mixed_precision={'bf16' if bf16 else 'no'}"],
+                   extra_lm=[*plan.extra_lm, *lm])
 
 
 # ----------------------------------------------------------------------------- stage bookkeeping
@@ -318,20 +339,29 @@ def run_demo(out: str | os.PathLike = "runs/demo", *args, **kwargs) -> dict:
 
 
 def _run_demo(out: str | os.PathLike = "runs/demo", quick: bool = False, threads: int | None = None,
-             minutes: float | None = None) -> dict:
+             minutes: float | None = None, precision: str = "auto") -> dict:
     """Run (or continue) the demo; returns the final metrics dict."""
     import torch
 
+    from gaussiantoken.runtime.precision import resolve_precision
+
     if threads:
         torch.set_num_threads(threads)
+    on_cuda = torch.cuda.is_available()
+    precision = resolve_precision(precision, on_cuda)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     flavour, plan = plan_for(quick, minutes)
+    plan = with_precision(plan, precision, on_cuda)
     stages = Stages(out)
     previous = stages.done("plan")
     if previous is not None and previous.get("flavour") != flavour:
         raise ValueError(f"{out} holds a {previous.get('flavour')!r} demo; use another --out for a {flavour!r} run")
-    stages.finish("plan", {"flavour": flavour})
+    if previous is not None and previous.get("precision", precision) != precision:
+        raise ValueError(f"{out} holds a demo trained in {previous['precision']}; continue it with --precision "
+                         f"{previous['precision']} or use another --out for a {precision} run")
+    stages.finish("plan", {"flavour": flavour, "precision": precision})
+    print(f"demo: {flavour}, {precision} training", flush=True)
     timings: dict[str, float] = {}
     for index, name in enumerate(STAGES, 1):
         record = stages.done(name)
@@ -352,7 +382,7 @@ def _run_demo(out: str | os.PathLike = "runs/demo", quick: bool = False, threads
     table = summary_table(metrics, timings)
     report = (out / "eval" / "report.md").read_text(encoding="utf-8")
     report = report.replace("](", "](eval/")  # the eval report's image links, relative to OUT
-    atomic_write_text(out / "report.md", f"{report}\n\n## Demo summary ({flavour})\n\n{table}\n")
+    atomic_write_text(out / "report.md", f"{report}\n\n## Demo summary ({flavour}, {precision} training)\n\n{table}\n")
     print("\n" + table)
     print(f"\nOutputs in {out}: report.md, metrics.json, tokenizer/, lm/ (each with a README.md model card)")
     return metrics
@@ -365,11 +395,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="about N minutes in all instead of ~15: the LM gets the extra time")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="training precision of both stages (default auto: bf16 on GPUs and on CPUs that compute "
+                             "bf16 natively, AVX512-BF16 or AMX; else fp32)")
     args = parser.parse_args(argv)
     if args.quick and args.minutes is not None:
         parser.error("--quick and --minutes exclude each other")
     try:
-        run_demo(args.out, quick=args.quick, threads=args.threads, minutes=args.minutes)
+        run_demo(args.out, quick=args.quick, threads=args.threads, minutes=args.minutes, precision=args.precision)
     except StageFailed as err:  # the stage's command has printed its own error
         print(f"gaussiantoken demo: {err}", file=sys.stderr)
         return 143 if err.status in (143, -2, -15) else (err.status if err.status > 0 else 1)

@@ -210,3 +210,18 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(image_tokenizer_dir, codes_dir
     assert 1 <= int(checkpoints[0].name.split("-")[1]) < 1000
     assert not (out / "final").exists() and not (out / ".final-staging").exists()
     assert "stopped by a signal" in text and "Traceback" not in text
+
+
+def test_bf16_setting_takes_cli_and_yaml_booleans(image_tokenizer_dir, codes_dir, text_tokenizer_dir, tmp_path):
+    """train.bf16 accepts auto and booleans as the command line / YAML spell them (`train.bf16=true` parses as
+    a YAML boolean); anything else is a one-line error naming the key."""
+    from gaussiantoken.lm.train_build import _use_bf16
+
+    args = (image_tokenizer_dir, codes_dir, text_tokenizer_dir, tmp_path / "o")
+    for value, on_cpu, on_cuda in (("true", True, True), ("false", False, False), ("auto", False, True),
+                                   ("True", True, True)):
+        cfg = load_run_config(LMRunConfig, CONFIG, overrides(*args, **{"train.bf16": value}))
+        check_config(cfg)
+        assert (_use_bf16(cfg, on_cuda=False), _use_bf16(cfg, on_cuda=True)) == (on_cpu, on_cuda), value
+    with pytest.raises(ValueError, match="train.bf16"):
+        check_config(load_run_config(LMRunConfig, CONFIG, overrides(*args, **{"train.bf16": "maybe"})))

@@ -73,6 +73,28 @@ def test_demo_refuses_to_mix_flavours(demo_dir):
     assert proc.returncode != 0 and "quick" in proc.stderr
 
 
+def test_demo_trains_in_the_resolved_precision_and_keeps_it(demo_dir):
+    """--precision auto resolves once (bf16 on CPUs with native bf16, else fp32: runtime.precision), both trainers
+    get it (their saved recipes say so), and a rerun asking for the other precision is refused (exit 2)."""
+    import yaml
+
+    from gaussiantoken.runtime.precision import resolve_precision
+
+    out, stdout = demo_dir
+    want = resolve_precision("auto", on_cuda=False)
+    assert json.loads((out / "stages" / "plan.json").read_text())["precision"] == want
+    assert f"{want} training" in stdout and f"{want} training" in (out / "report.md").read_text()
+    tok = yaml.safe_load((out / "tokenizer" / "train_config.yaml").read_text())
+    lm = yaml.safe_load((out / "lm" / "train_config.yaml").read_text())
+    assert tok["train"]["mixed_precision"] == ("bf16" if want == "bf16" else "no")
+    assert str(lm["train"]["bf16"]).lower() == str(want == "bf16").lower()
+    assert lm["model"]["attn_implementation"] == ("eager" if want == "bf16" else "sdpa")
+    other = "fp32" if want == "bf16" else "bf16"
+    proc = subprocess.run([sys.executable, "-m", "gaussiantoken", "demo", "--quick", "--out", str(out), "--precision",
+                           other], env=_child_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and f"trained in {want}" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_demo_writes_hub_model_cards(demo_dir):
     import yaml
 

@@ -26,3 +26,20 @@ def test_demo_cli_refuses_bad_minutes(tmp_path):
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2, proc.stderr
         assert "minutes" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_with_precision_sets_both_trainers_and_moves_tokenizer_minutes_to_the_lm():
+    from gaussiantoken.pipelines.demo import BF16_TOKENIZER_SHARE, with_precision
+
+    base = PLANS["default"]
+    fp32 = with_precision(base, "fp32", on_cuda=False)
+    assert (fp32.tokenizer_minutes, fp32.lm_minutes) == (base.tokenizer_minutes, base.lm_minutes)
+    assert fp32.extra_tokenizer[-1] == "train.mixed_precision=no" and "train.bf16=false" in fp32.extra_lm
+    assert not any("attn_implementation" in o for o in fp32.extra_lm)
+    bf16 = with_precision(base, "bf16", on_cuda=False)
+    assert bf16.tokenizer_minutes == round(base.tokenizer_minutes * BF16_TOKENIZER_SHARE, 2) < base.tokenizer_minutes
+    assert bf16.tokenizer_minutes + bf16.lm_minutes == base.tokenizer_minutes + base.lm_minutes  # same total
+    assert "train.mixed_precision=bf16" in bf16.extra_tokenizer
+    assert {"train.bf16=true", "model.attn_implementation=eager"} <= set(bf16.extra_lm)
+    assert "model.attn_implementation=eager" not in with_precision(base, "bf16", on_cuda=True).extra_lm  # GPUs: sdpa
+    assert base.extra_lm == PLANS["default"].extra_lm  # the shared plan is not changed in place

@@ -82,3 +82,21 @@ def test_stop_flag_catches_sigterm():
         assert flag.requested and flag.signum == signal.SIGTERM
     finally:
         flag.restore()
+
+
+def test_resolve_precision():
+    from gaussiantoken.runtime.precision import cpu_has_native_bf16, resolve_precision
+
+    native = cpu_has_native_bf16()
+    assert isinstance(native, bool)
+    flags = ""
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as fh:
+            flags = " ".join(line for line in fh if line.startswith("flags"))
+    if flags:  # the probe agrees with what the kernel reports
+        assert native == any(f in flags.split() for f in ("avx512_bf16", "amx_tile", "amx_bf16"))
+    assert resolve_precision("auto", on_cuda=True) == "bf16"
+    assert resolve_precision("auto", on_cuda=False) == ("bf16" if native else "fp32")
+    assert resolve_precision("fp32", on_cuda=True) == "fp32" and resolve_precision("bf16", on_cuda=False) == "bf16"
+    with pytest.raises(ValueError, match="'fp16'"):
+        resolve_precision("fp16", on_cuda=False)

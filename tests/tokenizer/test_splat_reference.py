@@ -147,6 +147,28 @@ def test_float32_matches_float64():
     assert (out32.double() - ref).abs().max() <= 1e-5 * ref.abs().max()
 
 
+@pytest.mark.parametrize("max_elements", [1 << 22, 64])  # one piece, and checkpointed chunks
+def test_bf16_autocast_computes_in_float32_and_backpropagates(max_elements):
+    """Under CPU bf16 autocast (the tokenizer trainer's train.mixed_precision=bf16) the reference renders in
+    float32: the same values and gradients as without autocast (bf16 features come out bf16, rendered exactly)."""
+    m, s, r, f, o = (t.float().requires_grad_() for t in random_gaussians(2, 5, 3, seed=21))
+    ref = splat_reference(m, s, r, f, 8, 8, o, max_elements=max_elements)
+    ref_grads = torch.autograd.grad(ref.square().sum(), (m, s, r, f, o))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = splat(m, s, r, f, 8, 8, o)
+        out_chunked = splat_reference(m, s, r, f, 8, 8, o, max_elements=max_elements)
+        f16 = f.detach().bfloat16().requires_grad_()
+        out16 = splat_reference(m, s, r, f16, 8, 8, o, max_elements=max_elements)
+    assert out.dtype == torch.float32 and torch.equal(out, ref) and torch.equal(out_chunked, ref)
+    grads = torch.autograd.grad(out_chunked.square().sum(), (m, s, r, f, o))
+    for g, want in zip(grads, ref_grads):
+        assert torch.allclose(g, want, rtol=1e-5, atol=1e-6)
+    assert out16.dtype == torch.bfloat16
+    assert torch.equal(out16, splat_reference(m, s, r, f16.float(), 8, 8, o, max_elements=max_elements).bfloat16())
+    (g16,) = torch.autograd.grad(out16.float().square().sum(), (f16,))
+    assert g16.dtype == torch.bfloat16 and torch.isfinite(g16).all()
+
+
 def test_opacities_none_means_one():
     m, s, r, f, _ = random_gaussians(2, 3, 2, seed=9)
     assert torch.equal(splat_reference(m, s, r, f, 6, 6), splat_reference(m, s, r, f, 6, 6, torch.ones(2, 3, dtype=F64)))

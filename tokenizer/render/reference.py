@@ -136,8 +136,15 @@ def splat_reference(
 ) -> torch.Tensor:  # [B, C, H, W]
     """Render Gaussians by the plain-sum rule. Inputs are assumed validated (see `render.splat`).
 
-    Computes in float32 at least (float64 stays float64); the result has the features' dtype.
+    Computes in float32 at least (float64 stays float64), autocast off inside (under bf16 autocast the
+    bmm would otherwise run in bf16 and hand backward mixed dtypes); the result has the features' dtype.
     """
+    with torch.autocast(features.device.type, enabled=False):
+        return _splat_reference(means, scales, rotations, features, height, width, opacities, max_elements)
+
+
+def _splat_reference(means, scales, rotations, features, height, width, opacities, max_elements):
+    """`splat_reference` with autocast off."""
     out_dtype = features.dtype
     dtype = torch.promote_types(torch.promote_types(means.dtype, features.dtype), torch.float32)
     B, M, C = features.shape
