@@ -348,18 +348,22 @@ def _run_demo(out: str | os.PathLike = "runs/demo", quick: bool = False, threads
     if threads:
         torch.set_num_threads(threads)
     on_cuda = torch.cuda.is_available()
-    precision = resolve_precision(precision, on_cuda)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     flavour, plan = plan_for(quick, minutes)
-    plan = with_precision(plan, precision, on_cuda)
     stages = Stages(out)
     previous = stages.done("plan")
     if previous is not None and previous.get("flavour") != flavour:
         raise ValueError(f"{out} holds a {previous.get('flavour')!r} demo; use another --out for a {flavour!r} run")
-    if previous is not None and previous.get("precision", precision) != precision:
-        raise ValueError(f"{out} holds a demo trained in {previous['precision']}; continue it with --precision "
-                         f"{previous['precision']} or use another --out for a {precision} run")
+    resolved = resolve_precision(precision, on_cuda)
+    if previous is not None:  # a run continues in its own precision (demos before --precision: the trainers' auto)
+        own = previous.get("precision", "bf16" if on_cuda else "fp32")
+        if own != resolved and precision != "auto":
+            raise ValueError(f"{out} holds a demo trained in {own}; continue it with --precision {own} (or auto) "
+                             f"or use another --out for a {resolved} run")
+        resolved = own
+    precision = resolved
+    plan = with_precision(plan, precision, on_cuda)
     stages.finish("plan", {"flavour": flavour, "precision": precision})
     print(f"demo: {flavour}, {precision} training", flush=True)
     timings: dict[str, float] = {}

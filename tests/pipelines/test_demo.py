@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -75,7 +76,8 @@ def test_demo_refuses_to_mix_flavours(demo_dir):
 
 def test_demo_trains_in_the_resolved_precision_and_keeps_it(demo_dir):
     """--precision auto resolves once (bf16 on CPUs with native bf16, else fp32: runtime.precision), both trainers
-    get it (their saved recipes say so), and a rerun asking for the other precision is refused (exit 2)."""
+    get it (their saved recipes say so), a rerun asking for the other precision is refused (exit 2), and a demo
+    folder from before --precision (no precision in its plan) continues in fp32, the trainers' CPU default."""
     import yaml
 
     from gaussiantoken.runtime.precision import resolve_precision
@@ -93,6 +95,13 @@ def test_demo_trains_in_the_resolved_precision_and_keeps_it(demo_dir):
     proc = subprocess.run([sys.executable, "-m", "gaussiantoken", "demo", "--quick", "--out", str(out), "--precision",
                            other], env=_child_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and f"trained in {want}" in proc.stderr and "Traceback" not in proc.stderr
+    legacy = out.parent / (out.name + "_legacy")  # a copy whose plan predates --precision: every stage done
+    shutil.copytree(out, legacy)
+    (legacy / "stages" / "plan.json").write_text(json.dumps({"flavour": "quick"}))
+    proc = subprocess.run([sys.executable, "-m", "gaussiantoken", "demo", "--quick", "--out", str(legacy)],
+                          env=_child_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "quick, fp32 training" in proc.stdout, proc.stderr[-2000:]
+    assert json.loads((legacy / "stages" / "plan.json").read_text())["precision"] == "fp32"
 
 
 def test_demo_writes_hub_model_cards(demo_dir):
