@@ -108,7 +108,7 @@ BF16_TOKENIZER_SHARE = 0.7  # of the tokenizer's fp32 minutes, under bf16 (about
 def with_precision(plan: Plan, precision: str, on_cuda: bool) -> Plan:
     """The plan with both trainers set to `precision` ("bf16" | "fp32", from `runtime.precision.resolve_precision`):
     the tokenizer's autocast (`train.mixed_precision`), the LM's DeepSpeed bf16 (`train.bf16`) and, for bf16 on
-    CPU, eager attention (CPU flash attention does not gain from bf16; eager does). Measured on the 2-core build
+    CPU, eager attention (the step with sdpa gains 1.16x from bf16, with eager 1.50x against fp32 sdpa). Measured on the 2-core build
     machine (bench/RESULTS.md, 2026-12-06): the tokenizer makes 1.46x the steps in 5 minutes under bf16 (41.7 ->
     48.3 dB, exact scenes 0.996 -> 0.998), the LM 1.50x with level losses. So under bf16 the tokenizer keeps 70% of
     its minutes (about its fp32 steps) and the LM gets the rest."""

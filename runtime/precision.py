@@ -1,8 +1,8 @@
 """Which float precision a training run computes in: the one switch point for "bf16 where it is fast".
 
 bf16 pays where the hardware multiplies bf16 natively: CUDA GPUs, and CPUs with AVX512-BF16 or AMX (oneDNN
-then runs bf16 matmuls and convolutions at up to twice the fp32 rate). Elsewhere a CPU emulates bf16, slower
-than fp32. Measured on the 2-core build machine (AVX512-BF16, bench/RESULTS.md): the demo's LM step 1.50x
+then has bf16 kernels for matmuls and convolutions). Elsewhere a CPU has to emulate bf16 (not measured here;
+`auto` keeps fp32 there). Measured on the 2-core build machine (AVX512-BF16, bench/RESULTS.md): the demo's LM step 1.50x
 faster (DeepSpeed bf16 + eager attention), the Shapes tokenizer step about 1.4x (autocast), losses level.
 
 - `cpu_has_native_bf16()`: does this CPU compute bf16 natively (torch's own CPU capability probes)?

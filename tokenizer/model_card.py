@@ -136,7 +136,7 @@ def model_card(directory, config, metrics: dict | None = None) -> str:
             f'model = AutoModelForCausalLM.from_pretrained("{name}")',
             f'processor = AutoProcessor.from_pretrained("{name}")',
             f't2i = pipeline("text-to-image", model="{name}")',
-            'images = t2i("a large red circle above a small blue square", guidance_scale=1.5)',
+            'images = t2i("a large red circle above a small blue square")  # sampling defaults: lm/sampling_defaults.py',
             f'itt = pipeline("image-text-to-text", model="{name}")',
             'chat = [{"role": "user", "content": [{"type": "image", "image": images[0]},',
             '                                     {"type": "text", "text": "Describe the image."}]}]',

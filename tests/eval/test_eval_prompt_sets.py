@@ -70,3 +70,15 @@ def test_harness_config_prompt_sets(tmp_path):
     assert text_to_image_prompts(plain.text_to_image, 32, sets=True)[1] is None
     with pytest.raises((ValueError, TypeError), match="prompt_sets"):
         load_config(config, ["text_to_image.prompt_sets=3"])
+
+
+def test_eval_recipe_samples_with_the_shared_defaults():
+    """configs/eval/shapes.yaml spells out the text-to-image sampling (so reports show it); it must be the one
+    in lm/sampling_defaults.py that the pipeline, CLI and benches use."""
+    from pathlib import Path
+
+    from gaussiantoken.eval.run import load_config
+    from gaussiantoken.lm.sampling_defaults import T2I_GUIDANCE_SCALE, T2I_TEMPERATURE
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "eval" / "shapes.yaml", [])
+    assert (cfg.text_to_image.guidance_scale, cfg.text_to_image.temperature) == (T2I_GUIDANCE_SCALE, T2I_TEMPERATURE)
