@@ -122,6 +122,9 @@ class GaussianTokenLMConfig(PretrainedConfig):
             image_vocab_size + extra).
         image_groups: 0, or K: each input image's tokens also get a learned embedding of their Gaussian's object
             group (0 background, 1..K foreground components left to right; `lm.object_groups`).
+        input_layout: "grid" (captioning / VQA read an input image as the tokenizer's codes in anchor order) or
+            "objects" (as the object-major span of its foreground components, `lm.object_groups.input_span`;
+            needs object_layout and image_groups).
     """
 
     model_type = MODEL_TYPE
@@ -142,6 +145,7 @@ class GaussianTokenLMConfig(PretrainedConfig):
         image_token_id: int | None = None,
         object_layout: dict | None = None,
         image_groups: int = 0,
+        input_layout: str = "grid",
         **kwargs,
     ):
         self.text_config = _as_text_config(text_config)
@@ -158,6 +162,11 @@ class GaussianTokenLMConfig(PretrainedConfig):
         if not isinstance(image_groups, int) or image_groups < 0:
             raise ValueError(f"image_groups must be an int >= 0, got {image_groups!r}")
         self.image_groups = int(image_groups)
+        if input_layout not in ("grid", "objects"):
+            raise ValueError(f"input_layout must be grid or objects, got {input_layout!r}")
+        if input_layout == "objects" and not (self.object_layout and self.image_groups):
+            raise ValueError("input_layout=objects needs an object_layout and image_groups > 0")
+        self.input_layout = input_layout
         kwargs.setdefault("tie_word_embeddings", getattr(self.text_config, "tie_word_embeddings", False))
         for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
             kwargs.setdefault(key, getattr(self.text_config, key, None))

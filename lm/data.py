@@ -13,6 +13,11 @@ targets only (`lm.canonical.BackgroundCanon`); captioning and VQA read the codes
 (`lm.object_layout.ObjectLayout`) writes text-to-image targets object-major from the rows'
 "objects" column (the stream's slot lists per object, in caption order). `image_input_loss` puts loss on the
 input image's codes of captioning/VQA sequences too (the image modelled in the tokenizer's order).
+`input_objects` writes the input image of captioning/VQA as the object-major span of its groups
+(`lm.object_groups.input_span`; rows need "groups"; the LM config's `input_layout: objects`).
+`vqa_turns` > 1 asks up to that many of a row's questions in one VQA sequence (a multi-turn conversation
+about the image, `lm.sequences.build_vqa_turns`), starting from the drawn question: more answers learned per
+image read.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from gaussiantoken.lm.sequences import (
     build_caption,
     build_text_to_image,
     build_vqa,
+    build_vqa_turns,
 )
 
 REQUIRED_COLUMNS = {"text_to_image": ("caption",), "caption": ("caption",), "vqa": ("questions", "answers")}
@@ -88,12 +94,21 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         image_input_loss: bool = False,
         image_groups: bool = False,
         canonical_captions: bool = False,
+        vqa_turns: int = 1,
+        input_objects: bool = False,
     ):
         ratios = ratios if ratios is not None else {"text_to_image": 1.0, "caption": 1.0, "vqa": 1.0}
         if not 0.0 <= caption_dropout <= 1.0:
             raise ValueError(f"caption_dropout must be in [0, 1], got {caption_dropout}")
         if repeats < 1:
             raise ValueError(f"repeats must be >= 1, got {repeats}")
+        if not isinstance(vqa_turns, int) or vqa_turns < 1:
+            raise ValueError(f"vqa_turns must be an int >= 1, got {vqa_turns!r}")
+        self.vqa_turns = vqa_turns  # questions per VQA sequence (as many as the row has, at most this)
+        # captioning / VQA read the input image as the object-major span of its groups (lm.object_groups.input_span)
+        self.input_objects = bool(input_objects)
+        if self.input_objects and (object_layout is None or "groups" not in dataset.column_names):
+            raise ValueError("object-major input images need the object layout and rows with a 'groups' column")
         validate_codes_dataset(dataset, ratios, layout)
         self.dataset, self.tokenizer, self.layout = dataset, tokenizer, layout
         self.ratios = normalize_ratios(ratios)
@@ -142,17 +157,19 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
             seq = build_text_to_image(self.tokenizer, "" if drop else row["caption"], codes, self.layout, self.max_length)
         elif task == "caption":
             caption = row["caption_canonical"] if self.canonical_captions else row["caption"]
-            seq = build_caption(self.tokenizer, caption, codes, self.layout, self.max_length, self.image_input_loss)
+            seq = build_caption(self.tokenizer, caption, codes, self.layout, self.max_length, self.image_input_loss,
+                                span=self._input_span(row))
         else:
             questions, answers = row["questions"], row["answers"]
             if not questions or len(questions) != len(answers):
                 raise ValueError(f"row {record}: questions/answers must be non-empty and of equal length")
-            k = q % len(questions)
-            seq = build_vqa(self.tokenizer, questions[k], answers[k], codes, self.layout, self.max_length,
-                            self.image_input_loss)
+            k, n = q % len(questions), min(self.vqa_turns, len(questions))
+            order = [(k + j) % len(questions) for j in range(n)]  # from the drawn question on, cyclically
+            seq = build_vqa_turns(self.tokenizer, [questions[j] for j in order], [answers[j] for j in order], codes,
+                                  self.layout, self.max_length, self.image_input_loss, span=self._input_span(row))
         if self.image_groups:  # the input image's Gaussians carry their object group; text-to-image targets none
-            groups = [0] * len(seq["input_ids"])
-            if task != "text_to_image":
+            groups = [0] * len(seq["input_ids"])  # (an object-major input span marks its objects itself: none)
+            if task != "text_to_image" and not self.input_objects:
                 start = seq["input_ids"].index(self.layout.boi_token_id) + 1
                 per_slot = row["groups"]
                 G = self.layout.tokens_per_image // len(per_slot)
@@ -160,6 +177,13 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
             seq["image_groups"] = groups
         seq["task"] = task
         return seq
+
+    def _input_span(self, row) -> list[int] | None:
+        if not self.input_objects:
+            return None
+        from gaussiantoken.lm.object_groups import input_span
+
+        return input_span(self.object_layout, row["codes"], row["groups"])
 
     def longest_sequence(self) -> int:
         """Upper bound of the sequence length over all records and tasks (checks the context before training)."""
@@ -171,15 +195,20 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         captions = list(text["caption"]) if "caption" in cols else [""]
         cap = max(count(c) for c in captions) if captions else 0
         longest = 0
+        # an object-major input span may outgrow the T codes (every slot written, with its slot token)
+        extra = max(0, self.object_layout.max_span_tokens - (T + 1)) if self.input_objects else 0
         if self.ratios["text_to_image"] > 0:
             image = dict(codes=None, span=[0] * (self.object_layout.max_span_tokens - 1)) if self.object_layout else dict(codes=[0] * T)
             longest = max(longest, len(build_text_to_image(self.tokenizer, "", layout=self.layout, **image)["input_ids"]) + cap)
         if self.ratios["caption"] > 0:
-            longest = max(longest, len(build_caption(self.tokenizer, "", [0] * T, self.layout)["input_ids"]) + cap)
+            longest = max(longest, len(build_caption(self.tokenizer, "", [0] * T, self.layout)["input_ids"]) + cap + extra)
         if self.ratios["vqa"] > 0:
             q = max((count(x) for qs in text["questions"] for x in qs), default=0)
             a = max((count(x) for ans in text["answers"] for x in ans), default=0)
-            longest = max(longest, len(build_vqa(self.tokenizer, "", "", [0] * T, self.layout)["input_ids"]) + q + a)
+            turns = min(self.vqa_turns, max((len(qs) for qs in text["questions"]), default=1))
+            one = len(build_vqa(self.tokenizer, "", "", [0] * T, self.layout)["input_ids"])
+            more = len(build_vqa_turns(self.tokenizer, ["", ""], ["", ""], [0] * T, self.layout)["input_ids"]) - one
+            longest = max(longest, one + q + a + (turns - 1) * (more + q + a) + extra)
         return longest
 
 

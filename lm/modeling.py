@@ -109,6 +109,7 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
         dtype: torch.dtype | None = None,
         object_layout: dict | None = None,
         image_groups: int = 0,
+        input_layout: str = "grid",
     ) -> "GaussianTokenForCausalLM":
         """Vocabulary extension: backbone (from `text_config` or local `base_model` dir) + image tokenizer.
 
@@ -160,7 +161,7 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
             image_vocab_size=image_tokenizer.vocab_size,
             tokens_per_image=image_tokenizer.tokens_per_image,
             boi_token_id=ids[0], eoi_token_id=ids[1], image_token_id=ids[2], object_layout=object_layout,
-            image_groups=image_groups,
+            image_groups=image_groups, input_layout=input_layout,
             bos_token_id=text_tokenizer.bos_token_id, eos_token_id=text_tokenizer.eos_token_id, pad_token_id=pad,
         )
         model = cls(config)
@@ -311,6 +312,10 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
         if pixel_values is not None:
             if input_ids is None:
                 raise ValueError("pixel_values need input_ids with <image> placeholders (not inputs_embeds)")
+            if self.config.input_layout == "objects":
+                raise ValueError("this model reads input images as object-major spans (input_layout=objects), whose "
+                                 "length the image decides: call generate(), or build input_ids with "
+                                 "lm.generation.object_input_rows, not forward(pixel_values=...)")
             input_ids = self.merge_image_tokens(input_ids, pixel_values)
         elif input_ids is not None and int((input_ids == self.config.image_token_id).sum()) >= self.config.tokens_per_image:
             raise ValueError(
@@ -352,6 +357,15 @@ class GaussianTokenForImageTextToText(GaussianTokenForCausalLM):
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         config = kwargs.get("generation_config") or self.generation_config
         new_tokens = kwargs.get("max_new_tokens", getattr(config, "max_new_tokens", None))
+        if self.config.input_layout == "objects" and input_ids is not None:  # images -> object-major spans
+            from gaussiantoken.lm.generation import object_input_rows
+
+            if args:
+                kwargs["input_ids"], args = args[0], args[1:]
+            rows = object_input_rows(self, input_ids, kwargs.get("attention_mask"), kwargs.pop("pixel_values", None))
+            if rows is not None:
+                kwargs["input_ids"], kwargs["attention_mask"] = rows
+                input_ids = rows[0]
         if input_ids is not None and new_tokens is not None:  # a clear error instead of positions past the context
             check_context(self.config, input_ids.shape[-1], int(new_tokens))
         processors = LogitsProcessorList(list(logits_processor or []))

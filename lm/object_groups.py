@@ -17,6 +17,11 @@ config each input-image token also gets a learned embedding of its Gaussian's ob
 No ground truth is used: the groups are a function of the image (training: the rendered scene; inference: the
 image given, or the tokenizer's reconstruction of given codes), so captioning and VQA work on any image. The
 rule needs a flat background (the Shapes world); real photographs keep `image_groups: 0`.
+
+With `input_layout: objects` in the LM config the groups go further: the input image is written as the
+object-major span text-to-image writes (`lm.object_layout`), one `<obj>` per foreground group left to right with
+its Gaussians (`group_slots`, `input_span`), background Gaussians left out; each object's tokens are then
+contiguous and in the form the LM itself draws objects in.
 """
 
 from __future__ import annotations
@@ -66,4 +71,20 @@ def pixels_to_uint8(pixels: torch.Tensor) -> np.ndarray:
     return ((pixels.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
-__all__ = ["foreground_components", "object_groups", "pixels_to_uint8"]
+def group_slots(groups) -> list[list[int]]:
+    """Groups of one image's Gaussians [M] (0 background, 1..K) -> the slot lists of groups 1..K that hold any,
+    in group order (left to right); an image with no foreground group is one object of all M slots."""
+    groups = [int(g) for g in groups]
+    objects = [[k for k, g in enumerate(groups) if g == j] for j in range(1, max(groups, default=0) + 1)]
+    objects = [o for o in objects if o]
+    return objects or [list(range(len(groups)))]
+
+
+def input_span(layout, codes, groups) -> list[int]:
+    """An input image as the object-major span (`model.input_layout: objects`): LOCAL codes [M * G] + its
+    Gaussians' groups [M] -> LM ids after <boi> up to <eoi>: one object per foreground group, left to right,
+    in `lm.object_layout.ObjectLayout`'s form (the form text-to-image writes), background Gaussians left out."""
+    return layout.span(codes, group_slots(groups))
+
+
+__all__ = ["foreground_components", "object_groups", "pixels_to_uint8", "group_slots", "input_span"]

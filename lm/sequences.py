@@ -15,13 +15,15 @@ Prompt formats (strings; tokenized with the text tokenizer, bos added by the tok
   `caption_dropout` so this prompt is in-distribution.
 - captioning:     caption_prompt() = "<image>Describe the image."  ; target: caption + eos
 - VQA:            vqa_prompt(question) = "<image>Question: {question} Answer:"  ; target: answer + eos
+                  (several turns about one image, `build_vqa_turns`: each later turn appends
+                  "Question: {q} Answer:" + answer + eos, as the chat template writes a conversation)
 
 Training sequences are built at the id level: the prompt is tokenized as a string (exactly as at
 inference), each "<image>" placeholder id is expanded to <boi> + codes + <eoi>, and the target is
 tokenized separately (without specials) and appended with eos. Labels are -100 where no loss applies:
   text-to-image: loss on the T image tokens, <eoi> and eos (not on the prompt, not on <boi>)
   captioning:    loss on the caption tokens and eos
-  VQA:           loss on the answer tokens and eos
+  VQA:           loss on the answer tokens and eos (of every turn)
   (captioning/VQA with `image_loss=True`, data.image_input_loss: also on the input image's codes, i.e. the
   image modelled unconditionally in the tokenizer's order; the span's <boi>/<eoi> keep no loss)
 """
@@ -200,6 +202,19 @@ def expand_image_placeholders(
     return out
 
 
+def expand_image_spans(ids: Sequence[int], layout: VocabLayout, spans: Sequence[Sequence[int]]) -> list[int]:
+    """Replace each "<image>" id in `ids` by <boi> + its span (LM ids, e.g. an object-major input span) + <eoi>.
+    Raises ValueError when the number of placeholders and spans differ."""
+    count = sum(1 for i in ids if i == layout.image_token_id)
+    if count != len(spans):
+        raise ValueError(f"text has {count} {IMAGE_TOKEN} placeholder(s) but {len(spans)} image span(s) were given")
+    out: list[int] = []
+    it = iter(spans)
+    for i in ids:
+        out += [layout.boi_token_id, *(int(t) for t in next(it)), layout.eoi_token_id] if i == layout.image_token_id else [int(i)]
+    return out
+
+
 def _tokenize(tokenizer, text: str, add_special_tokens: bool) -> list[int]:
     return list(tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
 
@@ -252,38 +267,72 @@ def build_text_to_image(
     return {"input_ids": input_ids, "labels": labels}
 
 
-def _image_prompt_sequence(tokenizer, prompt_text, target, codes, layout, max_length, what, image_loss=False):
-    prompt = expand_image_placeholders(_prompt_ids(tokenizer, prompt_text, layout), layout, [codes])
+def _image_prompt_sequence(tokenizer, prompt_text, target, codes, layout, max_length, what, image_loss=False, span=None):
+    ids = _prompt_ids(tokenizer, prompt_text, layout)
+    if span is None:
+        prompt = expand_image_placeholders(ids, layout, [codes])
+        lo, hi = layout.image_token_offset, layout.image_token_offset + layout.image_vocab_size
+        labels = [i if image_loss and lo <= i < hi else IGNORE_INDEX for i in prompt]
+    else:  # the image as an object-major span (LM ids between <boi> and <eoi>, lm.object_groups.input_span)
+        prompt = expand_image_spans(ids, layout, [span])
+        k = prompt.index(layout.boi_token_id) + 1
+        labels = [i if image_loss and k <= j < k + len(span) else IGNORE_INDEX for j, i in enumerate(prompt)]
     answer = _target_ids(tokenizer, target, layout)
     input_ids = prompt + answer
-    lo, hi = layout.image_token_offset, layout.image_token_offset + layout.image_vocab_size
-    labels = [i if image_loss and lo <= i < hi else IGNORE_INDEX for i in prompt] + answer
+    labels = labels + answer
     _check_length(input_ids, max_length, what)
     return {"input_ids": input_ids, "labels": labels}
 
 
 def build_caption(
     tokenizer, caption: str, codes: Sequence[int], layout: VocabLayout, max_length: int | None = None,
-    image_loss: bool = False,
+    image_loss: bool = False, span: Sequence[int] | None = None,
 ) -> dict[str, list[int]]:
-    """[bos] <boi> codes <eoi> "Describe the image." caption eos; loss on caption + eos (+ codes: image_loss)."""
+    """[bos] <boi> codes <eoi> "Describe the image." caption eos; loss on caption + eos (+ codes: image_loss).
+    `span`: the image written as these LM ids between <boi> and <eoi> instead of `codes` (the object-major input)."""
     return _image_prompt_sequence(tokenizer, caption_prompt(), caption, codes, layout, max_length, "captioning",
-                                  image_loss)
+                                  image_loss, span)
 
 
 def build_vqa(
     tokenizer, question: str, answer: str, codes: Sequence[int], layout: VocabLayout, max_length: int | None = None,
-    image_loss: bool = False,
+    image_loss: bool = False, span: Sequence[int] | None = None,
 ) -> dict[str, list[int]]:
     """[bos] <boi> codes <eoi> "Question: q Answer:" answer eos; loss on answer + eos (+ codes: image_loss)."""
-    return _image_prompt_sequence(tokenizer, vqa_prompt(question), answer, codes, layout, max_length, "VQA",
-                                  image_loss)
+    return build_vqa_turns(tokenizer, [question], [answer], codes, layout, max_length, image_loss, span)
+
+
+def build_vqa_turns(
+    tokenizer, questions: Sequence[str], answers: Sequence[str], codes: Sequence[int], layout: VocabLayout,
+    max_length: int | None = None, image_loss: bool = False, span: Sequence[int] | None = None,
+) -> dict[str, list[int]]:
+    """Several questions about one image, as the chat template writes a multi-turn conversation:
+    [bos] <boi> codes <eoi> "Question: q1 Answer:" a1 eos "Question: q2 Answer:" a2 eos ...; loss on every
+    answer and its eos (+ codes: image_loss). The first turn is exactly `build_vqa`'s sequence, so a
+    one-question prompt at inference is the start of every training sequence."""
+    if not questions or len(questions) != len(answers):
+        raise ValueError(f"VQA turns need equally many questions and answers (>= 1), got {len(questions)} and {len(answers)}")
+    seq = _image_prompt_sequence(tokenizer, vqa_prompt(questions[0]), answers[0], codes, layout, None, "VQA", image_loss,
+                                 span)
+    input_ids, labels = seq["input_ids"], seq["labels"]
+    for question, answer in zip(questions[1:], answers[1:]):
+        # tokenized after the eos it follows (and then without it), as the chat template's rendered text is
+        prompt = _tokenize(tokenizer, tokenizer.eos_token + vqa_prompt(question).replace(IMAGE_TOKEN, "", 1),
+                           add_special_tokens=False)
+        if prompt[:1] != [layout.eos_token_id]:
+            raise ValueError("the text tokenizer must read its eos token string as the eos id")
+        prompt = prompt[1:]
+        target = _target_ids(tokenizer, answer, layout)
+        input_ids = input_ids + prompt + target
+        labels = labels + [IGNORE_INDEX] * len(prompt) + target
+    _check_length(input_ids, max_length, "VQA")
+    return {"input_ids": input_ids, "labels": labels}
 
 
 __all__ = [
     "BOI_TOKEN", "EOI_TOKEN", "IMAGE_TOKEN", "SPECIAL_IMAGE_TOKENS", "IGNORE_INDEX", "TASKS",
     "text_to_image_prompt", "unconditional_prompt", "caption_prompt", "vqa_prompt", "check_user_text",
     "CAPTION_REQUESTS", "is_caption_request", "image_request_prompt", "chat_template",
-    "VocabLayout", "image_span", "expand_image_placeholders", "prompt_token_ids",
-    "build_text_to_image", "build_caption", "build_vqa",
+    "VocabLayout", "image_span", "expand_image_placeholders", "expand_image_spans", "prompt_token_ids",
+    "build_text_to_image", "build_caption", "build_vqa", "build_vqa_turns",
 ]

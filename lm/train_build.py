@@ -87,6 +87,7 @@ def build_model_and_processor(cfg: LMRunConfig):
     model = GaussianTokenForCausalLM.from_parts(
         tokenizer, tok_dir, text_config=text_config, base_model=cfg.model.base_model, dtype=torch.float32,
         object_layout=object_layout_spec(cfg), image_groups=cfg.model.image_groups,
+        input_layout=cfg.model.input_layout,
     )
     model.config._attn_implementation = cfg.model.attn_implementation
     if (Path(tok_dir) / "preprocessor_config.json").is_file():
@@ -186,7 +187,8 @@ def _sequence_dataset(cfg: LMRunConfig, processor, model_config, ds):
         t2i_codes=background_canon(cfg) if cfg.data.t2i_background == "canonical" else None,
         object_layout=ObjectLayout.from_config(model_config), image_input_loss=cfg.data.image_input_loss,
         image_groups=bool(getattr(model_config, "image_groups", 0)),
-        canonical_captions=cfg.data.caption_style == "canonical",
+        canonical_captions=cfg.data.caption_style == "canonical", vqa_turns=cfg.data.vqa_turns,
+        input_objects=getattr(model_config, "input_layout", "grid") == "objects",
     )
     longest = dataset.longest_sequence()
     if max_length is not None and longest > max_length:

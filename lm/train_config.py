@@ -34,6 +34,10 @@ class ModelSettings:
     # K > 0: captioning / VQA input images' tokens also embed their Gaussian's object group (lm.object_groups:
     # foreground components of the image, left to right; shapes_stream only). 0: off
     image_groups: int = 0
+    # grid | objects: captioning / VQA read their input image as the tokenizer's codes (anchor order) or as the
+    # object-major span of its foreground components (lm.object_groups.input_span; needs data.t2i_layout=objects
+    # and image_groups > 0)
+    input_layout: str = "grid"
 
 
 @dataclass
@@ -69,6 +73,9 @@ class DataSettings:
     # relation for two objects, as the text-to-image prompts) or its canonical one (objects left to right, the
     # relation on the axis of the larger offset; shapes_stream only). Any caption of the scene scores as exact.
     caption_style: str = "sampled"
+    # questions per VQA sequence: up to this many of a row's questions (the stream draws 3 per scene) asked in
+    # turn about one image, as the chat template writes a conversation (lm.sequences.build_vqa_turns)
+    vqa_turns: int = 1
 
 
 @dataclass
@@ -166,8 +173,14 @@ def check_config(cfg: LMRunConfig) -> None:
     if cfg.model.image_groups and cfg.data.source != "shapes_stream":
         raise ValueError("model.image_groups needs data.source=shapes_stream (the stream groups each rendered scene's "
                          f"Gaussians), got data.source={cfg.data.source!r}")
+    if cfg.model.input_layout not in ("grid", "objects"):
+        raise ValueError(f"model.input_layout must be grid or objects, got {cfg.model.input_layout!r}")
+    if cfg.model.input_layout == "objects" and (cfg.data.t2i_layout != "objects" or not cfg.model.image_groups):
+        raise ValueError("model.input_layout=objects needs data.t2i_layout=objects and model.image_groups > 0")
     if cfg.data.object_slots not in ("absolute", "relative"):
         raise ValueError(f"data.object_slots must be absolute or relative, got {cfg.data.object_slots!r}")
+    if cfg.data.vqa_turns < 1:
+        raise ValueError(f"data.vqa_turns must be >= 1, got {cfg.data.vqa_turns}")
     if cfg.data.object_radius < 0:
         raise ValueError(f"data.object_radius must be >= 0, got {cfg.data.object_radius}")
     if cfg.data.source not in ("codes", "shapes_stream"):

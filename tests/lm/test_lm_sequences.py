@@ -8,8 +8,10 @@ from gaussiantoken.lm.sequences import (
     build_caption,
     build_text_to_image,
     build_vqa,
+    build_vqa_turns,
     caption_prompt,
     expand_image_placeholders,
+    prompt_token_ids,
     text_to_image_prompt,
     unconditional_prompt,
     vqa_prompt,
@@ -138,3 +140,65 @@ def test_dataset_image_input_loss(codes_dir, text_tokenizer, processor):
         assert a["labels"][start:start + T] == [IGNORE_INDEX] * T
         assert b["labels"][:start] + b["labels"][start + T:] == a["labels"][:start] + a["labels"][start + T:]
     assert seen == {"text_to_image", "caption", "vqa"}
+
+
+def test_vqa_turns_are_the_chat_templates_conversation(text_tokenizer, layout):
+    """Several questions about one image: the ids are the tokenized text the chat template renders for the
+    conversation (tests/pipelines: q1 + " a1" + eos + q2 ...), the first turn is exactly build_vqa's sequence,
+    and the loss falls on every answer and its eos, nowhere else."""
+    qs, ans = ["what color is the circle?", "how many objects are there?", "what size is the red circle?"], ["red", "two", "small"]
+    seq = build_vqa_turns(text_tokenizer, qs, ans, CODES, layout)
+    eos = text_tokenizer.eos_token
+    text = vqa_prompt(qs[0]) + "".join(f" {a}{eos}" + vqa_prompt(q)[len("<image>"):] for a, q in zip(ans, qs[1:])) \
+        + f" {ans[-1]}"
+    expected = expand_image_placeholders(prompt_token_ids(text_tokenizer, text, layout.bos_token_id), layout, [CODES])
+    assert seq["input_ids"] == expected + [layout.eos_token_id]
+    one = build_vqa(text_tokenizer, qs[0], ans[0], CODES, layout)
+    assert seq["input_ids"][:len(one["input_ids"])] == one["input_ids"] and seq["labels"][:len(one["labels"])] == one["labels"]
+    # loss: exactly the answers' tokens, each followed by eos
+    spans, cur = [], []
+    for i, l in zip(seq["input_ids"], seq["labels"]):
+        if l != IGNORE_INDEX:
+            assert l == i
+            cur.append(i)
+        elif cur:
+            spans.append(cur)
+            cur = []
+    spans.append(cur)
+    assert [text_tokenizer.decode(s[:-1]) for s in spans] == ans and all(s[-1] == layout.eos_token_id for s in spans)
+    with pytest.raises(ValueError, match="equally many"):
+        build_vqa_turns(text_tokenizer, qs, ans[:2], CODES, layout)
+    with pytest.raises(ValueError, match="max_length"):
+        build_vqa_turns(text_tokenizer, qs, ans, CODES, layout, max_length=len(expected))
+
+
+def test_dataset_vqa_turns(codes_dir, text_tokenizer, processor):
+    """vqa_turns=N: a VQA item asks min(N, questions) of its row's questions, from the drawn one on, cyclically;
+    other tasks are unchanged; longest_sequence bounds every item."""
+    from gaussiantoken.lm.data import MultiTaskSequenceDataset
+    from gaussiantoken.lm.extract import load_codes
+
+    ds = load_codes(codes_dir)
+    lay = processor.layout
+    one = MultiTaskSequenceDataset(ds, text_tokenizer, lay, seed=3)
+    three = MultiTaskSequenceDataset(ds, text_tokenizer, lay, seed=3, vqa_turns=3)
+    bound = three.longest_sequence()
+    vqa = 0
+    for i in range(len(ds)):
+        a, b = one[i], three[i]
+        assert a["task"] == b["task"] and len(b["input_ids"]) <= bound
+        if a["task"] != "vqa":
+            assert a == b
+            continue
+        vqa += 1
+        row = ds[one.plan(i)[0]]
+        k = one.plan(i)[3] % len(row["questions"])
+        n = min(3, len(row["questions"]))
+        order = [(k + j) % len(row["questions"]) for j in range(n)]
+        expected = build_vqa_turns(text_tokenizer, [row["questions"][j] for j in order],
+                                   [row["answers"][j] for j in order], row["codes"], lay)
+        assert b["input_ids"] == expected["input_ids"] and b["labels"] == expected["labels"]
+        assert b["input_ids"][:len(a["input_ids"])] == a["input_ids"]
+    assert vqa > 0
+    with pytest.raises(ValueError, match="vqa_turns"):
+        MultiTaskSequenceDataset(ds, text_tokenizer, lay, vqa_turns=0)

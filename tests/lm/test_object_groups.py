@@ -127,3 +127,98 @@ def test_train_with_groups_resumes_and_captions_in_a_fresh_process(image_tokeniz
                          ({"data.source": "codes", "data.codes": image_tokenizer_dir}, "data.source=shapes_stream")):
         with pytest.raises(ValueError, match=match):
             check_config(load_run_config(LMRunConfig, CONFIG, _stream_overrides(*args, tmp_path / "x", **extra)))
+
+
+def test_group_slots_and_input_span():
+    """An input image as objects: one slot list per foreground group, left to right; no group -> one object of
+    every slot; the span is the object layout's span of those lists."""
+    from gaussiantoken.lm.object_groups import group_slots, input_span
+    from gaussiantoken.lm.object_layout import ObjectLayout
+
+    assert group_slots([0, 2, 1, 0, 2, 1]) == [[2, 5], [1, 4]]
+    assert group_slots([0, 3, 0, 3]) == [[1, 3]]  # empty groups are skipped
+    assert group_slots([0, 0, 0]) == [[0, 1, 2]]
+    lay = ObjectLayout(num_slots=4, group=2, fill=[0] * 8, extra_offset=110, image_token_offset=100)
+    codes = [1, 2, 3, 4, 5, 6, 7, 8]
+    assert input_span(lay, codes, [0, 1, 2, 1]) == lay.span(codes, [[1, 3], [2]]) == [
+        lay.obj_token_id, lay.slot_token_id(1), 103, 104, lay.slot_token_id(3), 107, 108,
+        lay.obj_token_id, lay.slot_token_id(2), 105, 106]
+
+
+def test_object_input_layout_trains_and_answers_alike_through_both_paths(image_tokenizer_dir, text_tokenizer_dir,
+                                                                         tmp_path):
+    """model.input_layout=objects: captioning / VQA training items read their image as the object span of its
+    groups (loss on it with data.image_input_loss), and in a fresh process the stock image-text-to-text
+    pipeline answers exactly as lm.generation.generate_text does; forward(pixel_values) refuses."""
+    from gaussiantoken.lm.train import LMRunConfig, check_config, train
+    from gaussiantoken.lm.train_build import build_dataset, build_model_and_processor, build_stream
+    from gaussiantoken.runtime.config import load_run_config
+    from gaussiantoken.tokenizer import GaussianTokenizer
+
+    args = (image_tokenizer_dir, text_tokenizer_dir)
+    extra = {"data.t2i_layout": "objects", "model.input_layout": "objects", "data.image_input_loss": "true"}
+    cfg = load_run_config(LMRunConfig, CONFIG, _stream_overrides(*args, tmp_path / "a", **extra))
+    model, processor = build_model_and_processor(cfg)
+    stream, _ = build_stream(cfg, GaussianTokenizer.from_pretrained(image_tokenizer_dir).eval())
+    data = build_dataset(cfg, processor, model.config, rows=stream)
+    from gaussiantoken.lm.object_groups import input_span
+    from gaussiantoken.lm.object_layout import ObjectLayout
+
+    lay, L = ObjectLayout.from_config(model.config), processor.layout
+    read = 0
+    for i in range(24):
+        item = data[i]
+        if item["task"] == "text_to_image":
+            continue
+        row = stream[data.plan(i)[0]]
+        span = input_span(lay, row["codes"], row["groups"])
+        start = item["input_ids"].index(L.boi_token_id) + 1
+        assert item["input_ids"][start:start + len(span) + 1] == span + [L.eoi_token_id]
+        assert item["labels"][start:start + len(span)] == span and item["labels"][start + len(span)] == -100
+        assert not any(item["image_groups"])
+        read += 1
+    assert read > 0
+    final = train(cfg).final_dir
+    script = (
+        "import sys, torch, transformers, gaussiantoken\n"
+        "from gaussiantoken.data.shapes import make_dataset\n"
+        "from gaussiantoken.lm.generation import generate_text\n"
+        "d = sys.argv[1]\n"
+        "m = transformers.AutoModelForImageTextToText.from_pretrained(d).eval()\n"
+        "p = transformers.AutoProcessor.from_pretrained(d)\n"
+        "assert m.config.input_layout == 'objects'\n"
+        "rows = make_dataset(3, seed=3, image_size=16)\n"
+        "imgs, qs = list(rows['image']), [q[0] for q in rows['questions']]\n"
+        "pipe = transformers.pipeline('image-text-to-text', model=m, processor=p)\n"
+        "got = [pipe(images=i, text=q, return_full_text=False, max_new_tokens=6)[0]['generated_text'].strip() for i, q in zip(imgs, qs)]\n"
+        "want = generate_text(m, p, imgs, prompts=qs, max_new_tokens=6)\n"
+        "assert got == want, (got, want)\n"
+        "batch = p(images=imgs[0], text=qs[0], return_tensors='pt')\n"
+        "try:\n"
+        "    m(**batch)\n"
+        "    raise SystemExit('forward(pixel_values) should refuse')\n"
+        "except ValueError as e:\n"
+        "    assert 'input_layout=objects' in str(e)\n"
+        "from gaussiantoken.lm.generation import object_input_rows\n"
+        "from gaussiantoken.lm.object_layout import ObjectLayout\n"
+        "codes = (m.encode_images(batch['pixel_values']) - m.config.image_token_offset).tolist()\n"
+        "given = p(text=qs[0], image_tokens=codes, return_tensors='pt')\n"
+        "ids, mask = object_input_rows(m, given['input_ids'], given['attention_mask'])\n"
+        "obj = ObjectLayout.from_config(m.config).obj_token_id\n"
+        "assert obj in ids[0].tolist() and not (ids == m.config.image_token_id).any()\n"
+        "assert m.generate(**given, max_new_tokens=3).shape[0] == 1\n"
+        "try:\n"
+        "    object_input_rows(m, batch['input_ids'], batch['attention_mask'], None)\n"
+        "    raise SystemExit('placeholders without pixel_values should be refused')\n"
+        "except ValueError as e:\n"
+        "    assert 'pixel_values' in str(e)\n"
+        "print('OK', got)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(final)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
+    for bad, match in (({"data.t2i_layout": "grid"}, "model.input_layout=objects"),
+                       ({"model.image_groups": 0}, "model.input_layout=objects"),
+                       ({"model.input_layout": "rows"}, "model.input_layout"),
+                       ({"data.vqa_turns": 0}, "data.vqa_turns")):
+        with pytest.raises(ValueError, match=match):
+            check_config(load_run_config(LMRunConfig, CONFIG, _stream_overrides(*args, tmp_path / "x", **{**extra, **bad})))
