@@ -19,6 +19,11 @@ Questions (one-word answers), with the referent always unambiguous in the genera
 ``answer_question`` answers from any object list (e.g. a parsed image) and returns "unknown"
 when the referent is missing or ambiguous there.
 
+Rationales (``rationale_for``): the text a describe-then-answer VQA target writes before its answer
+(``lm.sequences.reasoned_answer``): for a relation question the two asked objects related on the asked
+axis in the 2-object caption grammar (the true relation: the asked one for "yes", its opposite for "no");
+for any other question the scene's caption. Either is a pure function of the caption, question and answer.
+
 Held-out compositions: ``is_heldout_composition`` marks a fixed tenth of the 2- and 3-object
 captions (by a stable CRC32 of the caption text; never a 1-object caption) that a training stream
 never shows (``lm.stream``) and the text-to-image evaluation draws its unseen compositions from
@@ -206,6 +211,29 @@ def answer_question(objects: list[dict], question: str) -> str:
             return "unknown"
         return "yes" if relation_holds(a[0], b[0], m.group(3)) else "no"
     raise ValueError(f"question is not in the Shapes question grammar: {question!r}")
+
+
+def rationale_for(caption: str, question: str, answer: str) -> str:
+    """The describe-then-answer rationale of a Shapes question (see the module docstring): the caption, or, for
+    a relation question, "<phrase a> <true relation> <phrase b>" with both phrases (sizes) read from the caption.
+    ValueError when the caption or question is not in the grammar, or a relation referent is not in the caption."""
+    parsed = parse_caption(caption)
+    if parsed is None:
+        raise ValueError(f"caption is not in the Shapes caption grammar: {caption!r}")
+    q = _normalize(question, "question")
+    m = _Q_REL.match(q)
+    if m is None:
+        answer_question(parsed["objects"], q)  # raises on a question outside the grammar
+        return _normalize(caption, "caption").rstrip(".").rstrip()
+    answer = _normalize(answer, "answer")
+    if answer not in ("yes", "no"):
+        raise ValueError(f"a relation question's answer must be yes or no, got {answer!r}")
+    a = _find(parsed["objects"], color=m.group(1), shape=m.group(2))
+    b = _find(parsed["objects"], color=m.group(4), shape=m.group(5))
+    if len(a) != 1 or len(b) != 1:
+        raise ValueError(f"the question {question!r} names objects the caption {caption!r} does not hold once each")
+    relation = m.group(3) if answer == "yes" else OPPOSITE[m.group(3)]
+    return f"{phrase(a[0])} {relation} {phrase(b[0])}"
 
 
 def scene_matches_caption(objects: list[dict], caption: str) -> dict:

@@ -17,7 +17,9 @@ input image's codes of captioning/VQA sequences too (the image modelled in the t
 (`lm.object_groups.input_span`; rows need "groups"; the LM config's `input_layout: objects`).
 `vqa_turns` > 1 asks up to that many of a row's questions in one VQA sequence (a multi-turn conversation
 about the image, `lm.sequences.build_vqa_turns`), starting from the drawn question: more answers learned per
-image read.
+image read. `vqa_rationale` makes every VQA target describe-then-answer: "{rationale}, so {answer}" with the
+Shapes rationale of the row's caption (the canonical one under `canonical_captions`) and the question
+(`data.shapes_text.rationale_for`): the answer is then read from text the model has just written.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from gaussiantoken.lm.sequences import (
     build_text_to_image,
     build_vqa,
     build_vqa_turns,
+    reasoned_answer,
 )
 
 REQUIRED_COLUMNS = {"text_to_image": ("caption",), "caption": ("caption",), "vqa": ("questions", "answers")}
@@ -96,6 +99,7 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         canonical_captions: bool = False,
         vqa_turns: int = 1,
         input_objects: bool = False,
+        vqa_rationale: bool = False,
     ):
         ratios = ratios if ratios is not None else {"text_to_image": 1.0, "caption": 1.0, "vqa": 1.0}
         if not 0.0 <= caption_dropout <= 1.0:
@@ -109,6 +113,12 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         self.input_objects = bool(input_objects)
         if self.input_objects and (object_layout is None or "groups" not in dataset.column_names):
             raise ValueError("object-major input images need the object layout and rows with a 'groups' column")
+        # VQA targets describe, then answer: "{rationale}, so {answer}" (lm.sequences.reasoned_answer; the Shapes
+        # rationale of data.shapes_text.rationale_for, read from the row's caption)
+        self.vqa_rationale = bool(vqa_rationale)
+        if self.vqa_rationale and "caption" not in dataset.column_names:
+            raise ValueError("describe-then-answer VQA (data.vqa_rationale) needs rows with a 'caption' column "
+                             "in the Shapes grammar (data.source=shapes_stream or a Shapes codes dataset)")
         validate_codes_dataset(dataset, ratios, layout)
         self.dataset, self.tokenizer, self.layout = dataset, tokenizer, layout
         self.ratios = normalize_ratios(ratios)
@@ -165,7 +175,8 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
                 raise ValueError(f"row {record}: questions/answers must be non-empty and of equal length")
             k, n = q % len(questions), min(self.vqa_turns, len(questions))
             order = [(k + j) % len(questions) for j in range(n)]  # from the drawn question on, cyclically
-            seq = build_vqa_turns(self.tokenizer, [questions[j] for j in order], [answers[j] for j in order], codes,
+            targets = [self._vqa_target(row, questions[j], answers[j]) for j in order]
+            seq = build_vqa_turns(self.tokenizer, [questions[j] for j in order], targets, codes,
                                   self.layout, self.max_length, self.image_input_loss, span=self._input_span(row))
         if self.image_groups:  # the input image's Gaussians carry their object group; text-to-image targets none
             groups = [0] * len(seq["input_ids"])  # (an object-major input span marks its objects itself: none)
@@ -177,6 +188,14 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
             seq["image_groups"] = groups
         seq["task"] = task
         return seq
+
+    def _vqa_target(self, row, question: str, answer: str) -> str:
+        if not self.vqa_rationale:
+            return answer
+        from gaussiantoken.data.shapes_text import rationale_for
+
+        caption = row["caption_canonical"] if self.canonical_captions else row["caption"]
+        return reasoned_answer(rationale_for(caption, question, answer), answer)
 
     def _input_span(self, row) -> list[int] | None:
         if not self.input_objects:
@@ -205,6 +224,10 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         if self.ratios["vqa"] > 0:
             q = max((count(x) for qs in text["questions"] for x in qs), default=0)
             a = max((count(x) for ans in text["answers"] for x in ans), default=0)
+            if self.vqa_rationale:  # the probe's own describe-then-answer targets (a caption or a 2-object relation)
+                rows = zip(text["caption"], text["questions"], text["answers"])
+                a = max((count(self._vqa_target({"caption": c, "caption_canonical": c}, x, y)) for c, qs, ans in rows
+                         for x, y in zip(qs, ans)), default=0) + 4  # + slack: a longer relation/size than the probe's
             turns = min(self.vqa_turns, max((len(qs) for qs in text["questions"]), default=1))
             one = len(build_vqa(self.tokenizer, "", "", [0] * T, self.layout)["input_ids"])
             more = len(build_vqa_turns(self.tokenizer, ["", ""], ["", ""], [0] * T, self.layout)["input_ids"]) - one

@@ -442,13 +442,20 @@ def generate_text(
     generator: torch.Generator | None = None,
     temperature: float = 1.0,
 ) -> list[str]:
-    """Captioning / VQA: one image per prompt -> the generated text (prompt excluded), stripped.
+    """Captioning / VQA: one image per prompt -> the generated text (prompt excluded), stripped; of a
+    describe-then-answer reply only the answer (`lm.sequences.final_answer`: the text after the last ", so ").
 
     images: see `as_image_list` (no paths). prompts: one per image, or one for all; each is read by
     `lm.sequences.image_request_prompt` (None or a caption request -> the captioning prompt, any other
     string -> a VQA question). Only text tokens can be produced; greedy unless do_sample.
     """
-    from gaussiantoken.lm.sequences import VocabLayout, expand_image_placeholders, expand_image_spans, image_request_prompt
+    from gaussiantoken.lm.sequences import (
+        VocabLayout,
+        expand_image_placeholders,
+        expand_image_spans,
+        final_answer,
+        image_request_prompt,
+    )
 
     max_new_tokens = _check_positive_int(max_new_tokens, "max_new_tokens")
     batch_size = _check_positive_int(batch_size, "batch_size")
@@ -486,6 +493,6 @@ def generate_text(
         gen = model.generate(input_ids=input_ids, attention_mask=attention_mask,
                              logits_processor=LogitsProcessorList(processors), generation_config=config)
         new = gen[:, input_ids.shape[1] :]
-        out += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+        out += [final_answer(t) for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     return out
 

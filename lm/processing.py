@@ -31,10 +31,12 @@ from gaussiantoken.lm.sequences import (
     BOI_TOKEN,
     EOI_TOKEN,
     IMAGE_TOKEN,
+    REASON_SEPARATOR,
     VocabLayout,
     chat_template as default_chat_template,
     check_user_text,
     expand_image_placeholders,
+    final_answer,
     image_request_prompt,
 )
 
@@ -194,6 +196,18 @@ class GaussianTokenProcessor(ProcessorMixin):
         if bool(((ids < lo) | (ids >= hi)).any()):
             raise ValueError(f"image token ids must lie in [{lo}, {hi})")
         return ids - lo
+
+    def post_process_image_text_to_text(self, generated_outputs, skip_special_tokens=True, **kwargs):
+        """Decode as ProcessorMixin does; a describe-then-answer reply keeps only its answer (the text after the
+        last ", so ", `lm.sequences.final_answer`), as `generate_text` returns it. The stock image-text-to-text
+        pipeline decodes the prompt the same way, finds it no longer in front, and so returns the answer."""
+        texts = super().post_process_image_text_to_text(generated_outputs, skip_special_tokens=skip_special_tokens,
+                                                        **kwargs)
+
+        def answer(text: str) -> str:
+            return final_answer(text) if REASON_SEPARATOR in text else text
+
+        return answer(texts) if isinstance(texts, str) else [answer(t) for t in texts]
 
     def postprocess(self, pixel_values, output_type: str = "pil"):
         """Decoded pixels [B, 3, H, W] in [-1, 1] -> PIL images / arrays (via the image processor)."""

@@ -61,6 +61,23 @@ def caption_prompt() -> str:
     return f"{IMAGE_TOKEN}{_CAPTION_INSTRUCTION}"
 
 
+REASON_SEPARATOR = ", so "  # between a describe-then-answer target's rationale and its answer
+
+
+def reasoned_answer(rationale: str, answer: str) -> str:
+    """A describe-then-answer VQA target: "{rationale}, so {answer}"."""
+    rationale, answer = rationale.strip(), answer.strip()
+    if REASON_SEPARATOR in answer:
+        raise ValueError(f"the answer {answer!r} contains the rationale separator {REASON_SEPARATOR!r}")
+    return f"{rationale}{REASON_SEPARATOR}{answer}"
+
+
+def final_answer(text: str) -> str:
+    """The answer of a generated reply: the text after the last ", so " (a describe-then-answer reply), else the
+    whole text, stripped. Captions and plain answers never hold the separator, so they pass unchanged."""
+    return text.rpartition(REASON_SEPARATOR)[2].strip()
+
+
 def check_user_text(text: str, what: str = "text") -> str:
     """User text is text: it may not contain the reserved markers <boi>, <eoi>, <image> (the tokenizer would
     read them as the image-span specials, and the placeholder count would include them). ValueError naming
@@ -332,6 +349,7 @@ def build_vqa_turns(
 __all__ = [
     "BOI_TOKEN", "EOI_TOKEN", "IMAGE_TOKEN", "SPECIAL_IMAGE_TOKENS", "IGNORE_INDEX", "TASKS",
     "text_to_image_prompt", "unconditional_prompt", "caption_prompt", "vqa_prompt", "check_user_text",
+    "REASON_SEPARATOR", "reasoned_answer", "final_answer",
     "CAPTION_REQUESTS", "is_caption_request", "image_request_prompt", "chat_template",
     "VocabLayout", "image_span", "expand_image_placeholders", "expand_image_spans", "prompt_token_ids",
     "build_text_to_image", "build_caption", "build_vqa", "build_vqa_turns",

@@ -76,6 +76,10 @@ class DataSettings:
     # questions per VQA sequence: up to this many of a row's questions (the stream draws 3 per scene) asked in
     # turn about one image, as the chat template writes a conversation (lm.sequences.build_vqa_turns)
     vqa_turns: int = 1
+    # describe-then-answer VQA targets: "{rationale}, so {answer}" with the scene's caption (or, for a relation
+    # question, the two asked objects related on the asked axis) as rationale (lm.sequences.reasoned_answer,
+    # data.shapes_text.rationale_for; shapes_stream only). Inference keeps the text after ", so ".
+    vqa_rationale: bool = False
 
 
 @dataclass
@@ -181,6 +185,9 @@ def check_config(cfg: LMRunConfig) -> None:
         raise ValueError(f"data.object_slots must be absolute or relative, got {cfg.data.object_slots!r}")
     if cfg.data.vqa_turns < 1:
         raise ValueError(f"data.vqa_turns must be >= 1, got {cfg.data.vqa_turns}")
+    if cfg.data.vqa_rationale and cfg.data.source != "shapes_stream":
+        raise ValueError("data.vqa_rationale needs data.source=shapes_stream (its rationales are Shapes captions), "
+                         f"got data.source={cfg.data.source!r}")
     if cfg.data.object_radius < 0:
         raise ValueError(f"data.object_radius must be >= 0, got {cfg.data.object_radius}")
     if cfg.data.source not in ("codes", "shapes_stream"):

@@ -142,3 +142,48 @@ def test_sample_prompts_deterministic_and_excluding():
     assert not set(b) & set(a[:25])
     train = set(shapes.make_dataset(200, seed=0)["caption"])
     assert not set(shapes.sample_prompts(30, seed=9, exclude=train)) & train
+
+
+def test_rationale_for_golden_and_errors():
+    """Describe-then-answer rationales: the caption for attribute / count questions; for a relation question the
+    two asked objects (sizes from the caption) related by the TRUE relation on the asked axis."""
+    from gaussiantoken.data.shapes_text import rationale_for
+
+    cap = "a small red circle, a large blue square and a small green triangle"
+    assert rationale_for(cap, "what color is the circle?", "red") == cap
+    assert rationale_for(cap + ".", "How many objects are there?", "three") == cap
+    assert (rationale_for(cap, "is the green triangle above the red circle?", "yes")
+            == "a small green triangle above a small red circle")
+    assert (rationale_for(cap, "is the green triangle above the red circle?", "no")
+            == "a small green triangle below a small red circle")
+    assert (rationale_for(cap, "is the blue square to the left of the red circle?", "no")
+            == "a large blue square to the right of a small red circle")
+    with pytest.raises(ValueError, match="grammar"):
+        rationale_for("three shapes", "what color is the circle?", "red")
+    with pytest.raises(ValueError, match="grammar"):
+        rationale_for(cap, "why is the circle red?", "because")
+    with pytest.raises(ValueError, match="yes or no"):
+        rationale_for(cap, "is the green triangle above the red circle?", "maybe")
+    with pytest.raises(ValueError, match="does not hold"):
+        rationale_for(cap, "is the red square above the red circle?", "yes")
+
+
+def test_rationales_of_generated_questions_are_true():
+    """Over many generated scenes, a relation rationale states a relation that holds between the two scene
+    objects, and every rationale parses as a caption whose objects are scene objects."""
+    from gaussiantoken.data.shapes_text import rationale_for
+
+    rng = np.random.default_rng(7)
+    relations = 0
+    for _ in range(300):
+        scene = shapes.sample_scene(rng, 32)
+        caption = shapes.caption_for(scene, rng)
+        for q, a in zip(*shapes.questions_for(scene, rng)):
+            r = shapes.parse_caption(rationale_for(caption, q, a))
+            assert r is not None
+            found = [[o for o in scene if all(o[k] == p[k] for k in ("color", "shape", "size"))] for p in r["objects"]]
+            assert all(len(f) == 1 for f in found)
+            if q.startswith("is the"):
+                relations += 1
+                assert relation_holds(found[0][0], found[1][0], r["relation"])
+    assert relations > 50

@@ -11,7 +11,9 @@ from gaussiantoken.lm.sequences import (
     build_vqa_turns,
     caption_prompt,
     expand_image_placeholders,
+    final_answer,
     prompt_token_ids,
+    reasoned_answer,
     text_to_image_prompt,
     unconditional_prompt,
     vqa_prompt,
@@ -202,3 +204,50 @@ def test_dataset_vqa_turns(codes_dir, text_tokenizer, processor):
     assert vqa > 0
     with pytest.raises(ValueError, match="vqa_turns"):
         MultiTaskSequenceDataset(ds, text_tokenizer, lay, vqa_turns=0)
+
+
+def test_reasoned_answer_and_final_answer():
+    r = reasoned_answer(" a small red circle, a large blue square and a small green triangle ", " red ")
+    assert r == "a small red circle, a large blue square and a small green triangle, so red"
+    assert final_answer(r) == "red" and final_answer(" " + r + " ") == "red"
+    assert final_answer("a small red circle, a large blue square") == "a small red circle, a large blue square"
+    assert final_answer(" two ") == "two"
+    with pytest.raises(ValueError, match="separator"):
+        reasoned_answer("a red circle", "red, so blue")
+
+
+def test_dataset_vqa_rationale(codes_dir, text_tokenizer, processor):
+    """vqa_rationale: a VQA item's loss is exactly "{rationale_for(caption, q, a)}, so {a}" + eos; the other
+    tasks are unchanged; longest_sequence bounds every item; rows without captions are refused."""
+    from gaussiantoken.data.shapes_text import rationale_for
+    from gaussiantoken.lm.data import MultiTaskSequenceDataset
+    from gaussiantoken.lm.extract import load_codes
+
+    ds = load_codes(codes_dir)
+    lay = processor.layout
+    plain = MultiTaskSequenceDataset(ds, text_tokenizer, lay, seed=5)
+    reasoned = MultiTaskSequenceDataset(ds, text_tokenizer, lay, seed=5, vqa_rationale=True)
+    bound = reasoned.longest_sequence()
+    assert bound > plain.longest_sequence()
+    vqa = 0
+    for i in range(len(ds)):
+        a, b = plain[i], reasoned[i]
+        assert len(b["input_ids"]) <= bound
+        if a["task"] != "vqa":
+            assert a == b
+            continue
+        vqa += 1
+        row = ds[plain.plan(i)[0]]
+        k = plain.plan(i)[3] % len(row["questions"])
+        q, ans = row["questions"][k], row["answers"][k]
+        target = [t for t, l in zip(b["input_ids"], b["labels"]) if l != IGNORE_INDEX]
+        assert target[-1] == lay.eos_token_id
+        text = text_tokenizer.decode(target[:-1])
+        assert text == f"{rationale_for(row['caption'], q, ans)}, so {ans}" and final_answer(text) == ans
+        start = len(b["input_ids"]) - len(target)
+        prompt_a = next(j for j, l in enumerate(a["labels"]) if l != IGNORE_INDEX)
+        assert start == prompt_a and b["input_ids"][:start] == a["input_ids"][:start]  # the same prompt
+    assert vqa > 0
+    with pytest.raises(ValueError, match="caption"):
+        MultiTaskSequenceDataset(ds.remove_columns(["caption"]), text_tokenizer, lay,
+                                 ratios={"text_to_image": 0, "caption": 0, "vqa": 1}, vqa_rationale=True)

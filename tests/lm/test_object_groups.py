@@ -219,6 +219,8 @@ def test_object_input_layout_trains_and_answers_alike_through_both_paths(image_t
     for bad, match in (({"data.t2i_layout": "grid"}, "model.input_layout=objects"),
                        ({"model.image_groups": 0}, "model.input_layout=objects"),
                        ({"model.input_layout": "rows"}, "model.input_layout"),
-                       ({"data.vqa_turns": 0}, "data.vqa_turns")):
+                       ({"data.vqa_turns": 0}, "data.vqa_turns"),
+                       ({"data.source": "codes", "data.t2i_layout": "grid", "model.input_layout": "grid",
+                         "model.image_groups": 0, "data.vqa_rationale": True}, "data.vqa_rationale")):
         with pytest.raises(ValueError, match=match):
             check_config(load_run_config(LMRunConfig, CONFIG, _stream_overrides(*args, tmp_path / "x", **{**extra, **bad})))

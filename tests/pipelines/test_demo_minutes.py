@@ -16,8 +16,8 @@ def test_plan_for_minutes():
     assert plan.lm_minutes == 60 - plan.tokenizer_minutes - OTHER_STAGES_MINUTES
     assert plan.lm_steps >= 400 * plan.lm_minutes  # the cap stays out of reach: the cosine follows the clock
     assert "data.source=shapes_stream" in plan.extra_lm
-    with pytest.raises(ValueError, match="--minutes 8"):
-        plan_for(minutes=8)
+    with pytest.raises(ValueError, match="--minutes 7"):
+        plan_for(minutes=7)
 
 
 def test_demo_cli_refuses_bad_minutes(tmp_path):

@@ -101,3 +101,22 @@ def test_user_text_is_text(pipes, images, marker):
         pipes["gaussiantoken-vqa"](images[0], question)
     with pytest.raises(ValueError, match=f"contains {marker}"):
         pipes["image-text-to-text"](text=_chat(images[0], question))
+
+
+def test_a_describe_then_answer_reply_returns_its_answer(pipes, images):
+    """A reply "{rationale}, so {answer}" (data.vqa_rationale models) comes out of the stock pipeline as the
+    answer alone, as new text and as full text, the way generate_text (our VQA task) returns it."""
+    import torch
+    from transformers.pipelines.image_text_to_text import ReturnType
+
+    itt = pipes["image-text-to-text"]
+    tok = itt.processor.tokenizer
+    prompt = itt.processor(images=images[1], text=Q, return_tensors="pt")["input_ids"]  # [1, L]
+    reply = tok(" a small red circle to the left of a large blue square, so red", add_special_tokens=False)["input_ids"]
+    generated = torch.cat([prompt, torch.tensor([reply + [tok.eos_token_id]])], dim=1)  # [1, L + R]
+    outputs = {"generated_sequence": generated, "prompt_text": Q, "input_ids": prompt}
+    assert itt.postprocess(outputs, return_type=ReturnType.NEW_TEXT) == [{"input_text": Q, "generated_text": "red"}]
+    assert itt.postprocess(outputs, return_type=ReturnType.FULL_TEXT)[0]["generated_text"] == Q + "red"
+    plain = tok(" red", add_special_tokens=False)["input_ids"]  # a plain answer decodes as before
+    outputs["generated_sequence"] = torch.cat([prompt, torch.tensor([plain + [tok.eos_token_id]])], dim=1)
+    assert itt.postprocess(outputs, return_type=ReturnType.NEW_TEXT)[0]["generated_text"].strip() == "red"

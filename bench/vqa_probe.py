@@ -1,0 +1,139 @@
+"""VQA probe: where a trained LM's Shapes answers go wrong, by question kind and object count.
+
+Asks every question of N held-out scenes (`data.shapes.make_dataset`, seed 12345 as `bench/lm_quality.py`) with
+`lm.generation.generate_text` and prints, per (question kind, objects in the scene):
+- `answer`: exact-match accuracy of the final answer (what the eval harness scores);
+- `other_object`: the share of wrong color / shape / size answers that are another object's attribute in the
+  same scene (a binding failure: the model read the scene but picked the wrong object);
+- for describe-then-answer models (`data.vqa_rationale`; their replies are "{rationale}, so {answer}"):
+  `rationale` (the reply's rationale is the true rationale, `data.shapes_text.rationale_for` of the scene's
+  canonical caption) and `consistent` (the final answer is what the objects the model's own rationale names
+  answer, `data.shapes_text.answer_question` on them; color / shape / size questions only).
+Then `referent use`: over the multi-object scenes whose objects differ in shape and in color, "what color is the
+<shape>?" is asked about every object; the share of scenes whose answers differ between the objects asked
+about (1.0 when the answer follows the question's referent, 0.0 when the model answers about one object of the
+scene whatever is asked), and the exact-match rate of these answers.
+
+    python bench/vqa_probe.py --model runs/demo/lm [--scenes 200] [--json out.json]
+
+Results are recorded in bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter
+
+PHRASE = re.compile(r"\ba (small|large) (\w+) (circle|square|triangle)\b")
+
+
+def kind_of(question: str) -> str:
+    return "relation" if question.startswith("is the") else {"color": "color", "shape": "shape", "size": "size",
+                                                              "many": "count"}[question.split()[1]]
+
+
+def probe(model_dir: str, scenes: int = 200, batch_size: int = 64) -> list[dict]:
+    """One row per (kind, objects): counts and rates (see the module docstring)."""
+    import gaussiantoken.lm.sequences as sequences
+    from gaussiantoken.data.shapes import make_dataset
+    from gaussiantoken.data.shapes_text import answer_question, caption_for, rationale_for
+    from gaussiantoken.data.shapes_world import canonical_order
+    from gaussiantoken.lm import GaussianTokenForCausalLM, GaussianTokenProcessor
+    from gaussiantoken.lm.generation import generate_text
+
+    model = GaussianTokenForCausalLM.from_pretrained(model_dir).eval()
+    processor = GaussianTokenProcessor.from_pretrained(model_dir)
+    size = int(model.config.tokenizer_config.image_size)
+    items = [(r["image"], q, a, r["objects"]) for r in make_dataset(scenes, seed=12345, image_size=size)
+             for q, a in zip(r["questions"], r["answers"])]
+    keep = sequences.final_answer
+    sequences.final_answer = lambda text: text.strip()  # the whole reply: rationale and answer
+    try:
+        replies = generate_text(model, processor, [i[0] for i in items], [i[1] for i in items], max_new_tokens=40,
+                                batch_size=batch_size)
+    finally:
+        sequences.final_answer = keep
+    n = Counter()
+    for (_, q, a, objects), reply in zip(items, replies):
+        key, got = (kind_of(q), len(objects)), keep(reply)
+        rationale = reply.rpartition(sequences.REASON_SEPARATOR)[0]
+        n[key + ("questions",)] += 1
+        n[key + ("answer",)] += got == a
+        if got != a and key[0] in ("color", "shape", "size"):
+            n[key + ("wrong",)] += 1
+            n[key + ("other_object",)] += any(o[key[0]] == got for o in objects)
+        if rationale:
+            n[key + ("reasoned",)] += 1
+            true = rationale_for(caption_for(canonical_order(objects)), q, a)
+            n[key + ("rationale",)] += " ".join(rationale.split()) == true
+            if key[0] in ("color", "shape", "size"):  # the objects the rationale names, in its order
+                mine = [{"size": z, "color": c, "shape": s} for z, c, s in PHRASE.findall(rationale)]
+                n[key + ("consistent",)] += bool(mine) and answer_question(mine, q) == got
+    rows = []
+    for key in sorted({k[:2] for k in n}):
+        c = {k[2]: v for k, v in n.items() if k[:2] == key}
+        row = {"kind": key[0], "objects": key[1], "questions": c["questions"], "answer": c["answer"] / c["questions"],
+               "other_object": c.get("other_object", 0) / c["wrong"] if c.get("wrong") else None}
+        if c.get("reasoned"):
+            row["rationale"] = c.get("rationale", 0) / c["reasoned"]
+            row["consistent"] = c.get("consistent", 0) / c["reasoned"] if key[0] in ("color", "shape", "size") else None
+        rows.append(row)
+    return rows
+
+
+def referent_use(model_dir: str, scenes: int = 300, batch_size: int = 64) -> dict:
+    """`referent use` of the module docstring: ask about every object of scenes with distinct shapes and colors."""
+    from gaussiantoken.data.shapes import make_dataset
+    from gaussiantoken.lm import GaussianTokenForCausalLM, GaussianTokenProcessor
+    from gaussiantoken.lm.generation import generate_text
+
+    model = GaussianTokenForCausalLM.from_pretrained(model_dir).eval()
+    processor = GaussianTokenProcessor.from_pretrained(model_dir)
+    size = int(model.config.tokenizer_config.image_size)
+    images, questions, truth, scene_of = [], [], [], []
+    for k, r in enumerate(make_dataset(scenes, seed=777, image_size=size)):
+        objs = r["objects"]
+        if len(objs) < 2 or len({o["shape"] for o in objs}) < len(objs) or len({o["color"] for o in objs}) < len(objs):
+            continue
+        for o in objs:
+            images.append(r["image"])
+            questions.append(f"what color is the {o['shape']}?")
+            truth.append(o["color"])
+            scene_of.append(k)
+    answers = generate_text(model, processor, images, questions, max_new_tokens=40, batch_size=batch_size)
+    by_scene: dict[int, set] = {}
+    for k, a in zip(scene_of, answers):
+        by_scene.setdefault(k, set()).add(a)
+    return {"scenes": len(by_scene), "answers_differ": sum(len(v) > 1 for v in by_scene.values()) / len(by_scene),
+            "accuracy": sum(a == t for a, t in zip(answers, truth)) / len(truth)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="trained LM directory")
+    p.add_argument("--scenes", type=int, default=200, help="held-out scenes (3 questions each)")
+    p.add_argument("--json", default="", help="write the rows here")
+    args = p.parse_args(argv)
+    rows = probe(args.model, args.scenes)
+
+    def fmt(v):
+        return "-" if v is None else f"{v:.2f}"
+
+    print(f"{'kind':<9} {'objs':>4} {'n':>4} {'answer':>6} {'other':>6} {'ratnl':>6} {'cons':>6}")
+    for r in rows:
+        print(f"{r['kind']:<9} {r['objects']:>4} {r['questions']:>4} {fmt(r['answer']):>6} {fmt(r['other_object']):>6} "
+              f"{fmt(r.get('rationale')):>6} {fmt(r.get('consistent')):>6}")
+    use = referent_use(args.model)
+    print(f"referent use: {use['scenes']} multi-object scenes, answers differ between referents in "
+          f"{use['answers_differ']:.2f}, accuracy {use['accuracy']:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"model": args.model, "scenes": args.scenes, "rows": rows, "referent_use": use}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

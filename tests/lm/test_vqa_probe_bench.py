@@ -1,0 +1,79 @@
+"""bench/vqa_probe.py: its rates on answerers of known behaviour (a truthful describe-then-answer one, one that
+answers about the first object whatever is asked), and the command end to end in a fresh process."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
+
+
+@pytest.fixture()
+def lm_dir(tiny_lm, processor, tmp_path):
+    tiny_lm.save_pretrained(tmp_path / "lm")
+    processor.save_pretrained(tmp_path / "lm")
+    return tmp_path / "lm"
+
+
+def _answerer(mode: str):
+    """A stand-in for generate_text that reads the scene off the (exactly parsable) Shapes image."""
+    import numpy as np
+
+    from gaussiantoken.data.shapes import parse_scene
+    from gaussiantoken.data.shapes_text import answer_question, caption_for, rationale_for
+    from gaussiantoken.data.shapes_world import canonical_order
+    from gaussiantoken.lm import sequences
+
+    def generate(model, processor, images, prompts, **kwargs):  # returns final_answer(reply), as generate_text
+        out = []
+        for image, q in zip(images, prompts):
+            objects = parse_scene(np.asarray(image))
+            truth = answer_question(objects, q)
+            if mode == "truthful":
+                reply = sequences.reasoned_answer(rationale_for(caption_for(canonical_order(objects)), q, truth), truth)
+                out.append(sequences.final_answer(reply))
+            else:  # about the first object, whatever the question names
+                first = canonical_order(objects)[0]
+                kind = q.split()[1]
+                out.append(first[kind] if kind in ("color", "shape", "size") else truth)
+        return out
+
+    return generate
+
+
+def test_probe_rates_on_known_answerers(lm_dir, monkeypatch):
+    import vqa_probe
+
+    import gaussiantoken.lm.generation as generation
+
+    monkeypatch.setattr(generation, "generate_text", _answerer("truthful"))
+    rows = vqa_probe.probe(str(lm_dir), scenes=30)
+    assert {r["kind"] for r in rows} == {"color", "shape", "size", "count", "relation"}
+    assert all(r["answer"] == 1.0 and r["rationale"] == 1.0 for r in rows)
+    assert all(r["consistent"] == 1.0 for r in rows if r["kind"] in ("color", "shape", "size"))
+    use = vqa_probe.referent_use(str(lm_dir), scenes=60)
+    assert use["scenes"] > 3 and use["answers_differ"] == 1.0 and use["accuracy"] == 1.0
+
+    monkeypatch.setattr(generation, "generate_text", _answerer("first"))
+    rows = vqa_probe.probe(str(lm_dir), scenes=30)
+    multi = [r for r in rows if r["kind"] == "color" and r["objects"] > 1]
+    assert multi and all(r["answer"] < 1.0 and r["other_object"] == 1.0 and "rationale" not in r for r in multi)
+    assert all(r["answer"] == 1.0 for r in rows if r["objects"] == 1)
+    use = vqa_probe.referent_use(str(lm_dir), scenes=60)
+    assert use["answers_differ"] == 0.0 and 0.0 < use["accuracy"] < 1.0
+
+
+# a fresh process, the way a user runs it: load, generate for a few scenes
+def test_vqa_probe_command(lm_dir, tmp_path):
+    out = tmp_path / "probe.json"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "vqa_probe.py"), "--model", str(lm_dir),
+                           "--scenes", "4", "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "referent use" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["rows"] and set(data["referent_use"]) == {"scenes", "answers_differ", "accuracy"}
