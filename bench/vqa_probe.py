@@ -12,7 +12,9 @@ Asks every question of N held-out scenes (`data.shapes.make_dataset`, seed 12345
 Then `referent use`: over the multi-object scenes whose objects differ in shape and in color, "what color is the
 <shape>?" is asked about every object; the share of scenes whose answers differ between the objects asked
 about (1.0 when the answer follows the question's referent, 0.0 when the model answers about one object of the
-scene whatever is asked), and the exact-match rate of these answers.
+scene whatever is asked), and the exact-match rate of these answers. Last, the `referent-blind` baseline: the
+VQA accuracy of an answerer that knows the scene but not which object a question names (color / shape / size
+of a random object of the scene, the true count, "yes" to every relation), on the same held-out scenes.
 
     python bench/vqa_probe.py --model runs/demo/lm [--scenes 200] [--json out.json]
 
@@ -111,6 +113,26 @@ def referent_use(model_dir: str, scenes: int = 300, batch_size: int = 64) -> dic
             "accuracy": sum(a == t for a, t in zip(answers, truth)) / len(truth)}
 
 
+def referent_blind_accuracy(scenes: int = 200, seed: int = 0) -> float:
+    """VQA accuracy of the referent-blind answerer (module docstring) on the probe's held-out scenes."""
+    import numpy as np
+
+    from gaussiantoken.data.shapes import make_dataset
+
+    rng = np.random.default_rng(seed)
+    right = total = 0
+    for r in make_dataset(scenes, seed=12345).remove_columns(["image"]):
+        for q, a in zip(r["questions"], r["answers"]):
+            kind = kind_of(q)
+            if kind in ("color", "shape", "size"):
+                guess = r["objects"][int(rng.integers(len(r["objects"])))][kind]
+            else:
+                guess = a if kind == "count" else "yes"
+            right += guess == a
+            total += 1
+    return right / total
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="trained LM directory")
@@ -129,9 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     use = referent_use(args.model)
     print(f"referent use: {use['scenes']} multi-object scenes, answers differ between referents in "
           f"{use['answers_differ']:.2f}, accuracy {use['accuracy']:.2f}")
+    blind = referent_blind_accuracy(args.scenes)
+    print(f"referent-blind answerer on the same scenes: VQA {blind:.3f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"model": args.model, "scenes": args.scenes, "rows": rows, "referent_use": use}, f, indent=1)
+            json.dump({"model": args.model, "scenes": args.scenes, "rows": rows, "referent_use": use,
+                       "referent_blind_vqa": blind}, f, indent=1)
     return 0
 
 

@@ -65,6 +65,8 @@ def test_probe_rates_on_known_answerers(lm_dir, monkeypatch):
     assert all(r["answer"] == 1.0 for r in rows if r["objects"] == 1)
     use = vqa_probe.referent_use(str(lm_dir), scenes=60)
     assert use["answers_differ"] == 0.0 and 0.0 < use["accuracy"] < 1.0
+    blind = vqa_probe.referent_blind_accuracy(100)
+    assert 0.6 < blind < 0.9 and blind == vqa_probe.referent_blind_accuracy(100)  # deterministic
 
 
 # a fresh process, the way a user runs it: load, generate for a few scenes
@@ -74,6 +76,6 @@ def test_vqa_probe_command(lm_dir, tmp_path):
                            "--scenes", "4", "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "referent use" in proc.stdout
+    assert "referent use" in proc.stdout and "referent-blind" in proc.stdout
     data = json.loads(out.read_text())
     assert data["rows"] and set(data["referent_use"]) == {"scenes", "answers_differ", "accuracy"}
