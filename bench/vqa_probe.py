@@ -51,16 +51,11 @@ def probe(model_dir: str, scenes: int = 200, batch_size: int = 64) -> list[dict]
     size = int(model.config.tokenizer_config.image_size)
     items = [(r["image"], q, a, r["objects"]) for r in make_dataset(scenes, seed=12345, image_size=size)
              for q, a in zip(r["questions"], r["answers"])]
-    keep = sequences.final_answer
-    sequences.final_answer = lambda text: text.strip()  # the whole reply: rationale and answer
-    try:
-        replies = generate_text(model, processor, [i[0] for i in items], [i[1] for i in items], max_new_tokens=40,
-                                batch_size=batch_size)
-    finally:
-        sequences.final_answer = keep
+    replies = generate_text(model, processor, [i[0] for i in items], [i[1] for i in items], max_new_tokens=40,
+                            batch_size=batch_size, full_reply=True)  # rationale and answer
     n = Counter()
     for (_, q, a, objects), reply in zip(items, replies):
-        key, got = (kind_of(q), len(objects)), keep(reply)
+        key, got = (kind_of(q), len(objects)), sequences.final_answer(reply)
         rationale = reply.rpartition(sequences.REASON_SEPARATOR)[0]
         n[key + ("questions",)] += 1
         n[key + ("answer",)] += got == a

@@ -441,9 +441,11 @@ def generate_text(
     do_sample: bool = False,
     generator: torch.Generator | None = None,
     temperature: float = 1.0,
+    full_reply: bool = False,
 ) -> list[str]:
     """Captioning / VQA: one image per prompt -> the generated text (prompt excluded), stripped; of a
-    describe-then-answer reply only the answer (`lm.sequences.final_answer`: the text after the last ", so ").
+    describe-then-answer reply only the answer (`lm.sequences.final_answer`: the text after the last ", so "),
+    or the whole reply, rationale included, with `full_reply=True`.
 
     images: see `as_image_list` (no paths). prompts: one per image, or one for all; each is read by
     `lm.sequences.image_request_prompt` (None or a caption request -> the captioning prompt, any other
@@ -493,6 +495,6 @@ def generate_text(
         gen = model.generate(input_ids=input_ids, attention_mask=attention_mask,
                              logits_processor=LogitsProcessorList(processors), generation_config=config)
         new = gen[:, input_ids.shape[1] :]
-        out += [final_answer(t) for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+        out += [t.strip() if full_reply else final_answer(t) for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     return out
 

@@ -28,14 +28,14 @@ def _answerer(mode: str):
     from gaussiantoken.data.shapes_world import canonical_order
     from gaussiantoken.lm import sequences
 
-    def generate(model, processor, images, prompts, **kwargs):  # returns final_answer(reply), as generate_text
+    def generate(model, processor, images, prompts, full_reply=False, **kwargs):  # as generate_text
         out = []
         for image, q in zip(images, prompts):
             objects = parse_scene(np.asarray(image))
             truth = answer_question(objects, q)
             if mode == "truthful":
                 reply = sequences.reasoned_answer(rationale_for(caption_for(canonical_order(objects)), q, truth), truth)
-                out.append(sequences.final_answer(reply))
+                out.append(reply if full_reply else sequences.final_answer(reply))
             else:  # about the first object, whatever the question names
                 first = canonical_order(objects)[0]
                 kind = q.split()[1]

@@ -48,6 +48,10 @@ def test_generate_text_is_text_only_and_batch_invariant(tiny_lm):
     single = [generate_text(model, processor, pixels[i : i + 1], [p], max_new_tokens=6)[0]
               for i, p in enumerate(prompts)]
     assert batched == single and all(isinstance(t, str) for t in batched)
+    from gaussiantoken.lm.sequences import final_answer
+
+    full = generate_text(model, processor, pixels, prompts, max_new_tokens=6, full_reply=True)  # rationale kept
+    assert [final_answer(t) for t in full] == batched
     # text-only: the raw ids never contain image tokens or the image markers
     from gaussiantoken.lm.generation import TextOnlyLogitsProcessor
 
