@@ -192,10 +192,7 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
     def _vqa_target(self, row, question: str, answer: str) -> str:
         if not self.vqa_rationale:
             return answer
-        from gaussiantoken.data.shapes_text import rationale_for
-
-        caption = row["caption_canonical"] if self.canonical_captions else row["caption"]
-        return reasoned_answer(rationale_for(caption, question, answer), answer)
+        return _reasoned(row["caption_canonical"] if self.canonical_captions else row["caption"], question, answer)
 
     def _input_span(self, row) -> list[int] | None:
         if not self.input_objects:
@@ -226,13 +223,20 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
             a = max((count(x) for ans in text["answers"] for x in ans), default=0)
             if self.vqa_rationale:  # the probe's own describe-then-answer targets (a caption or a 2-object relation)
                 rows = zip(text["caption"], text["questions"], text["answers"])
-                a = max((count(self._vqa_target({"caption": c, "caption_canonical": c}, x, y)) for c, qs, ans in rows
-                         for x, y in zip(qs, ans)), default=0) + 4  # + slack: a longer relation/size than the probe's
+                a = max((count(_reasoned(c, x, y)) for c, qs, ans in rows for x, y in zip(qs, ans)),
+                        default=0) + 4  # + slack: a longer relation/size than the probe's
             turns = min(self.vqa_turns, max((len(qs) for qs in text["questions"]), default=1))
             one = len(build_vqa(self.tokenizer, "", "", [0] * T, self.layout)["input_ids"])
             more = len(build_vqa_turns(self.tokenizer, ["", ""], ["", ""], [0] * T, self.layout)["input_ids"]) - one
             longest = max(longest, one + q + a + (turns - 1) * (more + q + a) + extra)
         return longest
+
+
+def _reasoned(caption: str, question: str, answer: str) -> str:
+    """The describe-then-answer target of a Shapes question about a scene with this caption."""
+    from gaussiantoken.data.shapes_text import rationale_for
+
+    return reasoned_answer(rationale_for(caption, question, answer), answer)
 
 
 def _token_counter(tokenizer):

@@ -263,7 +263,7 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
         """Object groups [B, L] of every whole image span (<boi>, tokens_per_image codes, <eoi>) in input_ids
         [B, L], from the tokenizer's reconstruction of its codes (`lm.object_groups`); 0 elsewhere. None when
         the input holds no whole span (a decode step)."""
-        from gaussiantoken.lm.object_groups import object_groups, pixels_to_uint8
+        from gaussiantoken.lm.object_groups import groups_from_codes
 
         cfg, T = self.config, self.config.tokens_per_image
         B, L = input_ids.shape
@@ -276,10 +276,7 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
         if not starts:
             return None
         codes = torch.stack([input_ids[b, p : p + T] for b, p in starts]) - lo  # [N, T]
-        tok = self.image_tokenizer
-        codes = codes.to(next(tok.parameters()).device)
-        pixels = tok.decode(codes)  # [N, 3, S, S]
-        groups = object_groups(pixels_to_uint8(pixels), tok.ids_to_gaussians(codes)["means"], cfg.image_groups)
+        groups = groups_from_codes(self.image_tokenizer, codes, cfg.image_groups)  # [N, M]
         per_token = groups.repeat_interleave(T // groups.shape[1], dim=1)  # [N, T]
         out = torch.zeros_like(input_ids)
         for (b, p), g in zip(starts, per_token.to(input_ids.device)):
@@ -315,7 +312,7 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
             if self.config.input_layout == "objects":
                 raise ValueError("this model reads input images as object-major spans (input_layout=objects), whose "
                                  "length the image decides: call generate(), or build input_ids with "
-                                 "lm.generation.object_input_rows, not forward(pixel_values=...)")
+                                 "lm.object_inputs.object_input_rows, not forward(pixel_values=...)")
             input_ids = self.merge_image_tokens(input_ids, pixel_values)
         elif input_ids is not None and int((input_ids == self.config.image_token_id).sum()) >= self.config.tokens_per_image:
             raise ValueError(
@@ -358,14 +355,15 @@ class GaussianTokenForImageTextToText(GaussianTokenForCausalLM):
         config = kwargs.get("generation_config") or self.generation_config
         new_tokens = kwargs.get("max_new_tokens", getattr(config, "max_new_tokens", None))
         if self.config.input_layout == "objects" and input_ids is not None:  # images -> object-major spans
-            from gaussiantoken.lm.generation import object_input_rows
+            from gaussiantoken.lm.generation import left_pad
+            from gaussiantoken.lm.object_inputs import object_input_rows
 
             if args:
                 kwargs["input_ids"], args = args[0], args[1:]
             rows = object_input_rows(self, input_ids, kwargs.get("attention_mask"), kwargs.pop("pixel_values", None))
             if rows is not None:
-                kwargs["input_ids"], kwargs["attention_mask"] = rows
-                input_ids = rows[0]
+                kwargs["input_ids"], kwargs["attention_mask"] = left_pad(rows, self.config.pad_token_id, input_ids.device)
+                input_ids = kwargs["input_ids"]
         if input_ids is not None and new_tokens is not None:  # a clear error instead of positions past the context
             check_context(self.config, input_ids.shape[-1], int(new_tokens))
         processors = LogitsProcessorList(list(logits_processor or []))

@@ -71,6 +71,15 @@ def pixels_to_uint8(pixels: torch.Tensor) -> np.ndarray:
     return ((pixels.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
+@torch.no_grad()
+def groups_from_codes(tokenizer, codes: torch.Tensor, k: int) -> torch.Tensor:
+    """Object groups [N, M] of images given as LOCAL codes [N, T], from the image tokenizer's reconstruction of them
+    (how captioning / VQA group an image that arrives as codes rather than pixels)."""
+    codes = codes.to(next(tokenizer.parameters()).device)
+    pixels = tokenizer.decode(codes)  # [N, 3, S, S]
+    return object_groups(pixels_to_uint8(pixels), tokenizer.ids_to_gaussians(codes)["means"], k)
+
+
 def group_slots(groups) -> list[list[int]]:
     """Groups of one image's Gaussians [M] (0 background, 1..K) -> the slot lists of groups 1..K that hold any,
     in group order (left to right); an image with no foreground group is one object of all M slots."""
@@ -87,4 +96,4 @@ def input_span(layout, codes, groups) -> list[int]:
     return layout.span(codes, group_slots(groups))
 
 
-__all__ = ["foreground_components", "object_groups", "pixels_to_uint8", "group_slots", "input_span"]
+__all__ = ["foreground_components", "object_groups", "pixels_to_uint8", "groups_from_codes", "group_slots", "input_span"]
