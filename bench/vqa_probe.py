@@ -15,8 +15,12 @@ about (1.0 when the answer follows the question's referent, 0.0 when the model a
 scene whatever is asked), and the exact-match rate of these answers. Last, the `referent-blind` baseline: the
 VQA accuracy of an answerer that knows the scene but not which object a question names (color / shape / size
 of a random object of the scene, the true count, "yes" to every relation), on the same held-out scenes.
+With `--reading`: `reading`, the answer read off a GIVEN description, no image: each held-out scene's questions
+and every lookup question of its caption (`data.shapes_text.lookup_questions`) asked as a text QA turn
+(`lm.sequences.build_text_qa`: "Question: q Answer: {true rationale}, so" -> greedy answer), per (kind, objects).
+It separates reading the answer off text (the last step of a describe-then-answer reply) from seeing the image.
 
-    python bench/vqa_probe.py --model runs/demo/lm [--scenes 200] [--json out.json]
+    python bench/vqa_probe.py --model runs/demo/lm [--scenes 200] [--reading] [--json out.json]
 
 Results are recorded in bench/RESULTS.md.
 """
@@ -108,6 +112,53 @@ def referent_use(model_dir: str, scenes: int = 300, batch_size: int = 64) -> dic
             "accuracy": sum(a == t for a, t in zip(answers, truth)) / len(truth)}
 
 
+def reading_items(tokenizer, layout, scenes: int = 200) -> list[dict]:
+    """Text QA prompts of `--reading` (module docstring): {kind, objects, question, answer, ids} with ids the prompt
+    up to the answer (the true rationale and ", so" given), on the held-out scenes of seed 777."""
+    from gaussiantoken.data.shapes import make_dataset
+    from gaussiantoken.data.shapes_text import caption_for, lookup_questions, rationale_for
+    from gaussiantoken.data.shapes_world import canonical_order
+    from gaussiantoken.lm.sequences import IGNORE_INDEX, build_text_qa, reasoned_answer
+
+    items = []
+    for r in make_dataset(scenes, seed=777, image_size=32).remove_columns(["image"]):
+        caption = caption_for(canonical_order(r["objects"]))
+        pairs = dict(zip(r["questions"], r["answers"]))
+        pairs.update((q, a) for q, a in zip(*lookup_questions(r["objects"])) if q not in pairs)
+        for q, a in pairs.items():
+            seq = build_text_qa(tokenizer, [q], [reasoned_answer(rationale_for(caption, q, a), a)], layout)
+            cut = next(i for i, label in enumerate(seq["labels"]) if label != IGNORE_INDEX)
+            items.append({"kind": kind_of(q), "objects": len(r["objects"]), "question": q, "answer": a,
+                          "ids": seq["input_ids"][:cut]})
+    return items
+
+
+def reading(model_dir: str, scenes: int = 200, batch_size: int = 128) -> list[dict]:
+    """`--reading` rows: {kind, objects, questions, accuracy}; greedy answers to `reading_items`."""
+    import torch
+
+    from gaussiantoken.lm import GaussianTokenForCausalLM, GaussianTokenProcessor
+    from gaussiantoken.lm.generation import left_pad
+
+    model = GaussianTokenForCausalLM.from_pretrained(model_dir).eval()
+    processor = GaussianTokenProcessor.from_pretrained(model_dir)
+    tok, layout = processor.tokenizer, processor.layout
+    items = reading_items(tok, layout, scenes)
+    n = Counter()
+    for start in range(0, len(items), batch_size):
+        batch = items[start:start + batch_size]
+        ids, mask = left_pad([b["ids"] for b in batch], layout.pad_token_id)
+        with torch.no_grad():
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=False,
+                                 pad_token_id=layout.pad_token_id, eos_token_id=layout.eos_token_id)
+        for b, row in zip(batch, out[:, ids.shape[1]:].tolist()):
+            key = (b["kind"], b["objects"])
+            n[key + ("questions",)] += 1
+            n[key + ("right",)] += tok.decode(row, skip_special_tokens=True).strip() == b["answer"]
+    return [{"kind": k, "objects": o, "questions": n[(k, o, "questions")],
+             "accuracy": n[(k, o, "right")] / n[(k, o, "questions")]} for k, o in sorted({key[:2] for key in n})]
+
+
 def referent_blind_accuracy(scenes: int = 200, seed: int = 0) -> float:
     """VQA accuracy of the referent-blind answerer (module docstring) on the probe's held-out scenes."""
     import numpy as np
@@ -132,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="trained LM directory")
     p.add_argument("--scenes", type=int, default=200, help="held-out scenes (3 questions each)")
+    p.add_argument("--reading", action="store_true", help="also: answers read off a given description (no image)")
     p.add_argument("--json", default="", help="write the rows here")
     args = p.parse_args(argv)
     rows = probe(args.model, args.scenes)
@@ -148,10 +200,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{use['answers_differ']:.2f}, accuracy {use['accuracy']:.2f}")
     blind = referent_blind_accuracy(args.scenes)
     print(f"referent-blind answerer on the same scenes: VQA {blind:.3f}")
+    read = reading(args.model, args.scenes) if args.reading else None
+    for r in read or []:
+        print(f"reading   {r['kind']:<9} {r['objects']:>4} {r['questions']:>4} {r['accuracy']:.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "scenes": args.scenes, "rows": rows, "referent_use": use,
-                       "referent_blind_vqa": blind}, f, indent=1)
+                       "referent_blind_vqa": blind, "reading": read}, f, indent=1)
     return 0
 
 

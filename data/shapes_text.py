@@ -188,6 +188,25 @@ def questions_for(objects: list[dict], rng: np.random.Generator, num_questions: 
     return questions, answers
 
 
+def lookup_questions(objects: list[dict]) -> tuple[list[str], list[str]]:
+    """Every question that names one object and asks another of its attributes (colour by a unique shape, shape
+    by a unique colour, size by colour and shape), in object order, and their answers: the questions a reader
+    answers by finding the named object. Objects need no position (a parsed caption's will do)."""
+    objects = _check_objects(objects, need_xy=False)
+    questions, answers = [], []
+    for o in objects:
+        if len(_find(objects, shape=o["shape"])) == 1:
+            questions.append(f"what color is the {o['shape']}?")
+            answers.append(o["color"])
+        if len(_find(objects, color=o["color"])) == 1:
+            questions.append(f"what shape is the {o['color']} object?")
+            answers.append(o["shape"])
+        if len(_find(objects, color=o["color"], shape=o["shape"])) == 1:
+            questions.append(f"what size is the {o['color']} {o['shape']}?")
+            answers.append(o["size"])
+    return questions, answers
+
+
 def answer_question(objects: list[dict], question: str) -> str:
     """Answer a Shapes question from an object list; "unknown" when the referent is missing/ambiguous."""
     if not isinstance(objects, (list, tuple)):

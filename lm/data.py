@@ -20,6 +20,10 @@ about the image, `lm.sequences.build_vqa_turns`), starting from the drawn questi
 image read. `vqa_rationale` makes every VQA target describe-then-answer: "{rationale}, so {answer}" with the
 Shapes rationale of the row's caption (the canonical one under `canonical_captions`) and the question
 (`data.shapes_text.rationale_for`): the answer is then read from text the model has just written.
+The `text_qa` task (needs `vqa_rationale`) is that VQA turn without its image, the rationale given and loss on the
+answer only (`lm.sequences.build_text_qa`): a drill in reading the answer off the rationale, `text_qa_turns`
+turns per sequence drawn from the row's questions and its caption's lookup questions
+(`data.shapes_text.lookup_questions`).
 """
 
 from __future__ import annotations
@@ -37,11 +41,13 @@ from gaussiantoken.lm.sequences import (
     build_caption,
     build_text_to_image,
     build_vqa,
+    build_text_qa,
     build_vqa_turns,
     reasoned_answer,
 )
 
-REQUIRED_COLUMNS = {"text_to_image": ("caption",), "caption": ("caption",), "vqa": ("questions", "answers")}
+REQUIRED_COLUMNS = {"text_to_image": ("caption",), "caption": ("caption",), "vqa": ("questions", "answers"),
+                    "text_qa": ("caption", "questions", "answers")}
 
 
 def normalize_ratios(ratios: dict) -> dict[str, float]:
@@ -100,6 +106,7 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         vqa_turns: int = 1,
         input_objects: bool = False,
         vqa_rationale: bool = False,
+        text_qa_turns: int = 1,
     ):
         ratios = ratios if ratios is not None else {"text_to_image": 1.0, "caption": 1.0, "vqa": 1.0}
         if not 0.0 <= caption_dropout <= 1.0:
@@ -108,6 +115,9 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
             raise ValueError(f"repeats must be >= 1, got {repeats}")
         if not isinstance(vqa_turns, int) or vqa_turns < 1:
             raise ValueError(f"vqa_turns must be an int >= 1, got {vqa_turns!r}")
+        if not isinstance(text_qa_turns, int) or text_qa_turns < 1:
+            raise ValueError(f"text_qa_turns must be an int >= 1, got {text_qa_turns!r}")
+        self.text_qa_turns = text_qa_turns  # questions per text QA sequence (the row's and every lookup question)
         self.vqa_turns = vqa_turns  # questions per VQA sequence (as many as the row has, at most this)
         # captioning / VQA read the input image as the object-major span of its groups (lm.object_groups.input_span)
         self.input_objects = bool(input_objects)
@@ -119,6 +129,8 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         if self.vqa_rationale and "caption" not in dataset.column_names:
             raise ValueError("describe-then-answer VQA (data.vqa_rationale) needs rows with a 'caption' column "
                              "in the Shapes grammar (data.source=shapes_stream or a Shapes codes dataset)")
+        if normalize_ratios(ratios)["text_qa"] > 0 and not self.vqa_rationale:
+            raise ValueError("the text_qa task drills describe-then-answer VQA: it needs data.vqa_rationale=true")
         validate_codes_dataset(dataset, ratios, layout)
         self.dataset, self.tokenizer, self.layout = dataset, tokenizer, layout
         self.ratios = normalize_ratios(ratios)
@@ -169,10 +181,13 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
             caption = row["caption_canonical"] if self.canonical_captions else row["caption"]
             seq = build_caption(self.tokenizer, caption, codes, self.layout, self.max_length, self.image_input_loss,
                                 span=self._input_span(row))
+        elif task == "text_qa":
+            questions, answers = self._text_qa_questions(row, record)
+            pick = np.random.default_rng(q).permutation(len(questions))[:self.text_qa_turns]
+            seq = build_text_qa(self.tokenizer, [questions[j] for j in pick],
+                                [self._vqa_target(row, questions[j], answers[j]) for j in pick], self.layout, self.max_length)
         else:
-            questions, answers = row["questions"], row["answers"]
-            if not questions or len(questions) != len(answers):
-                raise ValueError(f"row {record}: questions/answers must be non-empty and of equal length")
+            questions, answers = _row_questions(row, record)
             k, n = q % len(questions), min(self.vqa_turns, len(questions))
             order = [(k + j) % len(questions) for j in range(n)]  # from the drawn question on, cyclically
             targets = [self._vqa_target(row, questions[j], answers[j]) for j in order]
@@ -180,7 +195,7 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
                                   self.layout, self.max_length, self.image_input_loss, span=self._input_span(row))
         if self.image_groups:  # the input image's Gaussians carry their object group; text-to-image targets none
             groups = [0] * len(seq["input_ids"])  # (an object-major input span marks its objects itself: none)
-            if task != "text_to_image" and not self.input_objects:
+            if task in ("caption", "vqa") and not self.input_objects:
                 start = seq["input_ids"].index(self.layout.boi_token_id) + 1
                 per_slot = row["groups"]
                 G = self.layout.tokens_per_image // len(per_slot)
@@ -193,6 +208,19 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         if not self.vqa_rationale:
             return answer
         return _reasoned(row["caption_canonical"] if self.canonical_captions else row["caption"], question, answer)
+
+    def _text_qa_questions(self, row, record: int) -> tuple[list[str], list[str]]:
+        """The row's questions, then every lookup question of its caption (`data.shapes_text.lookup_questions`)
+        not among them: what a text QA sequence draws its turns from."""
+        from gaussiantoken.data.shapes_text import lookup_questions, parse_caption
+
+        questions, answers = (list(x) for x in _row_questions(row, record))
+        parsed = parse_caption(row["caption_canonical"] if self.canonical_captions else row["caption"])
+        for question, answer in zip(*lookup_questions(parsed["objects"])) if parsed else ():
+            if question not in questions:
+                questions.append(question)
+                answers.append(answer)
+        return questions, answers
 
     def _input_span(self, row) -> list[int] | None:
         if not self.input_objects:
@@ -218,7 +246,7 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
             longest = max(longest, len(build_text_to_image(self.tokenizer, "", layout=self.layout, **image)["input_ids"]) + cap)
         if self.ratios["caption"] > 0:
             longest = max(longest, len(build_caption(self.tokenizer, "", [0] * T, self.layout)["input_ids"]) + cap + extra)
-        if self.ratios["vqa"] > 0:
+        if self.ratios["vqa"] > 0 or self.ratios["text_qa"] > 0:  # a text QA sequence is a VQA one less its image
             q = max((count(x) for qs in text["questions"] for x in qs), default=0)
             a = max((count(x) for ans in text["answers"] for x in ans), default=0)
             if self.vqa_rationale:  # the probe's own describe-then-answer targets (a caption or a 2-object relation)
@@ -229,7 +257,16 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
             one = len(build_vqa(self.tokenizer, "", "", [0] * T, self.layout)["input_ids"])
             more = len(build_vqa_turns(self.tokenizer, ["", ""], ["", ""], [0] * T, self.layout)["input_ids"]) - one
             longest = max(longest, one + q + a + (turns - 1) * (more + q + a) + extra)
+            if self.ratios["text_qa"] > 0:  # text QA turns: a VQA turn less its image span, each
+                longest = max(longest, self.text_qa_turns * (more + q + a) + 1)
         return longest
+
+
+def _row_questions(row, record: int) -> tuple[list[str], list[str]]:
+    questions, answers = row["questions"], row["answers"]
+    if not questions or len(questions) != len(answers):
+        raise ValueError(f"row {record}: questions/answers must be non-empty and of equal length")
+    return questions, answers
 
 
 def _reasoned(caption: str, question: str, answer: str) -> str:

@@ -24,6 +24,7 @@ tokenized separately (without specials) and appended with eos. Labels are -100 w
   text-to-image: loss on the T image tokens, <eoi> and eos (not on the prompt, not on <boi>)
   captioning:    loss on the caption tokens and eos
   VQA:           loss on the answer tokens and eos (of every turn)
+  text QA:       `build_text_qa`, a describe-then-answer VQA turn without its image: loss on the final answer + eos
   (captioning/VQA with `image_loss=True`, data.image_input_loss: also on the input image's codes, i.e. the
   image modelled unconditionally in the tokenizer's order; the span's <boi>/<eoi> keep no loss)
 """
@@ -38,7 +39,7 @@ EOI_TOKEN = "<eoi>"
 IMAGE_TOKEN = "<image>"
 SPECIAL_IMAGE_TOKENS = (BOI_TOKEN, EOI_TOKEN, IMAGE_TOKEN)
 IGNORE_INDEX = -100
-TASKS = ("text_to_image", "caption", "vqa")
+TASKS = ("text_to_image", "caption", "vqa", "text_qa")
 
 _T2I_PREFIX = "Generate an image: "
 _CAPTION_INSTRUCTION = "Describe the image."
@@ -319,6 +320,16 @@ def build_vqa(
     return build_vqa_turns(tokenizer, [question], [answer], codes, layout, max_length, image_loss, span)
 
 
+def _later_turn_prompt(tokenizer, question: str, layout: VocabLayout) -> list[int]:
+    """"Question: q Answer:" of a turn after the first: tokenized after the eos it follows (and then without it), as
+    the chat template's rendered text is."""
+    prompt = _tokenize(tokenizer, tokenizer.eos_token + vqa_prompt(question).replace(IMAGE_TOKEN, "", 1),
+                       add_special_tokens=False)
+    if prompt[:1] != [layout.eos_token_id]:
+        raise ValueError("the text tokenizer must read its eos token string as the eos id")
+    return prompt[1:]
+
+
 def build_vqa_turns(
     tokenizer, questions: Sequence[str], answers: Sequence[str], codes: Sequence[int], layout: VocabLayout,
     max_length: int | None = None, image_loss: bool = False, span: Sequence[int] | None = None,
@@ -333,16 +344,41 @@ def build_vqa_turns(
                                  span)
     input_ids, labels = seq["input_ids"], seq["labels"]
     for question, answer in zip(questions[1:], answers[1:]):
-        # tokenized after the eos it follows (and then without it), as the chat template's rendered text is
-        prompt = _tokenize(tokenizer, tokenizer.eos_token + vqa_prompt(question).replace(IMAGE_TOKEN, "", 1),
-                           add_special_tokens=False)
-        if prompt[:1] != [layout.eos_token_id]:
-            raise ValueError("the text tokenizer must read its eos token string as the eos id")
-        prompt = prompt[1:]
+        prompt = _later_turn_prompt(tokenizer, question, layout)
         target = _target_ids(tokenizer, answer, layout)
         input_ids = input_ids + prompt + target
         labels = labels + [IGNORE_INDEX] * len(prompt) + target
     _check_length(input_ids, max_length, "VQA")
+    return {"input_ids": input_ids, "labels": labels}
+
+
+def build_text_qa(
+    tokenizer, questions: Sequence[str], reasoned: Sequence[str], layout: VocabLayout, max_length: int | None = None,
+) -> dict[str, list[int]]:
+    """Describe-then-answer VQA turns with the image left out: [bos] "Question: q1 Answer:" rationale1 ", so"
+    answer1 eos "Question: q2 Answer:" ... , tokenized exactly as `build_vqa_turns`'s (the <image> placeholder
+    id dropped); loss on each answer and its eos only. It drills the reading of an answer off a description in
+    the context (the rationale is given, not learned), the step a describe-then-answer reply ends with, at a
+    fraction of a VQA sequence's length and with several answers per sequence."""
+    if not questions or len(questions) != len(reasoned):
+        raise ValueError(f"text QA needs equally many questions and targets (>= 1), got {len(questions)} and {len(reasoned)}")
+    input_ids: list[int] = []
+    labels: list[int] = []
+    for question, target_text in zip(questions, reasoned):
+        head, sep, answer = target_text.rpartition(REASON_SEPARATOR)
+        if not sep or not head.strip() or not answer.strip():
+            raise ValueError(f"a text QA target must be '{{rationale}}{REASON_SEPARATOR}{{answer}}', got {target_text!r}")
+        if not input_ids:
+            prompt = [i for i in _prompt_ids(tokenizer, vqa_prompt(question), layout) if i != layout.image_token_id]
+        else:
+            prompt = _later_turn_prompt(tokenizer, question, layout)
+        target = _target_ids(tokenizer, target_text, layout)
+        given = _tokenize(tokenizer, (head + REASON_SEPARATOR).strip(), add_special_tokens=False)
+        if target[:len(given)] != given or len(given) >= len(target) - 1:
+            raise ValueError(f"the text tokenizer does not split {target_text!r} at its answer; cannot mask the rationale")
+        input_ids += prompt + target
+        labels += [IGNORE_INDEX] * (len(prompt) + len(given)) + target[len(given):]
+    _check_length(input_ids, max_length, "text QA")
     return {"input_ids": input_ids, "labels": labels}
 
 
@@ -352,5 +388,5 @@ __all__ = [
     "REASON_SEPARATOR", "reasoned_answer", "final_answer",
     "CAPTION_REQUESTS", "is_caption_request", "image_request_prompt", "chat_template",
     "VocabLayout", "image_span", "expand_image_placeholders", "expand_image_spans", "prompt_token_ids",
-    "build_text_to_image", "build_caption", "build_vqa", "build_vqa_turns",
+    "build_text_to_image", "build_caption", "build_vqa", "build_vqa_turns", "build_text_qa",
 ]

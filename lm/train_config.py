@@ -80,6 +80,7 @@ class DataSettings:
     # question, the two asked objects related on the asked axis) as rationale (lm.sequences.reasoned_answer,
     # data.shapes_text.rationale_for; shapes_stream only). Inference keeps the text after ", so ".
     vqa_rationale: bool = False
+    text_qa_turns: int = 1
 
 
 @dataclass
@@ -131,7 +132,8 @@ def check_config(cfg: LMRunConfig) -> None:
 
     check_types(cfg)  # every key's type ('abc' for an int is a TypeError naming it), floats finite
 
-    normalize_ratios(cfg.data.ratios)
+    if normalize_ratios(cfg.data.ratios)["text_qa"] > 0 and not cfg.data.vqa_rationale:
+        raise ValueError("data.ratios.text_qa > 0 drills describe-then-answer VQA: it needs data.vqa_rationale=true")
     t = cfg.train
     if t.deepspeed is not None:
         ds = resolve_path(t.deepspeed)
@@ -183,6 +185,8 @@ def check_config(cfg: LMRunConfig) -> None:
         raise ValueError("model.input_layout=objects needs data.t2i_layout=objects and model.image_groups > 0")
     if cfg.data.object_slots not in ("absolute", "relative"):
         raise ValueError(f"data.object_slots must be absolute or relative, got {cfg.data.object_slots!r}")
+    if cfg.data.text_qa_turns < 1:
+        raise ValueError(f"data.text_qa_turns must be >= 1, got {cfg.data.text_qa_turns}")
     if cfg.data.vqa_turns < 1:
         raise ValueError(f"data.vqa_turns must be >= 1, got {cfg.data.vqa_turns}")
     if cfg.data.vqa_rationale and cfg.data.source != "shapes_stream":

@@ -187,3 +187,23 @@ def test_rationales_of_generated_questions_are_true():
                 relations += 1
                 assert relation_holds(found[0][0], found[1][0], r["relation"])
     assert relations > 50
+
+
+def test_lookup_questions_golden():
+    """Every attribute question with a unique referent, in object order; none whose referent is ambiguous."""
+    from gaussiantoken.data.shapes_text import answer_question, lookup_questions
+
+    objects = [{"shape": "circle", "color": "red", "size": "small"}, {"shape": "circle", "color": "blue", "size": "large"},
+               {"shape": "square", "color": "red", "size": "large"}]
+    questions, answers = lookup_questions(objects)
+    assert list(zip(questions, answers)) == [
+        ("what size is the red circle?", "small"),
+        ("what shape is the blue object?", "circle"),
+        ("what size is the blue circle?", "large"),
+        ("what color is the square?", "red"),
+        ("what size is the red square?", "large"),
+    ]
+    assert all(answer_question(objects, q) == a for q, a in zip(questions, answers))
+    assert lookup_questions(objects[:1])[1] == ["red", "circle", "small"]
+    with pytest.raises(ValueError, match="1-3 object"):
+        lookup_questions([])

@@ -251,3 +251,72 @@ def test_dataset_vqa_rationale(codes_dir, text_tokenizer, processor):
     with pytest.raises(ValueError, match="caption"):
         MultiTaskSequenceDataset(ds.remove_columns(["caption"]), text_tokenizer, lay,
                                  ratios={"text_to_image": 0, "caption": 0, "vqa": 1}, vqa_rationale=True)
+
+
+def test_build_text_qa_is_the_reasoned_vqa_sequence_without_its_image(text_tokenizer, layout):
+    """text QA = the describe-then-answer VQA turns less their image span (same ids otherwise, one turn or
+    several), loss on each final answer + eos only; a target without the separator is refused."""
+    from gaussiantoken.lm.sequences import build_text_qa
+
+    qs = ["what color is the square?", "what shape is the red object?"]
+    rationale = "a small red circle to the left of a large blue square"
+    targets = [reasoned_answer(rationale, "blue"), reasoned_answer(rationale, "circle")]
+    for n in (1, 2):
+        vqa = build_vqa_turns(text_tokenizer, qs[:n], targets[:n], CODES, layout)
+        seq = build_text_qa(text_tokenizer, qs[:n], targets[:n], layout)
+        boi = vqa["input_ids"].index(layout.boi_token_id)
+        assert seq["input_ids"] == vqa["input_ids"][:boi] + vqa["input_ids"][boi + len(CODES) + 2:]
+        learned = [t for t, l in zip(seq["input_ids"], seq["labels"]) if l != IGNORE_INDEX]
+        assert [l for l in seq["labels"] if l != IGNORE_INDEX] == learned  # labels are the ids where they apply
+        assert learned.count(layout.eos_token_id) == n
+        text = text_tokenizer.decode(learned, skip_special_tokens=False)
+        assert text.replace(text_tokenizer.eos_token, " ").split() == ["blue", "circle"][:n]
+    with pytest.raises(ValueError, match="rationale"):
+        build_text_qa(text_tokenizer, qs[:1], ["blue"], layout)
+    with pytest.raises(ValueError, match="equally many"):
+        build_text_qa(text_tokenizer, qs, targets[:1], layout)
+    with pytest.raises(ValueError, match="max_length"):
+        build_text_qa(text_tokenizer, qs, targets, layout, max_length=len(seq["input_ids"]) - 1)
+
+
+def test_dataset_text_qa_task(codes_dir, text_tokenizer, processor):
+    """ratios.text_qa: those items are reasoned VQA turns without the image (answer-only loss), drawn from the
+    row's questions and its caption's lookup questions, every answer true to the caption; the task needs
+    vqa_rationale; longest_sequence bounds the items."""
+    from gaussiantoken.data.shapes_text import answer_question, parse_caption, rationale_for
+    from gaussiantoken.lm.data import MultiTaskSequenceDataset
+    from gaussiantoken.lm.extract import load_codes
+
+    ds = load_codes(codes_dir)
+    lay = processor.layout
+    ratios = {"text_to_image": 1, "caption": 1, "vqa": 1, "text_qa": 1}
+    for turns in (1, 3):
+        data = MultiTaskSequenceDataset(ds, text_tokenizer, lay, seed=3, ratios=ratios, vqa_rationale=True,
+                                        text_qa_turns=turns)
+        bound, seen = data.longest_sequence(), 0
+        for i in range(len(ds)):
+            item = data[i]
+            if item["task"] != "text_qa":
+                continue
+            seen += 1
+            row = ds[data.plan(i)[0]]
+            objects = parse_caption(row["caption"])["objects"]
+            assert lay.boi_token_id not in item["input_ids"] and len(item["input_ids"]) <= bound
+            ids, labels = item["input_ids"], item["labels"]
+            turns_text = text_tokenizer.decode(ids, skip_special_tokens=False).split(text_tokenizer.eos_token)[:-1]
+            assert 1 <= len(turns_text) <= turns
+            answers = text_tokenizer.decode([t for t, l in zip(ids, labels) if l != IGNORE_INDEX],
+                                            skip_special_tokens=False).split(text_tokenizer.eos_token)[:-1]
+            for turn, answer in zip(turns_text, answers):
+                question = turn.split("Question:")[1].split("Answer:")[0].strip()
+                rationale = turn.split("Answer:")[1].rpartition(", so ")[0].strip()
+                if question.startswith("is the"):  # a relation: its rationale states the true relation
+                    assert rationale == rationale_for(row["caption"], question, answer.strip())
+                    continue
+                assert answer.strip() == answer_question(objects, question) != "unknown"
+                assert rationale == rationale_for(row["caption"], question, answer.strip())
+        assert seen > 0
+    with pytest.raises(ValueError, match="vqa_rationale"):
+        MultiTaskSequenceDataset(ds, text_tokenizer, lay, ratios=ratios)
+    with pytest.raises(ValueError, match="text_qa_turns"):
+        MultiTaskSequenceDataset(ds, text_tokenizer, lay, ratios=ratios, vqa_rationale=True, text_qa_turns=0)

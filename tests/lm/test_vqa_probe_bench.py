@@ -69,13 +69,35 @@ def test_probe_rates_on_known_answerers(lm_dir, monkeypatch):
     assert 0.6 < blind < 0.9 and blind == vqa_probe.referent_blind_accuracy(100)  # deterministic
 
 
+def test_reading_items_are_true_text_qa_prompts(processor):
+    """`--reading` prompts: the text QA turn up to its answer, with the scene's true rationale given; every
+    answer is the scene's; lookup questions of every kind are among them."""
+    import vqa_probe
+
+    from gaussiantoken.data.shapes_text import answer_question, parse_caption
+
+    tok = processor.tokenizer
+    items = vqa_probe.reading_items(tok, processor.layout, scenes=40)
+    assert {i["kind"] for i in items} == {"color", "shape", "size", "count", "relation"}
+    assert {i["objects"] for i in items} == {1, 2, 3}
+    for item in items:
+        text = tok.decode(item["ids"], skip_special_tokens=True)
+        question, given = text.split("Question:")[1].split("Answer:")
+        assert question.strip() == item["question"] and given.rstrip().endswith(", so")
+        assert processor.layout.boi_token_id not in item["ids"]
+        if item["kind"] != "relation":  # the answer follows from the objects the given caption names
+            objects = parse_caption(given.rstrip()[:-len(", so")])["objects"]
+            assert answer_question(objects, item["question"]) == item["answer"]
+
+
 # a fresh process, the way a user runs it: load, generate for a few scenes
 def test_vqa_probe_command(lm_dir, tmp_path):
     out = tmp_path / "probe.json"
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "vqa_probe.py"), "--model", str(lm_dir),
-                           "--scenes", "4", "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300,
+                           "--scenes", "4", "--reading", "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "referent use" in proc.stdout and "referent-blind" in proc.stdout
     data = json.loads(out.read_text())
     assert data["rows"] and set(data["referent_use"]) == {"scenes", "answers_differ", "accuracy"}
+    assert "reading" in proc.stdout and all(0 <= r["accuracy"] <= 1 and r["questions"] > 0 for r in data["reading"])
