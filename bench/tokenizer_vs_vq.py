@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                               f"{enc:>7.0f} {dec:>7.0f}", flush=True)
                         if args.json:
                             Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
-                        if args.figure_dir and kind in ("vq", "gauss"):
+                        if args.figure_dir:  # every kind: the Gaussian ones with their Gaussians drawn
                             take = slice(0, 8)
                             with torch.no_grad():
                                 xs = processor(images=list(ds["image"][:8]), return_tensors="pt")["pixel_values"]
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                             pictures.setdefault(eval_name, {"x": xs})[f"{kind}{budget}"] = (recon[take], g)
         if args.figure_dir:
             for eval_name, pics in pictures.items():
-                order = [k for b in budgets for k in (f"vq{b}", f"gauss{b}") if k in pics]
+                order = [f"{k}{b}" for b in budgets for k in args.kinds.split(",") if f"{k}{b}" in pics]
                 figure(Path(args.figure_dir) / f"tokenizer_vs_vq_{eval_name}.png", pics["x"],
                        [(k, *pics[k]) for k in order])
     return 0

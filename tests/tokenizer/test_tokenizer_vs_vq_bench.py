@@ -28,4 +28,8 @@ def test_bench_rows_and_picture(tmp_path):
     assert rows["gauss-1tok"]["bits"] == 64 * 10  # 64 Gaussians, one code each: the VQ's bits
     for r in rows.values():
         assert r["steps"] >= 1 and math.isfinite(r["psnr"]) and 0 <= r["dark_rate"] <= 1 and r["fid"] >= 0
-    assert (tmp_path / "tokenizer_vs_vq_photos.png").is_file()
+    from PIL import Image
+
+    picture = Image.open(tmp_path / "tokenizer_vs_vq_photos.png")  # 8 columns of 128 px cells, 2 px apart
+    # rows: originals | vq | each Gaussian kind's reconstructions and its Gaussians drawn (3 kinds)
+    assert picture.size == (8 * 130 + 2, (1 + 1 + 3 * 2) * 130 + 2)
