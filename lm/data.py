@@ -215,8 +215,11 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         from gaussiantoken.data.shapes_text import lookup_questions, parse_caption
 
         questions, answers = (list(x) for x in _row_questions(row, record))
-        parsed = parse_caption(row["caption_canonical"] if self.canonical_captions else row["caption"])
-        for question, answer in zip(*lookup_questions(parsed["objects"])) if parsed else ():
+        caption = row["caption_canonical"] if self.canonical_captions else row["caption"]
+        parsed = parse_caption(caption)
+        if parsed is None:
+            raise ValueError(f"row {record}: caption {caption!r} is not in the Shapes grammar (text QA reads it)")
+        for question, answer in zip(*lookup_questions(parsed["objects"])):
             if question not in questions:
                 questions.append(question)
                 answers.append(answer)
