@@ -6,8 +6,8 @@ Asks every question of N held-out scenes (`data.shapes.make_dataset`, seed 12345
 - `other_object`: the share of wrong color / shape / size answers that are another object's attribute in the
   same scene (a binding failure: the model read the scene but picked the wrong object);
 - for describe-then-answer models (`data.vqa_rationale`; their replies are "{rationale}, so {answer}"):
-  `rationale` (the reply's rationale is the true rationale, `data.shapes_text.rationale_for` of the scene's
-  canonical caption) and `consistent` (the final answer is what the objects the model's own rationale names
+  `rationale` (the reply's rationale is the true rationale, `data.shapes_text.styled_rationale` of the scene's
+  canonical caption in the model's `--style`, describe or scan) and `consistent` (the final answer is what the objects the model's own rationale names
   answer, `data.shapes_text.answer_question` on them; color / shape / size questions only).
 Then `referent use`: over the multi-object scenes whose objects differ in shape and in color, "what color is the
 <shape>?" is asked about every object; the share of scenes whose answers differ between the objects asked
@@ -20,7 +20,7 @@ and every lookup question of its caption (`data.shapes_text.lookup_questions`) a
 (`lm.sequences.build_text_qa`: "Question: q Answer: {true rationale}, so" -> greedy answer), per (kind, objects).
 It separates reading the answer off text (the last step of a describe-then-answer reply) from seeing the image.
 
-    python bench/vqa_probe.py --model runs/demo/lm [--scenes 200] [--reading] [--json out.json]
+    python bench/vqa_probe.py --model runs/demo/lm [--scenes 200] [--style scan] [--reading] [--json out.json]
 
 Results are recorded in bench/RESULTS.md.
 """
@@ -41,11 +41,11 @@ def kind_of(question: str) -> str:
                                                               "many": "count"}[question.split()[1]]
 
 
-def probe(model_dir: str, scenes: int = 200, batch_size: int = 64) -> list[dict]:
+def probe(model_dir: str, scenes: int = 200, batch_size: int = 64, style: str = "describe") -> list[dict]:
     """One row per (kind, objects): counts and rates (see the module docstring)."""
     import gaussiantoken.lm.sequences as sequences
     from gaussiantoken.data.shapes import make_dataset
-    from gaussiantoken.data.shapes_text import answer_question, caption_for, rationale_for
+    from gaussiantoken.data.shapes_text import answer_question, caption_for, styled_rationale
     from gaussiantoken.data.shapes_world import canonical_order
     from gaussiantoken.lm import GaussianTokenForCausalLM, GaussianTokenProcessor
     from gaussiantoken.lm.generation import generate_text
@@ -68,7 +68,7 @@ def probe(model_dir: str, scenes: int = 200, batch_size: int = 64) -> list[dict]
             n[key + ("other_object",)] += any(o[key[0]] == got for o in objects)
         if rationale:
             n[key + ("reasoned",)] += 1
-            true = rationale_for(caption_for(canonical_order(objects)), q, a)
+            true = styled_rationale(caption_for(canonical_order(objects)), q, a, style, objects)
             n[key + ("rationale",)] += " ".join(rationale.split()) == true
             if key[0] in ("color", "shape", "size"):  # the objects the rationale names, in its order
                 mine = [{"size": z, "color": c, "shape": s} for z, c, s in PHRASE.findall(rationale)]
@@ -184,9 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="trained LM directory")
     p.add_argument("--scenes", type=int, default=200, help="held-out scenes (3 questions each)")
     p.add_argument("--reading", action="store_true", help="also: answers read off a given description (no image)")
+    p.add_argument("--style", choices=("describe", "scan"), default="describe",
+                   help="the rationale style the model was trained with (data.rationale_style): the true rationale")
     p.add_argument("--json", default="", help="write the rows here")
     args = p.parse_args(argv)
-    rows = probe(args.model, args.scenes)
+    rows = probe(args.model, args.scenes, style=args.style)
 
     def fmt(v):
         return "-" if v is None else f"{v:.2f}"

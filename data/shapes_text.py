@@ -23,6 +23,10 @@ Rationales (``rationale_for``): the text a describe-then-answer VQA target write
 (``lm.sequences.reasoned_answer``): for a relation question the two asked objects related on the asked
 axis in the 2-object caption grammar (the true relation: the asked one for "yes", its opposite for "no");
 for any other question the scene's caption. Either is a pure function of the caption, question and answer.
+The "scan" style (``styled_rationale``, ``scan_rationale``) writes a lookup question's rationale as the caption's
+objects marked in turn, ": yes" for the asked one, up to it ("a large red square: no; a small blue circle: yes"),
+and a relation question's as the scene's objects ordered along the asked axis, the two asked ones marked
+": first" / ": second" ("from the top: a large blue square: second; a small red circle: first").
 
 Held-out compositions: ``is_heldout_composition`` marks a fixed tenth of the 2- and 3-object
 captions (by a stable CRC32 of the caption text; never a 1-object caption) that a training stream
@@ -253,6 +257,94 @@ def rationale_for(caption: str, question: str, answer: str) -> str:
         raise ValueError(f"the question {question!r} names objects the caption {caption!r} does not hold once each")
     relation = m.group(3) if answer == "yes" else OPPOSITE[m.group(3)]
     return f"{phrase(a[0])} {relation} {phrase(b[0])}"
+
+
+RATIONALE_STYLES = ("describe", "scan")
+SCAN_AXIS_WORDS = {"x": "from the left", "y": "from the top"}  # a relation scan's order, written first
+
+
+def scan_rationale(caption: str, question: str, scene: list[dict] | None = None) -> str | None:
+    """The scan rationale of a question: its objects marked in turn, each mark comparing one phrase with the
+    question, up to the last object the question names, so that the answer sits at a fixed place before the
+    reply's ", so " and no step has to find an object by its content (bench/RESULTS.md: a 4-layer LM reads a
+    lookup answer off a description at the level of picking an object at random, off a scan at 0.98-1.00).
+
+    - Lookup questions (colour of a shape, shape of a colour, size of a colour and shape): the caption's objects
+      in caption order, ": yes" for the asked one, ": no" before it: "a large red square: no; a small blue
+      circle: yes".
+    - Relation questions ("is the A <relation> the B?", needs `scene`, the objects with centres x, y): the
+      objects ordered along the asked axis ("from the left" for left / right, "from the top" for above / below),
+      ": first" for A, ": second" for B, ": no" for any other, up to the later of A and B: "from the top: a
+      large blue square: second; a small red circle: first". The answer follows from which mark came last.
+    - Count questions: None (no object is asked about; the describe rationale serves).
+
+    ValueError when the caption or question is outside the grammar, the question's objects are not each held
+    exactly once, or a relation question comes without a scene."""
+    parsed = parse_caption(caption)
+    if parsed is None:
+        raise ValueError(f"caption is not in the Shapes caption grammar: {caption!r}")
+    q = _normalize(question, "question")
+    for pattern, keys in ((_Q_COLOR, ("shape",)), (_Q_SHAPE, ("color",)), (_Q_SIZE, ("color", "shape"))):
+        m = pattern.match(q)
+        if m is None:
+            continue
+        asked = dict(zip(keys, m.groups()))
+        hits = [all(o[k] == v for k, v in asked.items()) for o in parsed["objects"]]
+        if sum(hits) != 1:
+            raise ValueError(f"the question {question!r} does not name exactly one object of the caption {caption!r}")
+        marks = [f"{phrase(o)}: {'yes' if hit else 'no'}" for o, hit in zip(parsed["objects"], hits)]
+        return "; ".join(marks[:hits.index(True) + 1])
+    if _Q_COUNT.match(q) is not None:
+        return None
+    m = _Q_REL.match(q)
+    if m is None:
+        raise ValueError(f"question is not in the Shapes question grammar: {question!r}")
+    if scene is None:
+        raise ValueError(f"a relation question's scan orders the objects by position: it needs the scene ({question!r})")
+    scene = _check_objects(scene, need_xy=True)
+    a, b = _find(scene, color=m.group(1), shape=m.group(2)), _find(scene, color=m.group(4), shape=m.group(5))
+    if len(a) != 1 or len(b) != 1:
+        raise ValueError(f"the question {question!r} names objects the scene does not hold once each")
+    axis = "x" if m.group(3) in ("to the left of", "to the right of") else "y"
+    other = "y" if axis == "x" else "x"
+    marks, found = [], 0
+    for o in sorted(scene, key=lambda o: (float(o[axis]), float(o[other]))):
+        mark = "first" if o is a[0] else "second" if o is b[0] else "no"
+        marks.append(f"{phrase(o)}: {mark}")
+        found += mark != "no"
+        if found == 2:
+            break
+    return f"{SCAN_AXIS_WORDS[axis]}: " + "; ".join(marks)
+
+
+def scan_bound_text(caption: str) -> str:
+    """A text at least as long as any scan rationale of this caption's scene: every object marked, the longest
+    mark, the axis words (for context-length bounds)."""
+    parsed = parse_caption(caption)
+    if parsed is None:
+        raise ValueError(f"caption is not in the Shapes caption grammar: {caption!r}")
+    return f"{SCAN_AXIS_WORDS['y']}: " + "; ".join(f"{phrase(o)}: second" for o in parsed["objects"])
+
+
+def styled_rationale(caption: str, question: str, answer: str, style: str = "describe",
+                     scene: list[dict] | None = None) -> str:
+    """The rationale of a describe-then-answer target in `style` (RATIONALE_STYLES): "describe" is
+    `rationale_for`; "scan" is `scan_rationale` (its relation scan needs `scene`), and `rationale_for` for
+    count questions. A relation scan must agree with `answer` (ValueError otherwise)."""
+    if style not in RATIONALE_STYLES:
+        raise ValueError(f"rationale style must be one of {RATIONALE_STYLES}, got {style!r}")
+    if style == "describe":
+        return rationale_for(caption, question, answer)
+    scanned = scan_rationale(caption, question, scene)
+    if scanned is None:
+        return rationale_for(caption, question, answer)
+    m = _Q_REL.match(_normalize(question, "question"))
+    if m is not None:
+        marks = re.findall(r": (first|second)", scanned)
+        forward = m.group(3) in ("to the left of", "above")
+        if ("yes" if (marks[0] == "first") == forward else "no") != _normalize(answer, "answer"):
+            raise ValueError(f"the answer {answer!r} to {question!r} disagrees with the scene's positions")
+    return scanned
 
 
 def scene_matches_caption(objects: list[dict], caption: str) -> dict:

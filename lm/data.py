@@ -20,10 +20,12 @@ about the image, `lm.sequences.build_vqa_turns`), starting from the drawn questi
 image read. `vqa_rationale` makes every VQA target describe-then-answer: "{rationale}, so {answer}" with the
 Shapes rationale of the row's caption (the canonical one under `canonical_captions`) and the question
 (`data.shapes_text.rationale_for`): the answer is then read from text the model has just written.
+`rationale_style="scan"` writes a lookup question's rationale as the caption's objects marked in turn up to the
+asked one (`data.shapes_text.scan_rationale`), so no step needs to find an object by its content.
 The `text_qa` task (needs `vqa_rationale`) is that VQA turn without its image, the rationale given and loss on the
-answer only (`lm.sequences.build_text_qa`): a drill in reading the answer off the rationale, `text_qa_turns`
-turns per sequence drawn from the row's questions and its caption's lookup questions
-(`data.shapes_text.lookup_questions`).
+answer only (`lm.sequences.build_text_qa`; a scan's "yes" / "no" marks learned too): a drill in reading the answer
+off the rationale, `text_qa_turns` turns per sequence drawn from the row's questions and its caption's lookup
+questions (`data.shapes_text.lookup_questions`).
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         input_objects: bool = False,
         vqa_rationale: bool = False,
         text_qa_turns: int = 1,
+        rationale_style: str = "describe",
     ):
         ratios = ratios if ratios is not None else {"text_to_image": 1.0, "caption": 1.0, "vqa": 1.0}
         if not 0.0 <= caption_dropout <= 1.0:
@@ -131,6 +134,14 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
                              "in the Shapes grammar (data.source=shapes_stream or a Shapes codes dataset)")
         if normalize_ratios(ratios)["text_qa"] > 0 and not self.vqa_rationale:
             raise ValueError("the text_qa task drills describe-then-answer VQA: it needs data.vqa_rationale=true")
+        from gaussiantoken.data.shapes_text import RATIONALE_STYLES
+
+        if rationale_style not in RATIONALE_STYLES:
+            raise ValueError(f"rationale_style must be one of {RATIONALE_STYLES}, got {rationale_style!r}")
+        if rationale_style == "scan" and self.vqa_rationale and "scene" not in dataset.column_names:
+            raise ValueError("scan rationales order a relation question's objects by position: they need rows with "
+                             "a 'scene' column (data.source=shapes_stream)")
+        self.rationale_style = rationale_style  # describe | scan (data.shapes_text.styled_rationale)
         validate_codes_dataset(dataset, ratios, layout)
         self.dataset, self.tokenizer, self.layout = dataset, tokenizer, layout
         self.ratios = normalize_ratios(ratios)
@@ -185,7 +196,8 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
             questions, answers = self._text_qa_questions(row, record)
             pick = np.random.default_rng(q).permutation(len(questions))[:self.text_qa_turns]
             seq = build_text_qa(self.tokenizer, [questions[j] for j in pick],
-                                [self._vqa_target(row, questions[j], answers[j]) for j in pick], self.layout, self.max_length)
+                                [self._vqa_target(row, questions[j], answers[j]) for j in pick], self.layout, self.max_length,
+                                scan_marks=self.rationale_style == "scan")
         else:
             questions, answers = _row_questions(row, record)
             k, n = q % len(questions), min(self.vqa_turns, len(questions))
@@ -207,7 +219,8 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
     def _vqa_target(self, row, question: str, answer: str) -> str:
         if not self.vqa_rationale:
             return answer
-        return _reasoned(row["caption_canonical"] if self.canonical_captions else row["caption"], question, answer)
+        return _reasoned(row["caption_canonical"] if self.canonical_captions else row["caption"], question, answer,
+                         self.rationale_style, row.get("scene"))
 
     def _text_qa_questions(self, row, record: int) -> tuple[list[str], list[str]]:
         """The row's questions, then every lookup question of its caption (`data.shapes_text.lookup_questions`)
@@ -256,6 +269,11 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
                 rows = zip(text["caption"], text["questions"], text["answers"])
                 a = max((count(_reasoned(c, x, y)) for c, qs, ans in rows for x, y in zip(qs, ans)),
                         default=0) + 4  # + slack: a longer relation/size than the probe's
+                if self.rationale_style == "scan":  # a scan's longest: every object of the caption marked
+                    from gaussiantoken.data.shapes_text import scan_bound_text
+
+                    marked = (scan_bound_text(c) for c in text["caption"])
+                    a = max(a, max((count(reasoned_answer(m, "triangle")) for m in marked), default=0) + 4)
             turns = min(self.vqa_turns, max((len(qs) for qs in text["questions"]), default=1))
             one = len(build_vqa(self.tokenizer, "", "", [0] * T, self.layout)["input_ids"])
             more = len(build_vqa_turns(self.tokenizer, ["", ""], ["", ""], [0] * T, self.layout)["input_ids"]) - one
@@ -272,11 +290,12 @@ def _row_questions(row, record: int) -> tuple[list[str], list[str]]:
     return questions, answers
 
 
-def _reasoned(caption: str, question: str, answer: str) -> str:
-    """The describe-then-answer target of a Shapes question about a scene with this caption."""
-    from gaussiantoken.data.shapes_text import rationale_for
+def _reasoned(caption: str, question: str, answer: str, style: str = "describe", scene=None) -> str:
+    """The describe-then-answer target of a Shapes question about a scene with this caption (and these objects,
+    for a relation scan), its rationale in `style` (data.shapes_text.styled_rationale)."""
+    from gaussiantoken.data.shapes_text import styled_rationale
 
-    return reasoned_answer(rationale_for(caption, question, answer), answer)
+    return reasoned_answer(styled_rationale(caption, question, answer, style, scene), answer)
 
 
 def _token_counter(tokenizer):

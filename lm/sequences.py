@@ -31,6 +31,8 @@ tokenized separately (without specials) and appended with eos. Labels are -100 w
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -352,20 +354,26 @@ def build_vqa_turns(
     return {"input_ids": input_ids, "labels": labels}
 
 
+SCAN_MARKS = (": yes", ": no", ": first", ": second")  # a scan rationale's marks (data.shapes_text.scan_rationale)
+
+
 def build_text_qa(
     tokenizer, questions: Sequence[str], reasoned: Sequence[str], layout: VocabLayout, max_length: int | None = None,
+    scan_marks: bool = False,
 ) -> dict[str, list[int]]:
     """Describe-then-answer VQA turns with the image left out: [bos] "Question: q1 Answer:" rationale1 ", so"
     answer1 eos "Question: q2 Answer:" ... , tokenized exactly as `build_vqa_turns`'s (the <image> placeholder
     id dropped); loss on each answer and its eos only. It drills the reading of an answer off a description in
     the context (the rationale is given, not learned), the step a describe-then-answer reply ends with, at a
-    fraction of a VQA sequence's length and with several answers per sequence."""
+    fraction of a VQA sequence's length and with several answers per sequence. `scan_marks`: a scan rationale's
+    marks (SCAN_MARKS: yes / no / first / second) carry loss too: its phrases are given, each comparison with the question
+    and the answer are learned."""
     if not questions or len(questions) != len(reasoned):
         raise ValueError(f"text QA needs equally many questions and targets (>= 1), got {len(questions)} and {len(reasoned)}")
     input_ids: list[int] = []
     labels: list[int] = []
     for question, target_text in zip(questions, reasoned):
-        head, sep, answer = target_text.rpartition(REASON_SEPARATOR)
+        head, sep, answer = target_text.strip().rpartition(REASON_SEPARATOR)
         if not sep or not head.strip() or not answer.strip():
             raise ValueError(f"a text QA target must be '{{rationale}}{REASON_SEPARATOR}{{answer}}', got {target_text!r}")
         if not input_ids:
@@ -373,11 +381,23 @@ def build_text_qa(
         else:
             prompt = _later_turn_prompt(tokenizer, question, layout)
         target = _target_ids(tokenizer, target_text, layout)
-        given = _tokenize(tokenizer, (head + REASON_SEPARATOR).strip(), add_special_tokens=False)
-        if target[:len(given)] != given or len(given) >= len(target) - 1:
-            raise ValueError(f"the text tokenizer does not split {target_text!r} at its answer; cannot mask the rationale")
+        # learned character spans of the target: each mark's word (scan_marks), then the answer (to the eos)
+        spans = [(m.start() + 1, m.end()) for m in re.finditer("|".join(map(re.escape, SCAN_MARKS)), head)] if scan_marks else []
+        spans.append((len(head) + len(sep) - 1, None))
+        loss_from = []  # (given prefix end, learned end) in target tokens
+        text = target_text.strip()
+        for a, b in spans:
+            given = _tokenize(tokenizer, text[:a], add_special_tokens=False)
+            end = target if b is None else _tokenize(tokenizer, text[:b], add_special_tokens=False)
+            if target[:len(given)] != given or target[:len(end)] != end or len(given) >= len(end) - (b is None):
+                raise ValueError(f"the text tokenizer does not split {target_text!r} at its marks and answer; "
+                                 "cannot mask the rationale")
+            loss_from.append((len(given), len(end)))
+        target_labels = [IGNORE_INDEX] * len(target)
+        for a, b in loss_from:
+            target_labels[a:b] = target[a:b]
         input_ids += prompt + target
-        labels += [IGNORE_INDEX] * (len(prompt) + len(given)) + target[len(given):]
+        labels += [IGNORE_INDEX] * len(prompt) + target_labels
     _check_length(input_ids, max_length, "text QA")
     return {"input_ids": input_ids, "labels": labels}
 
@@ -388,5 +408,5 @@ __all__ = [
     "REASON_SEPARATOR", "reasoned_answer", "final_answer",
     "CAPTION_REQUESTS", "is_caption_request", "image_request_prompt", "chat_template",
     "VocabLayout", "image_span", "expand_image_placeholders", "expand_image_spans", "prompt_token_ids",
-    "build_text_to_image", "build_caption", "build_vqa", "build_vqa_turns", "build_text_qa",
+    "build_text_to_image", "build_caption", "build_vqa", "build_vqa_turns", "build_text_qa", "SCAN_MARKS",
 ]

@@ -16,6 +16,8 @@ checkpoint) and `sequential_sampler_for` (the one switch that makes the Trainer 
   x gradient accumulation x world size; the Trainer's resume skips that many rows without fetching them.
   `StreamState` records the position and the stream's identity in OUTPUT/checkpoint-N/stream_state.json
   and a resume checks it (a changed seed / chunk size / world size would silently change the data).
+- Every row holds "scene": its objects (shape, color, size and centre x, y in pixels), for rationales that
+  need positions (`data.shapes_text.scan_rationale`'s relation scan).
 - With `object_radius` the rows also hold "objects": the slots of the Gaussians that draw each object, in
   the caption's order (`lm.object_layout`), for the object-major text-to-image layout.
 - With `canonical_captions` each row also holds "caption_canonical" (`caption_for` without a random draw:
@@ -38,6 +40,7 @@ import numpy as np
 import torch
 
 STATE_FILE = "stream_state.json"
+SCENE_KEYS = ("shape", "color", "size", "x", "y")  # a row's "scene": its objects with these keys
 
 
 class ShapesCodeStream:
@@ -62,7 +65,8 @@ class ShapesCodeStream:
         self.image_size = int(tokenizer.config.image_size)
         # object_radius: also give each row's "objects" (lm.object_layout.assign_gaussians with this radius)
         self.object_radius = None if object_radius is None else int(object_radius)
-        self.column_names = ["codes", "caption", "questions", "answers"] + (["objects"] if object_radius is not None else [])
+        # "scene": the scene's objects (shape, color, size, centre x, y in pixels), for rationales that need positions
+        self.column_names = ["codes", "caption", "questions", "answers", "scene"] + (["objects"] if object_radius is not None else [])
         self.t2i_lattice = bool(t2i_lattice)
         self.image_groups = int(image_groups)  # > 0: rows hold "groups" (lm.object_groups of the rendered scene)
         # rows also hold "caption_canonical" (objects left to right, no random draw) for the captioning task
@@ -161,7 +165,7 @@ class ShapesCodeStream:
     def _chunk(self, part: int, chunk: int) -> dict:
         scenes, captions, questions, answers = self.scenes(part, chunk)
         out = {**self._encode(scenes, captions, groups=self.image_groups), "caption": captions, "questions": questions,
-               "answers": answers}
+               "answers": answers, "scene": [[{k: o[k] for k in SCENE_KEYS} for o in scene] for scene in scenes]}
         if self.canonical_captions:
             from gaussiantoken.data.shapes_text import caption_for
 

@@ -80,6 +80,10 @@ class DataSettings:
     # question, the two asked objects related on the asked axis) as rationale (lm.sequences.reasoned_answer,
     # data.shapes_text.rationale_for; shapes_stream only). Inference keeps the text after ", so ".
     vqa_rationale: bool = False
+    # describe | scan: the rationale of a lookup question (colour / shape / size of a named object): the scene's
+    # caption, or its objects marked in turn up to the asked one ("a large red square: no; a small blue circle:
+    # yes"; data.shapes_text.scan_rationale); count and relation questions keep the describe rationale
+    rationale_style: str = "describe"
     text_qa_turns: int = 1
 
 
@@ -192,6 +196,11 @@ def check_config(cfg: LMRunConfig) -> None:
     if cfg.data.vqa_rationale and cfg.data.source != "shapes_stream":
         raise ValueError("data.vqa_rationale needs data.source=shapes_stream (its rationales are Shapes captions), "
                          f"got data.source={cfg.data.source!r}")
+    if cfg.data.rationale_style not in ("describe", "scan"):
+        raise ValueError(f"data.rationale_style must be describe or scan, got {cfg.data.rationale_style!r}")
+    if cfg.data.rationale_style != "describe" and not cfg.data.vqa_rationale:
+        raise ValueError(f"data.rationale_style={cfg.data.rationale_style} shapes describe-then-answer VQA targets: "
+                         "it needs data.vqa_rationale=true")
     if cfg.data.object_radius < 0:
         raise ValueError(f"data.object_radius must be >= 0, got {cfg.data.object_radius}")
     if cfg.data.source not in ("codes", "shapes_stream"):

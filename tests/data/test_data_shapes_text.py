@@ -207,3 +207,60 @@ def test_lookup_questions_golden():
     assert lookup_questions(objects[:1])[1] == ["red", "circle", "small"]
     with pytest.raises(ValueError, match="1-3 object"):
         lookup_questions([])
+
+
+def test_scan_rationale_golden_and_errors():
+    """A lookup question's scan marks the caption's objects in turn up to the asked one; count questions keep
+    the describe rationale, a relation scan needs the scene; a referent held twice or not at all, or an unknown style, is refused."""
+    from gaussiantoken.data.shapes_text import rationale_for, scan_rationale, styled_rationale
+
+    cap = "a small red circle to the left of a large blue square"
+    assert scan_rationale(cap, "what color is the square?") == "a small red circle: no; a large blue square: yes"
+    assert scan_rationale(cap, "What shape is the red object?") == "a small red circle: yes"
+    assert scan_rationale(cap, "what size is the blue square?") == "a small red circle: no; a large blue square: yes"
+    assert scan_rationale(cap, "how many objects are there?") is None
+    rel = "is the red circle to the left of the blue square?"
+    with pytest.raises(ValueError, match="scene"):
+        styled_rationale(cap, rel, "yes", "scan")
+    assert styled_rationale(cap, "how many objects are there?", "two", "scan") == rationale_for(cap, "how many objects are there?", "two")
+    assert styled_rationale(cap, "what color is the square?", "blue") == cap
+    with pytest.raises(ValueError, match="exactly one"):
+        scan_rationale(cap, "what color is the triangle?")
+    with pytest.raises(ValueError, match="exactly one"):
+        scan_rationale("a small red circle above a large red square", "what shape is the red object?")
+    with pytest.raises(ValueError, match="grammar"):
+        scan_rationale(cap, "why is the circle red?")
+    with pytest.raises(ValueError, match="style"):
+        styled_rationale(cap, "what color is the square?", "blue", "list")
+
+
+def test_relation_scan_orders_by_the_asked_axis_and_agrees_with_the_answer():
+    """A relation scan lists the scene along the asked axis, marks the asked objects first / second, stops at
+    the later one; over many scenes its marks imply the true answer; a wrong answer or a missing scene is refused."""
+    from gaussiantoken.data.shapes_text import questions_for, scan_rationale, styled_rationale
+    from gaussiantoken.data.shapes_world import sample_scene
+
+    scene = [{"shape": "circle", "color": "red", "size": "small", "x": 5, "y": 20},
+             {"shape": "square", "color": "blue", "size": "large", "x": 12, "y": 4},
+             {"shape": "triangle", "color": "green", "size": "small", "x": 25, "y": 12}]
+    cap = "a small red circle, a large blue square and a small green triangle"
+    q = "is the red circle above the green triangle?"
+    assert scan_rationale(cap, q, scene) == ("from the top: a large blue square: no; a small green triangle: second; "
+                                             "a small red circle: first")
+    assert styled_rationale(cap, q, "no", "scan", scene).endswith("circle: first")
+    with pytest.raises(ValueError, match="disagrees"):
+        styled_rationale(cap, q, "yes", "scan", scene)
+    q = "is the blue square to the right of the red circle?"
+    assert scan_rationale(cap, q, scene) == "from the left: a small red circle: second; a large blue square: first"
+    with pytest.raises(ValueError, match="scene"):
+        scan_rationale(cap, q)
+    rng = np.random.default_rng(0)
+    seen = 0
+    for _ in range(300):
+        objs = sample_scene(rng)
+        for q, a in zip(*questions_for(objs, rng, 5)):
+            if q.startswith("is the"):
+                seen += 1
+                text = styled_rationale(shapes.caption_for(objs), q, a, "scan", objs)  # raises on disagreement
+                assert text.count(": first") == 1 and text.count(": second") == 1
+    assert seen > 50

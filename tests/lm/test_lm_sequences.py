@@ -1,5 +1,7 @@
 """Prompt formats and training sequences: loss masks exactly where each task says, id-level expansion, errors."""
 
+import re
+
 import pytest
 
 from gaussiantoken.lm.sequences import (
@@ -320,3 +322,84 @@ def test_dataset_text_qa_task(codes_dir, text_tokenizer, processor):
         MultiTaskSequenceDataset(ds, text_tokenizer, lay, ratios=ratios)
     with pytest.raises(ValueError, match="text_qa_turns"):
         MultiTaskSequenceDataset(ds, text_tokenizer, lay, ratios=ratios, vqa_rationale=True, text_qa_turns=0)
+
+
+def test_build_text_qa_scan_marks_carry_loss(text_tokenizer, layout):
+    """scan_marks: a scan rationale's phrases are given, every "yes" / "no" mark and the answer + eos learned;
+    without it only the answer is; the ids are the same either way."""
+    from gaussiantoken.data.shapes_text import styled_rationale
+    from gaussiantoken.lm.sequences import build_text_qa
+
+    caption = "a large red square, a small blue circle and a large green triangle"
+    cases = [("what color is the triangle?", "green", ["no", "no", "yes", "green"]),
+             ("what shape is the red object?", "square", ["yes", "square"]),
+             ("how many objects are there?", "three", ["three"])]
+    for question, answer, learned_words in cases:
+        target = reasoned_answer(styled_rationale(caption, question, answer, "scan"), answer)
+        seq = build_text_qa(text_tokenizer, [question], [target], layout, scan_marks=True)
+        plain = build_text_qa(text_tokenizer, [question], [target], layout)
+        assert seq["input_ids"] == plain["input_ids"]
+        learned = [t for t, l in zip(seq["input_ids"], seq["labels"]) if l != IGNORE_INDEX]
+        words = text_tokenizer.decode(learned, skip_special_tokens=False).replace(text_tokenizer.eos_token, " ").split()
+        assert words == learned_words
+        plain_learned = [t for t, l in zip(plain["input_ids"], plain["labels"]) if l != IGNORE_INDEX]
+        assert text_tokenizer.decode(plain_learned, skip_special_tokens=True).split() == [answer]
+
+
+def _scene_rows(num: int, seed: int, tokens: int) -> "datasets.Dataset":
+    """Shapes rows with a 'scene' column (as the stream's), random codes: for the scan rationale's data path."""
+    import datasets
+    import numpy as np
+    from gaussiantoken.data.shapes_text import caption_for, questions_for
+    from gaussiantoken.data.shapes_world import sample_scene
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(num):
+        scene = sample_scene(rng)
+        q, a = questions_for(scene, rng, 5)
+        rows.append({"codes": rng.integers(0, 8, tokens).tolist(), "caption": caption_for(scene, rng), "questions": q,
+                     "answers": a, "scene": [{k: o[k] for k in ("shape", "color", "size", "x", "y")} for o in scene]})
+    return datasets.Dataset.from_list(rows)
+
+
+def test_dataset_scan_rationale(text_tokenizer, processor):
+    """rationale_style=scan: a VQA item's loss is "{styled_rationale(caption, q, a, scan, scene)}, so {a}" + eos,
+    every relation scan's marks in the asked axis order and consistent with the answer; text QA items learn the
+    marks and the answer; longest_sequence bounds the items; rows without a scene are refused."""
+    from gaussiantoken.data.shapes_text import answer_question, styled_rationale
+    from gaussiantoken.lm.data import MultiTaskSequenceDataset
+
+    lay = processor.layout
+    ds = _scene_rows(60, seed=2, tokens=lay.tokens_per_image)
+    data = MultiTaskSequenceDataset(ds, text_tokenizer, lay, seed=1, vqa_rationale=True, rationale_style="scan",
+                                    ratios={"text_to_image": 0, "caption": 0, "vqa": 1, "text_qa": 1}, text_qa_turns=2)
+    bound, kinds = data.longest_sequence(), set()
+    for i in range(len(ds)):
+        item = data[i]
+        assert len(item["input_ids"]) <= bound
+        row = ds[data.plan(i)[0]]
+        learned = text_tokenizer.decode([t for t, l in zip(item["input_ids"], item["labels"]) if l != IGNORE_INDEX],
+                                        skip_special_tokens=False)
+        if item["task"] == "vqa":
+            k = data.plan(i)[3] % len(row["questions"])
+            q, ans = row["questions"][k], row["answers"][k]
+            rationale = styled_rationale(row["caption"], q, ans, "scan", row["scene"])
+            assert learned == f"{rationale}, so {ans}{text_tokenizer.eos_token}"
+            kinds.add(q.split()[1] if q.startswith("what") else q.split()[0])
+        else:  # the given phrases, learned marks, the true answer: turn by turn
+            expected = []
+            for turn in text_tokenizer.decode(item["input_ids"], skip_special_tokens=False).split(
+                    text_tokenizer.eos_token)[:-1]:
+                q = turn.split("Question:")[1].split("Answer:")[0].strip()
+                truth = answer_question(row["scene"], q)
+                rationale = styled_rationale(row["caption"], q, truth, "scan", row["scene"])
+                assert turn.split("Answer:")[1].strip() == f"{rationale}, so {truth}"
+                expected += re.findall(r": (yes|no|first|second)\b", rationale) + [truth]
+            assert learned.replace(text_tokenizer.eos_token, " ").split() == expected
+    assert {"color", "is"} <= kinds
+    with pytest.raises(ValueError, match="scene"):
+        MultiTaskSequenceDataset(ds.remove_columns(["scene"]), text_tokenizer, lay, vqa_rationale=True,
+                                 rationale_style="scan")
+    with pytest.raises(ValueError, match="rationale_style"):
+        MultiTaskSequenceDataset(ds, text_tokenizer, lay, vqa_rationale=True, rationale_style="list")

@@ -222,6 +222,8 @@ def test_object_input_layout_trains_and_answers_alike_through_both_paths(image_t
                        ({"data.vqa_turns": 0}, "data.vqa_turns"),
                        ({"data.source": "codes", "data.t2i_layout": "grid", "model.input_layout": "grid",
                          "model.image_groups": 0, "data.vqa_rationale": True}, "data.vqa_rationale"),
-                       ({"data.ratios": {"text_to_image": 1, "vqa": 1, "text_qa": 1}}, "data.vqa_rationale=true")):
+                       ({"data.ratios": {"text_to_image": 1, "vqa": 1, "text_qa": 1}}, "data.vqa_rationale=true"),
+                       ({"data.rationale_style": "scan"}, "data.vqa_rationale=true"),
+                       ({"data.vqa_rationale": True, "data.rationale_style": "list"}, "data.rationale_style")):
         with pytest.raises(ValueError, match=match):
             check_config(load_run_config(LMRunConfig, CONFIG, _stream_overrides(*args, tmp_path / "x", **{**extra, **bad})))

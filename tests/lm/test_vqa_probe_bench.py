@@ -24,7 +24,7 @@ def _answerer(mode: str):
     import numpy as np
 
     from gaussiantoken.data.shapes import parse_scene
-    from gaussiantoken.data.shapes_text import answer_question, caption_for, rationale_for
+    from gaussiantoken.data.shapes_text import answer_question, caption_for, styled_rationale
     from gaussiantoken.data.shapes_world import canonical_order
     from gaussiantoken.lm import sequences
 
@@ -33,8 +33,9 @@ def _answerer(mode: str):
         for image, q in zip(images, prompts):
             objects = parse_scene(np.asarray(image))
             truth = answer_question(objects, q)
-            if mode == "truthful":
-                reply = sequences.reasoned_answer(rationale_for(caption_for(canonical_order(objects)), q, truth), truth)
+            if mode in ("describe", "scan"):  # truthful, with this rationale style
+                caption = caption_for(canonical_order(objects))
+                reply = sequences.reasoned_answer(styled_rationale(caption, q, truth, mode, objects), truth)
                 out.append(reply if full_reply else sequences.final_answer(reply))
             else:  # about the first object, whatever the question names
                 first = canonical_order(objects)[0]
@@ -50,11 +51,17 @@ def test_probe_rates_on_known_answerers(lm_dir, monkeypatch):
 
     import gaussiantoken.lm.generation as generation
 
-    monkeypatch.setattr(generation, "generate_text", _answerer("truthful"))
+    monkeypatch.setattr(generation, "generate_text", _answerer("describe"))
     rows = vqa_probe.probe(str(lm_dir), scenes=30)
     assert {r["kind"] for r in rows} == {"color", "shape", "size", "count", "relation"}
     assert all(r["answer"] == 1.0 and r["rationale"] == 1.0 for r in rows)
     assert all(r["consistent"] == 1.0 for r in rows if r["kind"] in ("color", "shape", "size"))
+    monkeypatch.setattr(generation, "generate_text", _answerer("scan"))  # scan replies: true under --style scan only
+    rows = vqa_probe.probe(str(lm_dir), scenes=30, style="scan")
+    assert all(r["answer"] == 1.0 and r["rationale"] == 1.0 for r in rows)
+    assert all(r["consistent"] == 1.0 for r in rows if r["kind"] in ("color", "shape", "size"))
+    rows = vqa_probe.probe(str(lm_dir), scenes=30)
+    assert any(r["rationale"] < 1.0 for r in rows if r["kind"] == "relation")
     use = vqa_probe.referent_use(str(lm_dir), scenes=60)
     assert use["scenes"] > 3 and use["answers_differ"] == 1.0 and use["accuracy"] == 1.0
 
