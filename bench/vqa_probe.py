@@ -17,7 +17,9 @@ VQA accuracy of an answerer that knows the scene but not which object a question
 of a random object of the scene, the true count, "yes" to every relation), on the same held-out scenes.
 With `--reading`: `reading`, the answer read off a GIVEN description, no image: each held-out scene's questions
 and every lookup question of its caption (`data.shapes_text.lookup_questions`) asked as a text QA turn
-(`lm.sequences.build_text_qa`: "Question: q Answer: {true rationale}, so" -> greedy answer), per (kind, objects).
+(`lm.sequences.build_text_qa`: "Question: q Answer: {true rationale}, so {answer}"), per (kind, objects): the
+share of turns whose every learned token (the answer and its eos; under `--style scan` each mark too, its
+phrases given) is the model's greedy choice.
 It separates reading the answer off text (the last step of a describe-then-answer reply) from seeing the image.
 
     python bench/vqa_probe.py --model runs/demo/lm [--scenes 200] [--style scan] [--reading] [--json out.json]
@@ -55,7 +57,7 @@ def probe(model_dir: str, scenes: int = 200, batch_size: int = 64, style: str = 
     size = int(model.config.tokenizer_config.image_size)
     items = [(r["image"], q, a, r["objects"]) for r in make_dataset(scenes, seed=12345, image_size=size)
              for q, a in zip(r["questions"], r["answers"])]
-    replies = generate_text(model, processor, [i[0] for i in items], [i[1] for i in items], max_new_tokens=40,
+    replies = generate_text(model, processor, [i[0] for i in items], [i[1] for i in items], max_new_tokens=64,
                             batch_size=batch_size, full_reply=True)  # rationale and answer
     n = Counter()
     for (_, q, a, objects), reply in zip(items, replies):
@@ -104,7 +106,7 @@ def referent_use(model_dir: str, scenes: int = 300, batch_size: int = 64) -> dic
             questions.append(f"what color is the {o['shape']}?")
             truth.append(o["color"])
             scene_of.append(k)
-    answers = generate_text(model, processor, images, questions, max_new_tokens=40, batch_size=batch_size)
+    answers = generate_text(model, processor, images, questions, max_new_tokens=64, batch_size=batch_size)
     by_scene: dict[int, set] = {}
     for k, a in zip(scene_of, answers):
         by_scene.setdefault(k, set()).add(a)
@@ -112,11 +114,13 @@ def referent_use(model_dir: str, scenes: int = 300, batch_size: int = 64) -> dic
             "accuracy": sum(a == t for a, t in zip(answers, truth)) / len(truth)}
 
 
-def reading_items(tokenizer, layout, scenes: int = 200) -> list[dict]:
-    """Text QA prompts of `--reading` (module docstring): {kind, objects, question, answer, ids} with ids the prompt
-    up to the answer (the true rationale and ", so" given), on the held-out scenes of seed 777."""
+def reading_items(tokenizer, layout, scenes: int = 200, style: str = "describe") -> list[dict]:
+    """Text QA turns of `--reading` (module docstring): {kind, objects, question, answer, ids, seq, labels} on the
+    held-out scenes of seed 777: `seq` / `labels` the whole turn with the scene's true rationale in `style`
+    (`lm.sequences.build_text_qa`: labels on a scan's marks and on the answer + eos), `ids` the prompt up to
+    the first learned token."""
     from gaussiantoken.data.shapes import make_dataset
-    from gaussiantoken.data.shapes_text import caption_for, lookup_questions, rationale_for
+    from gaussiantoken.data.shapes_text import caption_for, lookup_questions, styled_rationale
     from gaussiantoken.data.shapes_world import canonical_order
     from gaussiantoken.lm.sequences import IGNORE_INDEX, build_text_qa, reasoned_answer
 
@@ -126,35 +130,39 @@ def reading_items(tokenizer, layout, scenes: int = 200) -> list[dict]:
         pairs = dict(zip(r["questions"], r["answers"]))
         pairs.update((q, a) for q, a in zip(*lookup_questions(r["objects"])) if q not in pairs)
         for q, a in pairs.items():
-            seq = build_text_qa(tokenizer, [q], [reasoned_answer(rationale_for(caption, q, a), a)], layout)
+            target = reasoned_answer(styled_rationale(caption, q, a, style, r["objects"]), a)
+            seq = build_text_qa(tokenizer, [q], [target], layout, scan_marks=style == "scan")
             cut = next(i for i, label in enumerate(seq["labels"]) if label != IGNORE_INDEX)
             items.append({"kind": kind_of(q), "objects": len(r["objects"]), "question": q, "answer": a,
-                          "ids": seq["input_ids"][:cut]})
+                          "ids": seq["input_ids"][:cut], "seq": seq["input_ids"], "labels": seq["labels"]})
     return items
 
 
-def reading(model_dir: str, scenes: int = 200, batch_size: int = 128) -> list[dict]:
-    """`--reading` rows: {kind, objects, questions, accuracy}; greedy answers to `reading_items`."""
+def reading(model_dir: str, scenes: int = 200, batch_size: int = 128, style: str = "describe") -> list[dict]:
+    """`--reading` rows: {kind, objects, questions, accuracy}: the share of `reading_items` turns whose every
+    learned token (a scan's marks, the answer, its eos) is the model's greedy choice given the turn before it."""
     import torch
 
     from gaussiantoken.lm import GaussianTokenForCausalLM, GaussianTokenProcessor
     from gaussiantoken.lm.generation import left_pad
+    from gaussiantoken.lm.sequences import IGNORE_INDEX
 
     model = GaussianTokenForCausalLM.from_pretrained(model_dir).eval()
     processor = GaussianTokenProcessor.from_pretrained(model_dir)
-    tok, layout = processor.tokenizer, processor.layout
-    items = reading_items(tok, layout, scenes)
+    layout = processor.layout
+    items = reading_items(processor.tokenizer, layout, scenes, style)
     n = Counter()
     for start in range(0, len(items), batch_size):
         batch = items[start:start + batch_size]
-        ids, mask = left_pad([b["ids"] for b in batch], layout.pad_token_id)
+        ids, mask = left_pad([b["seq"] for b in batch], layout.pad_token_id)  # [B, L]
         with torch.no_grad():
-            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=False,
-                                 pad_token_id=layout.pad_token_id, eos_token_id=layout.eos_token_id)
-        for b, row in zip(batch, out[:, ids.shape[1]:].tolist()):
+            guess = model(input_ids=ids, attention_mask=mask).logits.argmax(-1)  # [B, L]
+        for b, row in zip(batch, guess.tolist()):
+            pad = ids.shape[1] - len(b["seq"])
+            ok = all(row[pad + j - 1] == t for j, t in enumerate(b["labels"]) if t != IGNORE_INDEX)
             key = (b["kind"], b["objects"])
             n[key + ("questions",)] += 1
-            n[key + ("right",)] += tok.decode(row, skip_special_tokens=True).strip() == b["answer"]
+            n[key + ("right",)] += ok
     return [{"kind": k, "objects": o, "questions": n[(k, o, "questions")],
              "accuracy": n[(k, o, "right")] / n[(k, o, "questions")]} for k, o in sorted({key[:2] for key in n})]
 
@@ -202,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{use['answers_differ']:.2f}, accuracy {use['accuracy']:.2f}")
     blind = referent_blind_accuracy(args.scenes)
     print(f"referent-blind answerer on the same scenes: VQA {blind:.3f}")
-    read = reading(args.model, args.scenes) if args.reading else None
+    read = reading(args.model, args.scenes, style=args.style) if args.reading else None
     for r in read or []:
         print(f"reading   {r['kind']:<9} {r['objects']:>4} {r['questions']:>4} {r['accuracy']:.2f}")
     if args.json:

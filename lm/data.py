@@ -25,7 +25,7 @@ asked one (`data.shapes_text.scan_rationale`), so no step needs to find an objec
 The `text_qa` task (needs `vqa_rationale`) is that VQA turn without its image, the rationale given and loss on the
 answer only (`lm.sequences.build_text_qa`; a scan's "yes" / "no" marks learned too): a drill in reading the answer
 off the rationale, `text_qa_turns` turns per sequence drawn from the row's questions and its caption's lookup
-questions (`data.shapes_text.lookup_questions`).
+questions (`data.shapes_text.lookup_questions`; `text_qa_questions="lookup"`: those only).
 """
 
 from __future__ import annotations
@@ -110,6 +110,7 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         vqa_rationale: bool = False,
         text_qa_turns: int = 1,
         rationale_style: str = "describe",
+        text_qa_questions: str = "all",
     ):
         ratios = ratios if ratios is not None else {"text_to_image": 1.0, "caption": 1.0, "vqa": 1.0}
         if not 0.0 <= caption_dropout <= 1.0:
@@ -121,6 +122,9 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         if not isinstance(text_qa_turns, int) or text_qa_turns < 1:
             raise ValueError(f"text_qa_turns must be an int >= 1, got {text_qa_turns!r}")
         self.text_qa_turns = text_qa_turns  # questions per text QA sequence (the row's and every lookup question)
+        if text_qa_questions not in ("all", "lookup"):
+            raise ValueError(f"text_qa_questions must be all or lookup, got {text_qa_questions!r}")
+        self.text_qa_questions = text_qa_questions  # lookup: only the caption's lookup questions (the row's if none)
         self.vqa_turns = vqa_turns  # questions per VQA sequence (as many as the row has, at most this)
         # captioning / VQA read the input image as the object-major span of its groups (lm.object_groups.input_span)
         self.input_objects = bool(input_objects)
@@ -224,7 +228,8 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
 
     def _text_qa_questions(self, row, record: int) -> tuple[list[str], list[str]]:
         """The row's questions, then every lookup question of its caption (`data.shapes_text.lookup_questions`)
-        not among them: what a text QA sequence draws its turns from."""
+        not among them: what a text QA sequence draws its turns from (`text_qa_questions="lookup"`: the lookup
+        questions only, the row's when its caption has none)."""
         from gaussiantoken.data.shapes_text import lookup_questions, parse_caption
 
         questions, answers = (list(x) for x in _row_questions(row, record))
@@ -232,7 +237,10 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         parsed = parse_caption(caption)
         if parsed is None:
             raise ValueError(f"row {record}: caption {caption!r} is not in the Shapes grammar (text QA reads it)")
-        for question, answer in zip(*lookup_questions(parsed["objects"])):
+        lookups = lookup_questions(parsed["objects"])
+        if self.text_qa_questions == "lookup" and lookups[0]:
+            return list(lookups[0]), list(lookups[1])
+        for question, answer in zip(*lookups):
             if question not in questions:
                 questions.append(question)
                 answers.append(answer)

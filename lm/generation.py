@@ -364,7 +364,7 @@ def generate_text(
     processor,
     images,
     prompts: str | Sequence[str] | None = None,
-    max_new_tokens: int = 32,
+    max_new_tokens: int = 64,
     batch_size: int = 32,
     do_sample: bool = False,
     generator: torch.Generator | None = None,

@@ -80,11 +80,15 @@ class DataSettings:
     # question, the two asked objects related on the asked axis) as rationale (lm.sequences.reasoned_answer,
     # data.shapes_text.rationale_for; shapes_stream only). Inference keeps the text after ", so ".
     vqa_rationale: bool = False
-    # describe | scan: the rationale of a lookup question (colour / shape / size of a named object): the scene's
-    # caption, or its objects marked in turn up to the asked one ("a large red square: no; a small blue circle:
-    # yes"; data.shapes_text.scan_rationale); count and relation questions keep the describe rationale
+    # describe | scan: the rationale of a lookup or relation question: the describe one above, or a scan
+    # (data.shapes_text.scan_rationale): a lookup marks the caption's objects in turn up to the asked one ("a large
+    # red square: no; a small blue circle: yes"), a relation orders the scene along the asked axis and marks the
+    # two asked objects first / second; count questions keep the caption
     rationale_style: str = "describe"
     text_qa_turns: int = 1
+    # all | lookup: text QA turns drawn from the row's questions and its caption's lookup questions, or from the
+    # lookup questions only (colour / shape / size of a named object: the comparisons a scan learns)
+    text_qa_questions: str = "all"
 
 
 @dataclass
@@ -189,6 +193,8 @@ def check_config(cfg: LMRunConfig) -> None:
         raise ValueError("model.input_layout=objects needs data.t2i_layout=objects and model.image_groups > 0")
     if cfg.data.object_slots not in ("absolute", "relative"):
         raise ValueError(f"data.object_slots must be absolute or relative, got {cfg.data.object_slots!r}")
+    if cfg.data.text_qa_questions not in ("all", "lookup"):
+        raise ValueError(f"data.text_qa_questions must be all or lookup, got {cfg.data.text_qa_questions!r}")
     if cfg.data.text_qa_turns < 1:
         raise ValueError(f"data.text_qa_turns must be >= 1, got {cfg.data.text_qa_turns}")
     if cfg.data.vqa_turns < 1:

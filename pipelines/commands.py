@@ -133,7 +133,7 @@ def _ask(argv: list[str]) -> int:
     p.add_argument("image")
     p.add_argument("question")
     p.add_argument("--model", required=True)
-    p.add_argument("--max-new-tokens", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=64, help="a describe-then-answer reply writes its rationale first")
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)
     if not args.question.strip():

@@ -398,6 +398,15 @@ def test_dataset_scan_rationale(text_tokenizer, processor):
                 expected += re.findall(r": (yes|no|first|second)\b", rationale) + [truth]
             assert learned.replace(text_tokenizer.eos_token, " ").split() == expected
     assert {"color", "is"} <= kinds
+    lookup = MultiTaskSequenceDataset(ds, text_tokenizer, lay, seed=1, vqa_rationale=True, rationale_style="scan",
+                                      ratios={"text_to_image": 0, "caption": 0, "vqa": 0, "text_qa": 1},
+                                      text_qa_turns=3, text_qa_questions="lookup")
+    asked = [turn.split("Question:")[1].split("Answer:")[0].strip() for i in range(len(ds))
+             for turn in text_tokenizer.decode(lookup[i]["input_ids"], skip_special_tokens=False).split("Question:")[1:]
+             for turn in ["Question:" + turn]]
+    assert asked and all(q.split()[1] in ("color", "shape", "size") for q in asked)
+    with pytest.raises(ValueError, match="text_qa_questions"):
+        MultiTaskSequenceDataset(ds, text_tokenizer, lay, vqa_rationale=True, text_qa_questions="some")
     with pytest.raises(ValueError, match="scene"):
         MultiTaskSequenceDataset(ds.remove_columns(["scene"]), text_tokenizer, lay, vqa_rationale=True,
                                  rationale_style="scan")

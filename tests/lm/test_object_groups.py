@@ -224,6 +224,7 @@ def test_object_input_layout_trains_and_answers_alike_through_both_paths(image_t
                          "model.image_groups": 0, "data.vqa_rationale": True}, "data.vqa_rationale"),
                        ({"data.ratios": {"text_to_image": 1, "vqa": 1, "text_qa": 1}}, "data.vqa_rationale=true"),
                        ({"data.rationale_style": "scan"}, "data.vqa_rationale=true"),
-                       ({"data.vqa_rationale": True, "data.rationale_style": "list"}, "data.rationale_style")):
+                       ({"data.vqa_rationale": True, "data.rationale_style": "list"}, "data.rationale_style"),
+                       ({"data.text_qa_questions": "some"}, "data.text_qa_questions")):
         with pytest.raises(ValueError, match=match):
             check_config(load_run_config(LMRunConfig, CONFIG, _stream_overrides(*args, tmp_path / "x", **{**extra, **bad})))

@@ -95,13 +95,24 @@ def test_reading_items_are_true_text_qa_prompts(processor):
         if item["kind"] != "relation":  # the answer follows from the objects the given caption names
             objects = parse_caption(given.rstrip()[:-len(", so")])["objects"]
             assert answer_question(objects, item["question"]) == item["answer"]
+    # scan: the learned tokens are the marks (the phrases given) and the answer; one "yes", or first + second
+    for item in vqa_probe.reading_items(tok, processor.layout, scenes=40, style="scan"):
+        learned = tok.decode([t for t, l in zip(item["seq"], item["labels"]) if l != -100], skip_special_tokens=True)
+        *marks, answer = learned.split()
+        assert answer == item["answer"] and item["seq"][:len(item["ids"])] == item["ids"]
+        if item["kind"] in ("color", "shape", "size"):
+            assert marks[-1] == "yes" and set(marks[:-1]) <= {"no"}
+        elif item["kind"] == "relation":
+            assert sorted(m for m in marks if m != "no") == ["first", "second"]
+        else:
+            assert marks == []
 
 
 # a fresh process, the way a user runs it: load, generate for a few scenes
 def test_vqa_probe_command(lm_dir, tmp_path):
     out = tmp_path / "probe.json"
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "vqa_probe.py"), "--model", str(lm_dir),
-                           "--scenes", "4", "--reading", "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300,
+                           "--scenes", "4", "--reading", "--style", "scan", "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "referent use" in proc.stdout and "referent-blind" in proc.stdout
