@@ -133,7 +133,8 @@ def _ask(argv: list[str]) -> int:
     p.add_argument("image")
     p.add_argument("question")
     p.add_argument("--model", required=True)
-    p.add_argument("--max-new-tokens", type=int, default=64, help="a describe-then-answer reply writes its rationale first")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="default: the model's (64, or what its context leaves; a describe-then-answer reply is longer)")
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)
     if not args.question.strip():
@@ -142,7 +143,8 @@ def _ask(argv: list[str]) -> int:
 
     image = _read_image(args.image)
     pipe = _pipeline(VQA_TASK, args.model, args.device)
-    print(pipe(image, args.question, max_new_tokens=args.max_new_tokens)[0]["generated_text"])
+    length = {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
+    print(pipe(image, args.question, **length)[0]["generated_text"])
     return 0
 
 
