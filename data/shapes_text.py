@@ -268,7 +268,7 @@ def scan_rationale(caption: str, question: str, scene: list[dict] | None = None)
     question, up to the last object the question names, so that the answer sits at a fixed place before the
     reply's ", so " and no step has to find an object by its content (bench/RESULTS.md, "VQA as a scan": in a
     text drill a 4-layer LM reads a lookup answer off a description at the level of picking an object at random,
-    off a scan at 0.98-1.00 within 800 steps; in the multimodal mix the comparison formed in one run of five).
+    off a scan at 0.98-1.00 within 800 steps; in the multimodal mix the comparison formed in one run of six).
 
     - Lookup questions (colour of a shape, shape of a colour, size of a colour and shape): the caption's objects
       in caption order, ": yes" for the asked one, ": no" before it: "a large red square: no; a small blue
@@ -339,12 +339,8 @@ def styled_rationale(caption: str, question: str, answer: str, style: str = "des
     scanned = scan_rationale(caption, question, scene)
     if scanned is None:
         return rationale_for(caption, question, answer)
-    m = _Q_REL.match(_normalize(question, "question"))
-    if m is not None:
-        marks = re.findall(r": (first|second)", scanned)
-        forward = m.group(3) in ("to the left of", "above")
-        if ("yes" if (marks[0] == "first") == forward else "no") != _normalize(answer, "answer"):
-            raise ValueError(f"the answer {answer!r} to {question!r} disagrees with the scene's positions")
+    if _Q_REL.match(_normalize(question, "question")) and answer_question(scene, question) != _normalize(answer, "answer"):
+        raise ValueError(f"the answer {answer!r} to {question!r} disagrees with the scene's positions")
     return scanned
 
 

@@ -23,7 +23,7 @@ Shapes rationale of the row's caption (the canonical one under `canonical_captio
 `rationale_style="scan"` writes a lookup question's rationale as the caption's objects marked in turn up to the
 asked one (`data.shapes_text.scan_rationale`), so no step needs to find an object by its content.
 The `text_qa` task (needs `vqa_rationale`) is that VQA turn without its image, the rationale given and loss on the
-answer only (`lm.sequences.build_text_qa`; a scan's "yes" / "no" marks learned too): a drill in reading the answer
+answer only (`lm.sequences.build_text_qa`; a scan's marks learned too): a drill in reading the answer
 off the rationale, `text_qa_turns` turns per sequence drawn from the row's questions and its caption's lookup
 questions (`data.shapes_text.lookup_questions`; `text_qa_questions="lookup"`: those only).
 """
@@ -50,6 +50,9 @@ from gaussiantoken.lm.sequences import (
 
 REQUIRED_COLUMNS = {"text_to_image": ("caption",), "caption": ("caption",), "vqa": ("questions", "answers"),
                     "text_qa": ("caption", "questions", "answers")}
+
+
+TEXT_QA_QUESTIONS = ("all", "lookup")  # what text QA turns draw from: every question, or lookup questions only
 
 
 def normalize_ratios(ratios: dict) -> dict[str, float]:
@@ -122,8 +125,8 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         if not isinstance(text_qa_turns, int) or text_qa_turns < 1:
             raise ValueError(f"text_qa_turns must be an int >= 1, got {text_qa_turns!r}")
         self.text_qa_turns = text_qa_turns  # questions per text QA sequence (the row's and every lookup question)
-        if text_qa_questions not in ("all", "lookup"):
-            raise ValueError(f"text_qa_questions must be all or lookup, got {text_qa_questions!r}")
+        if text_qa_questions not in TEXT_QA_QUESTIONS:
+            raise ValueError(f"text_qa_questions must be one of {TEXT_QA_QUESTIONS}, got {text_qa_questions!r}")
         self.text_qa_questions = text_qa_questions  # lookup: only the caption's lookup questions (the row's if none)
         self.vqa_turns = vqa_turns  # questions per VQA sequence (as many as the row has, at most this)
         # captioning / VQA read the input image as the object-major span of its groups (lm.object_groups.input_span)
@@ -280,8 +283,9 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
                 if self.rationale_style == "scan":  # a scan's longest: every object of the caption marked
                     from gaussiantoken.data.shapes_text import scan_bound_text
 
-                    marked = (scan_bound_text(c) for c in text["caption"])
-                    a = max(a, max((count(reasoned_answer(m, "triangle")) for m in marked), default=0) + 4)
+                    word = max((y for ans in text["answers"] for y in ans), key=count, default="")  # longest answer
+                    a = max(a, max((count(reasoned_answer(scan_bound_text(c), word)) for c in text["caption"]),
+                                   default=0) + 4)
             turns = min(self.vqa_turns, max((len(qs) for qs in text["questions"]), default=1))
             one = len(build_vqa(self.tokenizer, "", "", [0] * T, self.layout)["input_ids"])
             more = len(build_vqa_turns(self.tokenizer, ["", ""], ["", ""], [0] * T, self.layout)["input_ids"]) - one

@@ -135,7 +135,7 @@ def resolve_path(path: str | None) -> str | None:
 
 def check_config(cfg: LMRunConfig) -> None:
     """Cheap checks of the run config, before any model or data is built (ValueError/FileNotFoundError)."""
-    from gaussiantoken.lm.data import normalize_ratios
+    from gaussiantoken.lm.data import TEXT_QA_QUESTIONS, normalize_ratios
     from gaussiantoken.runtime.config import check_config as check_types
 
     check_types(cfg)  # every key's type ('abc' for an int is a TypeError naming it), floats finite
@@ -193,8 +193,8 @@ def check_config(cfg: LMRunConfig) -> None:
         raise ValueError("model.input_layout=objects needs data.t2i_layout=objects and model.image_groups > 0")
     if cfg.data.object_slots not in ("absolute", "relative"):
         raise ValueError(f"data.object_slots must be absolute or relative, got {cfg.data.object_slots!r}")
-    if cfg.data.text_qa_questions not in ("all", "lookup"):
-        raise ValueError(f"data.text_qa_questions must be all or lookup, got {cfg.data.text_qa_questions!r}")
+    if cfg.data.text_qa_questions not in TEXT_QA_QUESTIONS:
+        raise ValueError(f"data.text_qa_questions must be one of {TEXT_QA_QUESTIONS}, got {cfg.data.text_qa_questions!r}")
     if cfg.data.text_qa_turns < 1:
         raise ValueError(f"data.text_qa_turns must be >= 1, got {cfg.data.text_qa_turns}")
     if cfg.data.vqa_turns < 1:
@@ -202,8 +202,10 @@ def check_config(cfg: LMRunConfig) -> None:
     if cfg.data.vqa_rationale and cfg.data.source != "shapes_stream":
         raise ValueError("data.vqa_rationale needs data.source=shapes_stream (its rationales are Shapes captions), "
                          f"got data.source={cfg.data.source!r}")
-    if cfg.data.rationale_style not in ("describe", "scan"):
-        raise ValueError(f"data.rationale_style must be describe or scan, got {cfg.data.rationale_style!r}")
+    from gaussiantoken.data.shapes_text import RATIONALE_STYLES
+
+    if cfg.data.rationale_style not in RATIONALE_STYLES:
+        raise ValueError(f"data.rationale_style must be one of {RATIONALE_STYLES}, got {cfg.data.rationale_style!r}")
     if cfg.data.rationale_style != "describe" and not cfg.data.vqa_rationale:
         raise ValueError(f"data.rationale_style={cfg.data.rationale_style} shapes describe-then-answer VQA targets: "
                          "it needs data.vqa_rationale=true")
