@@ -3,12 +3,14 @@ processor, data (a codes directory or the fresh-scene stream) and the HF Trainin
 
 Owns `ensure_distributed_env` (single-process rendezvous defaults; a launcher's values win),
 `avoid_cpu_op_builds` (no DeepSpeed C++ op JIT on CPU), `load_text_tokenizer`, `build_model_and_processor`,
+`init_from_saved` (model.init_from: start from a saved LM's weights),
 `build_stream` (`lm.stream`), `background_canon` (`lm.canonical`), `object_layout_spec` (`lm.object_layout`), `build_dataset` (`lm.data`) and
 `make_training_arguments`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -55,8 +57,8 @@ def load_text_tokenizer(cfg: LMRunConfig):
         if os.path.isdir(path) and (Path(path) / "processor_config.json").is_file():
             raise ValueError(f"model.text_tokenizer {path} is a saved LM directory; point at a text tokenizer dir")
         tokenizer = AutoTokenizer.from_pretrained(path)
-    elif m.base_model is not None:
-        tokenizer = AutoTokenizer.from_pretrained(m.base_model)
+    elif m.base_model is not None or m.init_from is not None:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_path(m.base_model or m.init_from))
     else:  # train once per run dir (deterministic), reuse on resume
         saved = Path(cfg.train.output_dir) / "text_tokenizer"
         if (saved / "tokenizer.json").is_file():
@@ -89,6 +91,8 @@ def build_model_and_processor(cfg: LMRunConfig):
         object_layout=object_layout_spec(cfg), image_groups=cfg.model.image_groups,
         input_layout=cfg.model.input_layout,
     )
+    if cfg.model.init_from is not None:
+        init_from_saved(model, tokenizer, resolve_path(cfg.model.init_from))
     model.config._attn_implementation = cfg.model.attn_implementation
     if (Path(tok_dir) / "preprocessor_config.json").is_file():
         image_processor = GaussianTokenizerImageProcessor.from_pretrained(tok_dir)
@@ -96,6 +100,53 @@ def build_model_and_processor(cfg: LMRunConfig):
         image_processor = GaussianTokenizerImageProcessor(image_size=model.config.tokenizer_config.image_size)
     processor = GaussianTokenProcessor.from_model_config(model.config, tokenizer, image_processor)
     return model, processor
+
+
+def _saved_state_dict(path: Path) -> dict:
+    """The tensors of a saved model dir: model.safetensors, or every shard of model.safetensors.index.json."""
+    from safetensors.torch import load_file
+
+    index = path / "model.safetensors.index.json"
+    if not index.is_file():
+        return load_file(path / "model.safetensors")
+    state = {}
+    for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
+        state.update(load_file(path / shard))
+    return state
+
+
+def init_from_saved(model, tokenizer, path: str) -> None:
+    """Load the weights of the saved gaussiantoken LM at `path` (model.init_from) into `model`, built from this
+    run's config. The run must be that model's continuation: the same text vocabulary (token by token), the
+    same frozen image tokenizer (tensor by tensor) and the same backbone shapes; else a ValueError naming the
+    key. The image tokenizer stays the run's own copy (equal by the check)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    where = Path(path)
+    if AutoTokenizer.from_pretrained(where).get_vocab() != tokenizer.get_vocab():
+        raise ValueError(f"model.init_from {path} was trained with another text vocabulary than this run's "
+                         "(model.text_tokenizer); leave model.text_tokenizer null to use its own")
+    saved = _saved_state_dict(where)
+    ours = model.state_dict()
+    prefix = "image_tokenizer."
+    for key, value in ours.items():
+        if key.startswith(prefix) and (key not in saved or not torch.equal(saved[key].to(value.dtype), value)):
+            raise ValueError(f"model.init_from {path} was trained with another image tokenizer than model.tokenizer "
+                             f"(tensor {key} differs)")
+    weights = {k: v for k, v in saved.items() if not k.startswith(prefix)}
+    loaded = {ours[k].data_ptr() for k in weights if k in ours}
+    missing = sorted(k for k in ours if not k.startswith(prefix) and k not in weights  # tied: shares a loaded one
+                     and ours[k].data_ptr() not in loaded)
+    unexpected = sorted(k for k in weights if k not in ours)
+    if missing or unexpected:
+        raise ValueError(f"model.init_from {path} does not fit this run's model: missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]} (model.image_groups / data.t2i_layout must match)")
+    for key, value in weights.items():
+        if value.shape != ours[key].shape:
+            raise ValueError(f"model.init_from {path} does not fit this run's model: {key} is "
+                             f"{tuple(value.shape)} there, {tuple(ours[key].shape)} here (model.text_config must match)")
+    model.load_state_dict(weights, strict=False)
 
 
 def object_layout_spec(cfg: LMRunConfig) -> dict | None:

@@ -25,6 +25,10 @@ class ModelSettings:
     # corpus (saved to OUTPUT/text_tokenizer and reused on resume)
     text_vocab_size: int = 384  # when a text tokenizer is trained here
     base_model: str | None = None  # local AutoModelForCausalLM dir (else from-scratch from text_config)
+    # a saved gaussiantoken LM dir (an earlier stage's OUTPUT/final): the run starts from its weights (a staged
+    # recipe, e.g. a text drill before the image mix); the backbone, text vocabulary and image tokenizer must be
+    # the run's own (`train_build.init_from_saved`); its text tokenizer is used when model.text_tokenizer is null
+    init_from: str | None = None
     text_config: dict = field(default_factory=lambda: {
         "model_type": "llama", "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4,
         "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 512,
@@ -217,6 +221,13 @@ def check_config(cfg: LMRunConfig) -> None:
         raise FileNotFoundError(f"data.codes {cfg.data.codes} not found (run: gaussiantoken extract-codes --out ...)")
     if cfg.model.base_model is not None and not os.path.isdir(cfg.model.base_model):
         raise FileNotFoundError(f"model.base_model {cfg.model.base_model} is not a local directory")
+    if cfg.model.init_from is not None:
+        if cfg.model.base_model is not None:
+            raise ValueError("give one of model.base_model (a backbone to extend) and model.init_from (a saved "
+                             "gaussiantoken LM to continue from), not both")
+        from gaussiantoken.runtime.model_dirs import LM_KIND, check_model_dir
+
+        check_model_dir(resolve_path(cfg.model.init_from), LM_KIND, "model.init_from")
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> LMRunConfig:

@@ -225,3 +225,49 @@ def test_bf16_setting_takes_cli_and_yaml_booleans(image_tokenizer_dir, codes_dir
         assert (_use_bf16(cfg, on_cuda=False), _use_bf16(cfg, on_cuda=True)) == (on_cpu, on_cuda), value
     with pytest.raises(ValueError, match="train.bf16"):
         check_config(load_run_config(LMRunConfig, CONFIG, overrides(*args, **{"train.bf16": "maybe"})))
+
+
+def test_init_from_continues_a_saved_model_and_refuses_another(image_tokenizer_dir, codes_dir, text_tokenizer_dir,
+                                                               tmp_path):
+    """model.init_from: a run starts from a saved LM's weights (a staged recipe); a model of another shape,
+    text vocabulary or image tokenizer is refused with the key named, before any step."""
+    from safetensors.torch import load_file
+
+    from gaussiantoken.lm.train import build_model_and_processor
+    from gaussiantoken.tokenizer import GaussianTokenizer
+
+    args = (image_tokenizer_dir, codes_dir, text_tokenizer_dir)
+    first = train(load_run_config(LMRunConfig, CONFIG, overrides(*args, tmp_path / "a")))
+    saved = load_file(first.final_dir / "model.safetensors")
+
+    def config(out, **extra):
+        return load_run_config(LMRunConfig, CONFIG, overrides(*args, out, **{"model.init_from": first.final_dir,
+                                                                               **extra}))
+
+    model, _ = build_model_and_processor(config(tmp_path / "b"))
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in saved.items())
+    # training on: its first loss is the trained model's, well below a fresh start's
+    fresh = losses(first.log_history)[0]
+    continued = losses(train(config(tmp_path / "b", **{"train.max_steps": 2})).log_history)
+    assert continued[0] < fresh - 0.5, (continued, fresh)
+
+    with pytest.raises(ValueError, match="text_config must match"):
+        build_model_and_processor(config(tmp_path / "c", **{"model.text_config.intermediate_size": 96}))
+    with pytest.raises(ValueError, match="model.base_model"):
+        check_config(config(tmp_path / "d", **{"model.base_model": tmp_path}))
+    other_vocab = tmp_path / "other_vocab"
+    shutil.copytree(text_tokenizer_dir, other_vocab)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(other_vocab)
+    tok.add_tokens(["<extra_word>"])
+    tok.save_pretrained(other_vocab)
+    with pytest.raises(ValueError, match="another text vocabulary"):
+        build_model_and_processor(config(tmp_path / "e", **{"model.text_tokenizer": other_vocab}))
+    other_image = GaussianTokenizer.from_pretrained(image_tokenizer_dir)
+    with torch.no_grad():
+        next(other_image.parameters()).add_(0.1)
+    other_image.save_pretrained(tmp_path / "other_image")
+    with pytest.raises(ValueError, match="another image tokenizer"):
+        build_model_and_processor(config(tmp_path / "f", **{"model.tokenizer": tmp_path / "other_image"}))
