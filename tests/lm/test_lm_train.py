@@ -1,5 +1,6 @@
 """train-lm (HF Trainer + DeepSpeed ZeRO-2 on CPU): resume == uninterrupted, final dir loads, bad input fails
-before any step, and (slow) 2 processes == 1 process at the same global batch."""
+before any step, model.init_from continues a saved model (and refuses another), and (slow) 2 processes == 1
+process at the same global batch."""
 
 import json
 import os
