@@ -3,8 +3,8 @@
 Owns `train()` (the HF Trainer run and its end: OUTPUT/final through `runtime.finalize`) and the command line
 `main()`. The parts: `train_config` (the run config, checked before anything heavy), `train_build` (process
 set-up, the model (vocabulary extension of a from-scratch backbone or a local `model.base_model`; or a saved
-LM's weights to continue from, `model.init_from`), the processor, the data (`lm.data.MultiTaskSequenceDataset` over an extract-codes dir, or the fresh-scene stream)
-and the TrainingArguments), `train_checkpoints` (what to resume from), `schedule` (the clock, the budget and
+LM's weights to continue from, `model.init_from`), the processor, the data (`lm.data.MultiTaskSequenceDataset`
+over an extract-codes dir, or the fresh-scene stream) and the TrainingArguments), `train_checkpoints` (what to resume from), `schedule` (the clock, the budget and
 the stop decisions). A run leaves its process as it found it (`runtime.process_state`).
 
 - DeepSpeed: `train.deepspeed` (default configs/deepspeed/zero2.json; zero3.json for ZeRO-3; null for

@@ -10,7 +10,6 @@ Owns `ensure_distributed_env` (single-process rendezvous defaults; a launcher's 
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from pathlib import Path
@@ -102,19 +101,6 @@ def build_model_and_processor(cfg: LMRunConfig):
     return model, processor
 
 
-def _saved_state_dict(path: Path) -> dict:
-    """The tensors of a saved model dir: model.safetensors, or every shard of model.safetensors.index.json."""
-    from safetensors.torch import load_file
-
-    index = path / "model.safetensors.index.json"
-    if not index.is_file():
-        return load_file(path / "model.safetensors")
-    state = {}
-    for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
-        state.update(load_file(path / shard))
-    return state
-
-
 def init_from_saved(model, tokenizer, path: str) -> None:
     """Load the weights of the saved gaussiantoken LM at `path` (model.init_from) into `model`, built from this
     run's config. The run must be that model's continuation: the same text vocabulary (token by token), the
@@ -123,21 +109,21 @@ def init_from_saved(model, tokenizer, path: str) -> None:
     import torch
     from transformers import AutoTokenizer
 
-    where = Path(path)
-    if AutoTokenizer.from_pretrained(where).get_vocab() != tokenizer.get_vocab():
+    from gaussiantoken.lm.modeling import GaussianTokenForCausalLM
+
+    if AutoTokenizer.from_pretrained(path).get_vocab() != tokenizer.get_vocab():
         raise ValueError(f"model.init_from {path} was trained with another text vocabulary than this run's "
                          "(model.text_tokenizer); leave model.text_tokenizer null to use its own")
-    saved = _saved_state_dict(where)
+    # transformers reads the weights (shards, tied tensors, dtype); compared here tensor by tensor
+    saved = GaussianTokenForCausalLM.from_pretrained(path, dtype=torch.float32).state_dict()
     ours = model.state_dict()
     prefix = "image_tokenizer."
     for key, value in ours.items():
-        if key.startswith(prefix) and (key not in saved or not torch.equal(saved[key].to(value.dtype), value)):
+        if key.startswith(prefix) and (key not in saved or not torch.equal(saved[key], value)):
             raise ValueError(f"model.init_from {path} was trained with another image tokenizer than model.tokenizer "
                              f"(tensor {key} differs)")
     weights = {k: v for k, v in saved.items() if not k.startswith(prefix)}
-    loaded = {ours[k].data_ptr() for k in weights if k in ours}
-    missing = sorted(k for k in ours if not k.startswith(prefix) and k not in weights  # tied: shares a loaded one
-                     and ours[k].data_ptr() not in loaded)
+    missing = sorted(k for k in ours if not k.startswith(prefix) and k not in weights)
     unexpected = sorted(k for k in weights if k not in ours)
     if missing or unexpected:
         raise ValueError(f"model.init_from {path} does not fit this run's model: missing {missing[:3]}, "
