@@ -1,4 +1,5 @@
-"""The LM run's clock: a warm-up + cosine schedule that follows a time budget (`ClockCosineLR`), the callback
+"""The LM run's clock: a warm-up + cosine schedule that follows a time budget (`ClockCosineLR`; optionally with
+a stable phase at the peak rate before the cosine, `train.lr_stable_fraction`), the callback
 that keeps the clock and stops the run when the budget (or a stop request) says so (`RunClockCallback`), and
 the Trainer that uses them (`ClockTrainer`).
 
@@ -25,18 +26,25 @@ _RESUMED = ("last_epoch", "_step_count", "_last_lr", "base_lrs", "elapsed_s")
 
 
 class ClockCosineLR(LRScheduler):
-    """lr = base_lr * warmup_cosine(step, warmup_steps, total_steps, time_fraction=elapsed_s / budget_s)."""
+    """lr = base_lr * warmup_cosine(step, warmup_steps, total_steps, time_fraction=elapsed_s / budget_s,
+    stable_fraction); without a budget (None) the schedule follows steps only."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, budget_s: float):
-        if budget_s <= 0:
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
+                 budget_s: float | None, stable_fraction: float = 0.0):
+        if budget_s is not None and budget_s <= 0:
             raise ValueError(f"the time budget must be positive, got {budget_s} s")
-        self.warmup_steps, self.total_steps, self.budget_s = warmup_steps, total_steps, float(budget_s)
+        if not 0.0 <= stable_fraction < 1.0:
+            raise ValueError(f"the stable fraction must be in [0, 1), got {stable_fraction}")
+        self.warmup_steps, self.total_steps = warmup_steps, total_steps
+        self.budget_s = None if budget_s is None else float(budget_s)
+        self.stable_fraction = float(stable_fraction)
         self.elapsed_s = 0.0  # set by RunClock after each optimizer step, before this scheduler's step
         super().__init__(optimizer)
 
     def get_lr(self) -> list[float]:
-        f = warmup_cosine(self.last_epoch, self.warmup_steps, self.total_steps,
-                          time_fraction=self.elapsed_s / self.budget_s)
+        time_fraction = 0.0 if self.budget_s is None else self.elapsed_s / self.budget_s
+        f = warmup_cosine(self.last_epoch, self.warmup_steps, self.total_steps, time_fraction=time_fraction,
+                          stable_fraction=self.stable_fraction)
         return [base * f for base in self.base_lrs]
 
     def state_dict(self) -> dict:
@@ -93,11 +101,11 @@ class RunClockCallback(TrainerCallback):
 
 
 class ClockTrainer(Trainer):
-    """The HF Trainer, with a ClockCosineLR for `lr_scheduler_type="cosine"` when `budget_s` is given, and a
-    sequential sampler over a fresh-scene stream (`lm.stream`)."""
+    """The HF Trainer, with a ClockCosineLR for `lr_scheduler_type="cosine"` when `budget_s` or a stable phase
+    (`stable_fraction` > 0) is given, and a sequential sampler over a fresh-scene stream (`lm.stream`)."""
 
-    def __init__(self, *args, budget_s: float | None = None, **kwargs):
-        self.budget_s = budget_s
+    def __init__(self, *args, budget_s: float | None = None, stable_fraction: float = 0.0, **kwargs):
+        self.budget_s, self.stable_fraction = budget_s, stable_fraction
         super().__init__(*args, **kwargs)
 
     def _get_train_sampler(self, train_dataset=None):
@@ -107,9 +115,10 @@ class ClockTrainer(Trainer):
         return sequential_sampler_for(dataset) or super()._get_train_sampler(train_dataset)
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
-        if self.lr_scheduler is None and self.budget_s is not None and self.args.lr_scheduler_type == "cosine":
+        ours = self.budget_s is not None or self.stable_fraction > 0
+        if self.lr_scheduler is None and ours and self.args.lr_scheduler_type == "cosine":
             self.lr_scheduler = ClockCosineLR(optimizer if optimizer is not None else self.optimizer,
                                               self.args.get_warmup_steps(num_training_steps), num_training_steps,
-                                              self.budget_s)
+                                              self.budget_s, self.stable_fraction)
             self._created_lr_scheduler = True
         return super().create_scheduler(num_training_steps, optimizer)

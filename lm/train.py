@@ -151,7 +151,7 @@ def _train(cfg: LMRunConfig) -> TrainResult:
     trainer = ClockTrainer(
         model=model, args=args, train_dataset=dataset,
         data_collator=SequenceCollator(processor.layout.pad_token_id), callbacks=callbacks,
-        budget_s=None if t.max_minutes is None else 60.0 * t.max_minutes,
+        budget_s=None if t.max_minutes is None else 60.0 * t.max_minutes, stable_fraction=t.lr_stable_fraction,
     )
     start = time.time()
     try:

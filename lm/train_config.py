@@ -106,6 +106,7 @@ class TrainSettings:
     adam_beta2: float = 0.95
     warmup_steps: int = 20
     lr_scheduler: str = "cosine"
+    lr_stable_fraction: float = 0.0  # cosine: this share of the schedule after warm-up holds the peak rate (WSD)
     max_steps: int = 400
     max_grad_norm: float = 1.0
     logging_steps: int = 10
@@ -161,6 +162,11 @@ def check_config(cfg: LMRunConfig) -> None:
         raise ValueError(f"train.device must be auto/cpu/cuda, got {t.device!r}")
     if t.max_minutes is not None and not t.max_minutes > 0:
         raise ValueError(f"train.max_minutes must be positive or null, got {t.max_minutes}")
+    if not (isinstance(t.lr_stable_fraction, (int, float)) and 0.0 <= t.lr_stable_fraction < 1.0):
+        raise ValueError(f"train.lr_stable_fraction must be in [0, 1), got {t.lr_stable_fraction!r}")
+    if t.lr_stable_fraction > 0 and t.lr_scheduler != "cosine":
+        raise ValueError(f"train.lr_stable_fraction holds the peak rate before a cosine: it needs "
+                         f"train.lr_scheduler=cosine, got {t.lr_scheduler!r}")
     for name in ("per_device_batch_size", "gradient_accumulation_steps", "max_steps"):
         if getattr(t, name) <= 0:
             raise ValueError(f"train.{name} must be positive, got {getattr(t, name)}")

@@ -3,6 +3,7 @@ before any step, model.init_from continues a saved model (and refuses another), 
 process at the same global batch."""
 
 import json
+import math
 import os
 import shutil
 import socket
@@ -147,6 +148,26 @@ def test_clock_schedule_follows_the_budget_and_resumes_its_clock(image_tokenizer
             saved = torch.load(out / "checkpoint-4" / "scheduler.pt", weights_only=True)
             assert saved["elapsed_s"] > 3600.0 and saved["last_epoch"] == 4
             assert saved["_last_lr"][0] < 1e-9  # annealed: the next step (if resumed) would not move
+
+
+def test_stable_fraction_holds_the_peak_then_anneals(image_tokenizer_dir, codes_dir, text_tokenizer_dir, tmp_path):
+    """train.lr_stable_fraction=0.5 over 6 steps (no warm-up, no budget): the steps of the first half train at the
+    peak rate, the rest follow a cosine over the second half (warmup-stable-decay); a plain cosine decays from
+    the second step. The logged rate of step s is the one its update used (the schedule after s - 1 steps)."""
+    args = (image_tokenizer_dir, codes_dir, text_tokenizer_dir)
+    peak = {"train.learning_rate": 1e-3, "train.save_steps": 100, "train.stop_at_step": 6}
+
+    def logged(**extra):
+        out = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        result = train(load_run_config(LMRunConfig, CONFIG, overrides(*args, out, **peak, **extra)))
+        return [h["learning_rate"] / 1e-3 for h in result.log_history if "learning_rate" in h]
+
+    assert logged(**{"train.lr_stable_fraction": 0.5}) == pytest.approx([1, 1, 1, 1, 0.75, 0.25])
+    assert logged() == pytest.approx([1, 0.5 * (1 + math.cos(math.pi / 6)), 0.75, 0.5, 0.25,
+                                      0.5 * (1 + math.cos(5 * math.pi / 6))])
+    with pytest.raises(ValueError, match="lr_scheduler=cosine"):
+        check_config(load_run_config(LMRunConfig, CONFIG, overrides(*args, tmp_path / "x", **{
+            "train.lr_stable_fraction": 0.5, "train.lr_scheduler": "linear"})))
 
 
 def test_clock_schedule_state_round_trip():

@@ -200,6 +200,14 @@ def test_warmup_cosine_values():
     assert g(5, 0.5) == pytest.approx(0.1 + 0.9 * 0.5)
     assert g(9, 0.2) == pytest.approx(f(9))  # the steps are further along
     assert g(5, 1.0) == pytest.approx(0.1) and g(5, 3.0) == pytest.approx(0.1)
+    # a stable phase (warmup-stable-decay): the first 40% of the 10 steps after warm-up hold the peak, the cosine
+    # runs over the other 6 steps and follows the clock the same way
+    h = lambda s, tf=0.0: warmup_cosine(s, 4, 14, 0.1, time_fraction=tf, stable_fraction=0.4)  # noqa: E731
+    assert [h(s) for s in range(9)] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    assert h(11) == pytest.approx(0.1 + 0.9 * 0.5) and h(14) == pytest.approx(0.1)
+    assert h(5, 0.7) == pytest.approx(0.1 + 0.9 * 0.5) and h(5, 0.3) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="stable_fraction"):
+        warmup_cosine(5, 4, 14, stable_fraction=1.0)
 
 
 def test_model_ema_hand_values():
