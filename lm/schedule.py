@@ -27,14 +27,13 @@ _RESUMED = ("last_epoch", "_step_count", "_last_lr", "base_lrs", "elapsed_s")
 
 class ClockCosineLR(LRScheduler):
     """lr = base_lr * warmup_cosine(step, warmup_steps, total_steps, time_fraction=elapsed_s / budget_s,
-    stable_fraction); without a budget (None) the schedule follows steps only."""
+    stable_fraction); without a budget (None) the schedule follows steps only. `warmup_cosine` checks the
+    stable fraction (at the first rate, in this constructor)."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
                  budget_s: float | None, stable_fraction: float = 0.0):
         if budget_s is not None and budget_s <= 0:
             raise ValueError(f"the time budget must be positive, got {budget_s} s")
-        if not 0.0 <= stable_fraction < 1.0:
-            raise ValueError(f"the stable fraction must be in [0, 1), got {stable_fraction}")
         self.warmup_steps, self.total_steps = warmup_steps, total_steps
         self.budget_s = None if budget_s is None else float(budget_s)
         self.stable_fraction = float(stable_fraction)
