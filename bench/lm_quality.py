@@ -16,7 +16,8 @@ against steps, training rows (sequences seen; x ~120 tokens each) and training m
 
 A run is NAME or NAME:key=value,key=value (trainer overrides; commas inside brackets/braces stay).
 `--minutes M` instead trains each run for M minutes (one point). `--model DIR` scores a trained LM directory
-without training (e.g. to compare sampling settings: `--temperature`, `--guidance`). `--json out.json` writes the rows,
+without training (e.g. to compare sampling settings: `--temperature`, `--guidance`, `--candidates` K: best of K samples,
+`lm.rerank`). `--json out.json` writes the rows,
 `--prompt-seed S` draws validation prompt sets and sampling (choose sampling settings there, report on the
 default 1234). `--keep DIR` keeps the run directories (and each point's sample grid, captioned with what the parser read).
 Results are recorded in bench/RESULTS.md.
@@ -49,7 +50,8 @@ def score_point(final_dir: str, args, out_dir: Path | None) -> dict:
     from gaussiantoken.data.shapes import make_dataset
     from gaussiantoken.eval.captioning import run_captioning
     from gaussiantoken.eval.report import save_image_grid
-    from gaussiantoken.eval.text_to_image import generate_for_prompts, parsed_description, prompt_sets, score_prompt_sets
+    from gaussiantoken.eval.text_to_image import (generate_best_of, generate_for_prompts, parsed_description,
+                                                  prompt_sets, score_prompt_sets, score_text_to_image)
     from gaussiantoken.eval.vqa import run_vqa
     from gaussiantoken.lm import GaussianTokenForCausalLM, GaussianTokenProcessor
 
@@ -58,9 +60,14 @@ def score_point(final_dir: str, args, out_dir: Path | None) -> dict:
     size = int(model.config.tokenizer_config.image_size)
     sets = prompt_sets(args.prompts, seed=args.prompt_seed, image_size=size)
     prompts = [p for name in SETS for p in sets[name]]
-    pixels = generate_for_prompts(model, processor, prompts, guidance_scale=args.guidance,
-                                  temperature=args.temperature, batch_size=64,
-                                  seed=0 if args.prompt_seed == 1234 else args.prompt_seed, backend=args.backend)
+    sampling = dict(guidance_scale=args.guidance, temperature=args.temperature, batch_size=64,
+                    seed=0 if args.prompt_seed == 1234 else args.prompt_seed, backend=args.backend)
+    single = None
+    if args.candidates > 1:  # best of K (lm.rerank); the candidates give the one-sample accuracy too
+        pixels, every = generate_best_of(model, processor, prompts, args.candidates, **sampling)
+        single = score_text_to_image(every, [p for p in prompts for _ in range(args.candidates)])["accuracy"]
+    else:
+        pixels = generate_for_prompts(model, processor, prompts, **sampling)
     scores = score_prompt_sets(pixels, sets)
     if out_dir is not None:  # a few of each set, captioned with the prompt and what the parser read
         pick, start = [], 0
@@ -74,7 +81,8 @@ def score_point(final_dir: str, args, out_dir: Path | None) -> dict:
     vqa, _ = run_vqa(model, processor, held_out, batch_size=64)
     torch.set_grad_enabled(True)
     a = scores["all"]
-    return {"t2i": a["accuracy"], **{f"t2i_{k}": scores[k]["accuracy"] for k in SETS},
+    return {"t2i": a["accuracy"], **{f"t2i_{k}": scores[k]["accuracy"] for k in SETS}, "t2i_single_sample": single,
+            "candidates": args.candidates,
             **{k: a[k] for k in ("color", "shape", "size", "count", "relation")},
             "caption_exact": cap["exact_scene_accuracy"], "vqa": vqa["accuracy"],
             "vqa_types": vqa["per_question_type"], "prompts": {k: len(v) for k, v in sets.items()}}
@@ -147,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                         "seed gives validation sets, e.g. to choose --temperature / --guidance)")
     p.add_argument("--guidance", type=float, default=T2I_GUIDANCE_SCALE)
     p.add_argument("--temperature", type=float, default=T2I_TEMPERATURE)
+    p.add_argument("--candidates", type=int, default=1, help="text-to-image: best of this many samples (lm.rerank)")
     p.add_argument("--backend", default="hf", help="generation backend (hf | static | compiled)")
     p.add_argument("--json", default="", help="write the rows here")
     p.add_argument("--keep", default="", help="keep each run's directory (and sample grids) under this folder")
@@ -162,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         if not os.path.isdir(args.model):
             p.error(f"--model {args.model} is not a directory")
         start = time.time()
-        row = {"name": f"T{args.temperature:g}/g{args.guidance:g}", "seed": 0, "overrides": [], "step": 0,
+        row = {"name": f"T{args.temperature:g}/g{args.guidance:g}/k{args.candidates}", "seed": 0, "overrides": [], "step": 0,
                "rows": 0, "train_min": 0.0, "loss": None, **score_point(args.model, args, None),
                "eval_s": 0.0, "model": args.model}
         row["eval_s"] = time.time() - start

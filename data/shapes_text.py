@@ -344,6 +344,23 @@ def styled_rationale(caption: str, question: str, answer: str, style: str = "des
     return scanned
 
 
+def equivalent_captions(text: str) -> list[str]:
+    """Every phrasing of the claim a caption makes: the text itself first, then for a two-object caption the
+    same pair read from its second object (the opposite relation), for a three-object caption its other five
+    object orders (it makes no spatial claim). Text outside the caption grammar: [text]. Used where a caption
+    is scored against a captioner that writes one phrasing only (`lm.rerank`)."""
+    parsed = parse_caption(text)
+    if parsed is None:
+        return [text]
+    objects, relation = parsed["objects"], parsed["relation"]
+    if len(objects) == 2:
+        return [text, f"{phrase(objects[1])} {OPPOSITE[relation]} {phrase(objects[0])}"]
+    if len(objects) == 3:
+        orders = list(itertools.permutations(objects))[1:]
+        return [text] + [f"{phrase(a)}, {phrase(b)} and {phrase(c)}" for a, b, c in orders]
+    return [text]
+
+
 def scene_matches_caption(objects: list[dict], caption: str) -> dict:
     """GenEval-style score of a (parsed) scene against a caption.
 

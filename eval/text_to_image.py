@@ -32,7 +32,7 @@ from typing import Sequence
 
 import torch
 
-from gaussiantoken.lm.sampling_defaults import T2I_GUIDANCE_SCALE, T2I_TEMPERATURE
+from gaussiantoken.lm.sampling_defaults import T2I_CANDIDATES, T2I_GUIDANCE_SCALE, T2I_TEMPERATURE
 
 SUBSCORES = ("color", "shape", "size", "count")
 
@@ -134,10 +134,24 @@ def generate_for_prompts(model, processor, prompts: Sequence[str], images_per_pr
     generator = torch.Generator().manual_seed(int(seed))
     ids = generate_images(model, processor, list(prompts), guidance_scale=guidance_scale,
                           num_images_per_prompt=images_per_prompt, generator=generator, temperature=temperature,
-                          top_k=top_k, top_p=top_p, batch_size=batch_size, backend=backend)  # [N, T]
+                          top_k=top_k, top_p=top_p, batch_size=batch_size, backend=backend,
+                          num_candidates=1)  # [N, T]: plain samples (best-of-K: generate_best_of)
     pixels = [model.decode_image_tokens(ids[s:s + batch_size]).float().clamp(-1, 1).cpu()
               for s in range(0, ids.shape[0], batch_size)]
     return torch.cat(pixels)  # [N, 3, S, S]
+
+
+def generate_best_of(model, processor, prompts: Sequence[str], candidates: int, images_per_prompt: int = 1,
+                     batch_size: int = 32, **sampling) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best-of-K sampling as `generate_images(num_candidates=K)` does it (the same samples, the same choice,
+    `lm.rerank.best_candidates`), keeping the candidates for scoring -> (kept pixels [N, 3, S, S], every candidate
+    [N * K, 3, S, S]), N = prompts x images_per_prompt; `sampling`: the arguments of `generate_for_prompts`."""
+    from gaussiantoken.lm.rerank import best_candidates
+
+    every = generate_for_prompts(model, processor, prompts, images_per_prompt * candidates, batch_size=batch_size,
+                                 **sampling)  # [N * K, 3, S, S]
+    owners = [p for p in prompts for _ in range(images_per_prompt * candidates)]
+    return every[best_candidates(model, processor, every, owners, candidates, batch_size)], every
 
 
 def shapes_feature_net(path: str | os.PathLike | None = None, train_samples: int = 2000, epochs: int = 3,
@@ -213,23 +227,39 @@ def run_text_to_image(model, processor, prompts: Sequence[str], out_dir=None, im
                       top_p: float | None = None, batch_size: int = 32, seed: int = 0, fid: bool = True,
                       fid_real_samples: int = 500, fid_real_seed: int = 4321, feature_net=None,
                       inception_weights=None, kid_subset_size: int = 100, clip_weights=None,
-                      grid_size: int = 16, backend: str = "hf", sets: dict | None = None) -> tuple[dict, list]:
+                      grid_size: int = 16, backend: str = "hf", sets: dict | None = None,
+                      num_candidates: int = T2I_CANDIDATES) -> tuple[dict, list]:
     """Generate images for the Shapes prompts, score them, and return ({metric: value}, [ReportSection]).
 
     feature_net: a ShapesFeatureNet (module) for FID/KID, or None with `inception_weights` a local
     torch-fidelity weights file; with neither (or fid=False) FID/KID are skipped.
     sets: `prompt_sets` output whose concatenation is `prompts`: adds accuracy_<set> per set.
+    num_candidates > 1: each image is the best of that many samples (`generate_best_of`, `lm.rerank`); the
+    scores are the kept images', and accuracy_single_sample is the accuracy over every candidate (one sample's).
     """
     from .report import ReportSection, save_image_grid
 
     prompts = list(prompts)
     if not prompts:
         raise ValueError("text_to_image needs at least one prompt")
-    pixels = generate_for_prompts(model, processor, prompts, images_per_prompt, guidance_scale, temperature,
-                                  top_k, top_p, batch_size, seed, backend)  # [N, 3, S, S]
+    sampling = dict(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                    backend=backend)
+    every = None
+    if temperature == 0:
+        num_candidates = 1  # greedy: every candidate would be the same image
+    if num_candidates > 1:  # each image the best of K (lm.rerank); the candidates also give the one-sample score
+        pixels, every = generate_best_of(model, processor, prompts, num_candidates, images_per_prompt, batch_size,
+                                         **sampling)
+    else:
+        pixels = generate_for_prompts(model, processor, prompts, images_per_prompt, batch_size=batch_size,
+                                      **sampling)  # [N, 3, S, S]
     per_image_prompts = [p for p in prompts for _ in range(images_per_prompt)]
     metrics = score_text_to_image(pixels, per_image_prompts)
     metrics["num_prompts"] = len(prompts)
+    metrics["num_candidates"] = num_candidates
+    if every is not None:  # the expected accuracy of one sample: every candidate scored
+        metrics["accuracy_single_sample"] = score_text_to_image(every, [p for p in per_image_prompts
+                                                                     for _ in range(num_candidates)])["accuracy"]
     if sets is not None:
         if images_per_prompt != 1 or [p for v in sets.values() for p in v] != prompts:
             raise ValueError("sets must be the prompt sets whose concatenation is the prompts (one image each)")

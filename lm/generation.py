@@ -43,7 +43,7 @@ from gaussiantoken.lm.logits import (  # noqa: F401 - re-exported: the generatio
     validate_sampling,
 )
 from gaussiantoken.lm.sequences import prompt_token_ids  # noqa: F401 - re-exported
-from gaussiantoken.lm.sampling_defaults import T2I_GUIDANCE_SCALE, T2I_TEMPERATURE
+from gaussiantoken.lm.sampling_defaults import T2I_CANDIDATES, T2I_GUIDANCE_SCALE, T2I_TEMPERATURE
 
 
 # ----------------------------------------------------------------------------------------------
@@ -258,6 +258,7 @@ def generate_images(
     backend: str = "hf",
     cache_implementation: str | None = None,
     progress: bool = False,
+    num_candidates: int = T2I_CANDIDATES,
 ) -> torch.LongTensor:
     """Text-to-image: -> LM image ids [N, tokens_per_image], N = len(prompts) * num_images_per_prompt,
     prompt-major (all images of prompt 0 first). Decode with `model.decode_image_tokens(ids)`.
@@ -265,11 +266,17 @@ def generate_images(
     negative_prompt: None -> the unconditional prompt (CFG); a string or one per prompt -> used as
     the uncond half. guidance_scale == 1 disables guidance (no uncond forward). batch_size counts
     images per forward (the CFG batch is twice that). temperature=0 -> greedy.
+    num_candidates > 1: each image is the best of that many samples, as the LM captions them back
+    (`lm.rerank`: log p(the prompt's claim | candidate)); the cost is that many samples plus one scoring pass.
+    Greedy sampling (temperature=0) draws one: its candidates would all be the same.
     """
     from gaussiantoken.lm.sequences import text_to_image_prompt, unconditional_prompt
 
     prompts = as_prompt_list(prompts, "prompt")
     num_images_per_prompt = _check_positive_int(num_images_per_prompt, "num_images_per_prompt")
+    num_candidates = _check_positive_int(num_candidates, "num_candidates")
+    if temperature == 0:
+        num_candidates = 1  # greedy: every candidate would be the same image
     batch_size = _check_positive_int(batch_size, "batch_size")
     check_guidance_scale(guidance_scale)
     validate_sampling(temperature, top_k, top_p)
@@ -287,7 +294,7 @@ def generate_images(
     grammar = image_grammar_for(model)
     for ids in cond + uncond:  # fail before any work
         check_context(model.config, len(ids), grammar.max_new_tokens)
-    rows = [i for i in range(len(prompts)) for _ in range(num_images_per_prompt)]
+    rows = [i for i in range(len(prompts)) for _ in range(num_images_per_prompt * num_candidates)]
     chunks = [rows[s : s + batch_size] for s in range(0, len(rows), batch_size)]
     bar = None
     if progress:
@@ -308,7 +315,19 @@ def generate_images(
             bar.update(len(chunk))
     if bar is not None:
         bar.close()
-    return torch.cat(out)  # [N, T]
+    ids = torch.cat(out)  # [N * K, T], each image's K candidates adjacent
+    if num_candidates > 1:
+        ids = _best_candidates(model, processor, ids, [prompts[i] for i in rows], num_candidates, batch_size)
+    return ids  # [N, T]
+
+
+def _best_candidates(model, processor, ids, prompts, candidates: int, batch_size: int) -> torch.LongTensor:
+    """ids [N * K, T] of K adjacent candidates per image, their prompts [N * K] -> the kept ids [N, T]."""
+    from gaussiantoken.lm.rerank import best_candidates
+
+    pixels = torch.cat([model.decode_image_tokens(ids[s:s + batch_size]).float().clamp(-1, 1)
+                        for s in range(0, ids.shape[0], batch_size)])  # [N * K, 3, S, S]
+    return ids[best_candidates(model, processor, pixels, prompts, candidates, batch_size).to(ids.device)]  # [N, T]
 
 
 def as_image_list(images, paths: bool = False) -> tuple[list, bool]:

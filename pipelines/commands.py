@@ -1,7 +1,8 @@
 """The `gaussiantoken generate | caption | ask` commands (thin wrappers over the pipelines).
 
     gaussiantoken generate "PROMPT" --model DIR --out grid.png [--num-images N --guidance G --seed S
-        --temperature T --top-k K --top-p P --negative-prompt TEXT --batch-size B --device cpu|cuda]
+        --temperature T --top-k K --top-p P --negative-prompt TEXT --batch-size B --candidates K
+        --device cpu|cuda]
     gaussiantoken caption IMAGE --model DIR [--max-new-tokens N]
     gaussiantoken ask IMAGE "QUESTION" --model DIR [--max-new-tokens N]
 
@@ -19,7 +20,7 @@ import math
 import os
 import sys
 
-from gaussiantoken.lm.sampling_defaults import T2I_GUIDANCE_SCALE, T2I_TEMPERATURE
+from gaussiantoken.lm.sampling_defaults import T2I_CANDIDATES, T2I_GUIDANCE_SCALE, T2I_TEMPERATURE
 
 
 def image_grid(images, columns: int | None = None):
@@ -91,6 +92,8 @@ def _generate(argv: list[str]) -> int:
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--negative-prompt", default=None)
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--candidates", type=int, default=T2I_CANDIDATES,
+                   help="each image the best of this many samples, as the LM captions them back (lm.rerank); 1: off")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     args = p.parse_args(argv)
     import torch
@@ -101,7 +104,7 @@ def _generate(argv: list[str]) -> int:
     generator = torch.Generator(device=pipe.device).manual_seed(args.seed)
     images = pipe(args.prompt, negative_prompt=args.negative_prompt, guidance_scale=args.guidance,
                   num_images_per_prompt=args.num_images, generator=generator, temperature=args.temperature,
-                  top_k=args.top_k, top_p=args.top_p, batch_size=args.batch_size)
+                  top_k=args.top_k, top_p=args.top_p, batch_size=args.batch_size, num_candidates=args.candidates)
     import io
 
     from gaussiantoken.runtime.files import atomic_write_bytes

@@ -2,7 +2,8 @@
 
 Call arguments follow diffusers: prompt (str or list), negative_prompt, guidance_scale,
 num_images_per_prompt, generator (torch.Generator), temperature, top_k, top_p, batch_size
-(images per forward), output_type:
+(images per forward), num_candidates (each image the best of that many samples as the LM captions them
+back, `lm.rerank`; default `T2I_CANDIDATES` = 4, 1 for plain sampling), output_type:
 - "pil" (default): list of PIL RGB images, prompt-major (all images of prompt 0, then prompt 1, ...);
 - "pt": FloatTensor [N, 3, H, W] in [0, 1];  "np": float32 ndarray [N, H, W, 3] in [0, 1];
 - "gaussians": dict of tensors [N, M, ...] (means, scales, rotations, features, ...) decoded from the
@@ -16,7 +17,7 @@ from __future__ import annotations
 import torch
 from transformers import Pipeline
 
-from gaussiantoken.lm.sampling_defaults import T2I_GUIDANCE_SCALE, T2I_TEMPERATURE
+from gaussiantoken.lm.sampling_defaults import T2I_CANDIDATES, T2I_GUIDANCE_SCALE, T2I_TEMPERATURE
 
 OUTPUT_TYPES = ("pil", "pt", "np", "gaussians")
 
@@ -69,7 +70,7 @@ class TextToImagePipeline(Pipeline):
 
     def _sanitize_parameters(self, negative_prompt=None, guidance_scale=None, num_images_per_prompt=None,
                              generator=None, temperature=None, top_k=None, top_p=None, batch_size=None,
-                             output_type=None, backend=None, progress=None, **kwargs):
+                             output_type=None, backend=None, progress=None, num_candidates=None, **kwargs):
         if kwargs:
             raise TypeError(f"unknown text-to-image argument(s): {sorted(kwargs)}")
         if guidance_scale is not None:  # before any sampling: a finite number >= 1
@@ -80,6 +81,7 @@ class TextToImagePipeline(Pipeline):
             negative_prompt=negative_prompt, guidance_scale=guidance_scale,
             num_images_per_prompt=num_images_per_prompt, generator=generator, temperature=temperature,
             top_k=top_k, top_p=top_p, batch_size=batch_size, backend=backend, progress=progress,
+            num_candidates=num_candidates,
         ).items() if v is not None}
         post = {}
         if output_type is not None:
@@ -103,7 +105,7 @@ class TextToImagePipeline(Pipeline):
 
     def _forward(self, model_inputs, negative_prompt=None, guidance_scale=T2I_GUIDANCE_SCALE, num_images_per_prompt=1,
                  generator=None, temperature=T2I_TEMPERATURE, top_k=None, top_p=None, batch_size=16, backend="hf",
-                 progress=True):
+                 progress=True, num_candidates=T2I_CANDIDATES):
         from gaussiantoken.lm.generation import generate_images
 
         ids = generate_images(
@@ -111,6 +113,7 @@ class TextToImagePipeline(Pipeline):
             guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt, generator=generator,
             temperature=temperature, top_k=top_k, top_p=top_p, batch_size=batch_size, backend=backend,
             cache_implementation="static" if self.device.type == "cuda" else None, progress=progress,
+            num_candidates=num_candidates,
         )  # [N, T] LM ids
         return {"ids": ids}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from gaussiantoken.lm.sampling_defaults import T2I_GUIDANCE_SCALE, T2I_TEMPERATURE
+from gaussiantoken.lm.sampling_defaults import T2I_CANDIDATES, T2I_GUIDANCE_SCALE, T2I_TEMPERATURE
 
 from .base import RunContext, Task, check_positive, check_spec, check_type, load_data
 
@@ -23,6 +23,7 @@ class TextToImageConfig:
     # two- and three-object compositions) -> text_to_image.accuracy_one / _two_unseen / _three_unseen
     prompt_sets: bool = False
     images_per_prompt: int = 1
+    num_candidates: int = T2I_CANDIDATES  # each image the best of this many samples as the LM captions them back
     guidance_scale: float = T2I_GUIDANCE_SCALE
     temperature: float = T2I_TEMPERATURE
     top_k: int | None = None
@@ -64,7 +65,7 @@ class TextToImage(Task):
     def validate(self, cfg: TextToImageConfig) -> None:
         from gaussiantoken.lm.logits import check_guidance_scale, validate_sampling
 
-        for name in ("num_prompts", "images_per_prompt", "fid_real_samples", "feature_net_train_samples",
+        for name in ("num_prompts", "images_per_prompt", "num_candidates", "fid_real_samples", "feature_net_train_samples",
                      "feature_net_epochs", "kid_subset_size"):
             check_positive(getattr(cfg, name), self.key(name))
         check_type(cfg.prompt_seed, int, self.key("prompt_seed"))
@@ -105,4 +106,4 @@ class TextToImage(Task):
             batch_size=ctx.batch_size, seed=ctx.seed, fid=cfg.fid, fid_real_samples=cfg.fid_real_samples,
             fid_real_seed=cfg.fid_real_seed, feature_net=feature_net, inception_weights=cfg.inception_weights,
             kid_subset_size=cfg.kid_subset_size, clip_weights=cfg.clip_weights, grid_size=cfg.grid_size,
-            backend=cfg.backend, sets=sets)
+            backend=cfg.backend, sets=sets, num_candidates=cfg.num_candidates)

@@ -264,3 +264,32 @@ def test_relation_scan_orders_by_the_asked_axis_and_agrees_with_the_answer():
                 text = styled_rationale(shapes.caption_for(objs), q, a, "scan", objs)  # raises on disagreement
                 assert text.count(": first") == 1 and text.count(": second") == 1
     assert seen > 50
+
+
+def test_equivalent_captions_phrase_the_same_claim():
+    """Every phrasing is grammatical, states the same objects, and holds of exactly the scenes the caption holds
+    of; two-object: the pair read from its other side; three-object: all six orders; other text as given."""
+    from gaussiantoken.data.shapes_text import equivalent_captions
+
+    two = "a small red circle to the left of a large blue square"
+    assert equivalent_captions(two) == [two, "a large blue square to the right of a small red circle"]
+    assert equivalent_captions("a large red circle") == ["a large red circle"]
+    assert equivalent_captions("hello there") == ["hello there"]
+    rows = shapes.make_dataset(60, seed=5, image_size=32)
+    checked = 0
+    for row in rows:
+        objects = row["objects"]
+        phrasings = equivalent_captions(row["caption"])
+        assert len(phrasings) == len(set(phrasings)) == {1: 1, 2: 2, 3: 6}[len(objects)]
+        for text in phrasings:
+            parsed = shapes.parse_caption(text)
+            assert parsed is not None
+            assert sorted(map(str, parsed["objects"])) == sorted(map(str, shapes.parse_caption(row["caption"])["objects"]))
+            assert shapes.scene_matches_caption(objects, text)["correct"]
+        if len(objects) == 2 and any(objects[0][k] != objects[1][k] for k in ("shape", "color", "size")):
+            # a scene with the (distinguishable) pair the other way round fails every phrasing alike
+            a, b = objects
+            flipped = [dict(a, x=b["x"], y=b["y"]), dict(b, x=a["x"], y=a["y"])]
+            assert {shapes.scene_matches_caption(flipped, t)["correct"] for t in phrasings} == {False}
+        checked += len(objects) > 1
+    assert checked > 20

@@ -77,6 +77,7 @@ SAMPLING_CASES = [  # (YAML value or override, the key named, what lm.logits.val
     ("top_p=0", "text_to_image.top_p", "(0, 1]"),
     ("top_p=1.5", "text_to_image.top_p", "(0, 1]"),
     ("top_p=.nan", "text_to_image.top_p", "(0, 1]"),
+    ("num_candidates=0", "text_to_image.num_candidates", "must be positive"),
 ]
 
 

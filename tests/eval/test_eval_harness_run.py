@@ -301,3 +301,29 @@ def test_harness_names_no_benchmark():
     used |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     used |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     assert not used & set(TASKS), used & set(TASKS)
+
+
+def test_best_of_k_in_the_harness_is_generate_images_choice(model_dirs, tmp_path):
+    """text_to_image.num_candidates=K: the kept images are exactly generate_images(num_candidates=K)'s (same
+    seed), scored; accuracy_single_sample scores every candidate."""
+    from gaussiantoken.eval.run import main
+    from gaussiantoken.eval.text_to_image import generate_best_of
+    from gaussiantoken.lm.generation import generate_images
+    from gaussiantoken.lm.modeling import GaussianTokenForCausalLM
+    from gaussiantoken.lm.processing import GaussianTokenProcessor
+
+    lm_dir, _ = model_dirs
+    model = GaussianTokenForCausalLM.from_pretrained(lm_dir).eval()
+    processor = GaussianTokenProcessor.from_pretrained(lm_dir)
+    prompts = ["a large red circle", "a small blue square above a large green triangle"]
+    kept, every = generate_best_of(model, processor, prompts, 3, batch_size=4, temperature=1.5, seed=2)
+    assert kept.shape[0] == 2 and every.shape[0] == 6
+    ids = generate_images(model, processor, prompts, num_candidates=3, batch_size=4, temperature=1.5,
+                          generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(kept, model.decode_image_tokens(ids).float().clamp(-1, 1))
+    out = tmp_path / "out"
+    cfg = _config(tmp_path, tasks=["text_to_image"], **{"text_to_image.num_candidates": 3, "text_to_image.fid": False})
+    assert main([cfg, "--model", str(lm_dir), "--out", str(out)]) == 0
+    m = _metrics(out)
+    assert m["text_to_image.num_candidates"] == 3 and m["text_to_image.num_images"] == 5
+    assert 0.0 <= m["text_to_image.accuracy_single_sample"] <= 1.0

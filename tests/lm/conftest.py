@@ -1,6 +1,7 @@
 """Shared fixtures of the LM tests: a tiny Llama backbone on the tiny random image tokenizer (16x16,
 4 Gaussians -> 12 tokens per image) and text tokenizer of tests/conftest.py, its processor, and an
-extract-codes dir of a few Shapes scenes. A randomly initialised image tokenizer is enough for LM plumbing."""
+extract-codes dir of a few Shapes scenes, and the tiny LM saved to a directory (`lm_dir`). A randomly initialised
+image tokenizer is enough for LM plumbing."""
 
 import pytest
 import torch
@@ -49,6 +50,14 @@ def processor(tiny_lm, text_tokenizer):
     from gaussiantoken.lm.processing import GaussianTokenProcessor
 
     return GaussianTokenProcessor.from_model_config(tiny_lm.config, text_tokenizer)
+
+
+@pytest.fixture()
+def lm_dir(tiny_lm, processor, tmp_path):
+    """The tiny LM and its processor saved to a directory (what the bench commands load)."""
+    tiny_lm.save_pretrained(tmp_path / "lm")
+    processor.save_pretrained(tmp_path / "lm")
+    return tmp_path / "lm"
 
 
 @pytest.fixture(scope="session")

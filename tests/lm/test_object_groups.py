@@ -212,6 +212,14 @@ def test_object_input_layout_trains_and_answers_alike_through_both_paths(image_t
         "    raise SystemExit('placeholders without pixel_values should be refused')\n"
         "except ValueError as e:\n"
         "    assert 'pixel_values' in str(e)\n"
+        "from gaussiantoken.lm.generation import generate_images\n"
+        "from gaussiantoken.lm.rerank import caption_log_likelihood\n"
+        "px = m.decode_image_tokens(generate_images(m, p, ['a small red circle'] * 3, num_candidates=2,\n"
+        "                                           temperature=1.0)).float().clamp(-1, 1)\n"
+        "caps = ['a small red circle', 'hello', 'a large blue square to the left of a small red circle']\n"
+        "ll = caption_log_likelihood(m, p, px, caps, batch_size=3)  # object spans of unlike lengths, padded\n"
+        "one = torch.cat([caption_log_likelihood(m, p, px[i:i + 1], [c], batch_size=1) for i, c in enumerate(caps)])\n"
+        "assert torch.allclose(ll, one, atol=1e-4) and bool((ll < 0).all()), (ll, one)\n"
         "print('OK', got)\n"
     )
     proc = subprocess.run([sys.executable, "-c", script, str(final)], capture_output=True, text=True, timeout=300)

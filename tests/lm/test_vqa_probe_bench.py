@@ -6,17 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
-
-
-@pytest.fixture()
-def lm_dir(tiny_lm, processor, tmp_path):
-    tiny_lm.save_pretrained(tmp_path / "lm")
-    processor.save_pretrained(tmp_path / "lm")
-    return tmp_path / "lm"
 
 
 def _answerer(mode: str):

@@ -258,6 +258,8 @@ CLI_CASES = [  # (id, args(dirs, tmp_path, image_tokenizer_dir), words in the on
                                                     t / "g.png"], "has no tokenizer.json"),
     ("generate-guidance-inf", lambda d, t, i: ["generate", "x", "--model", d["lm"], "--out", t / "g.png", "--guidance",
                                                "inf", "--device", "cpu"], "guidance_scale must be a finite number"),
+    ("generate-candidates-zero", lambda d, t, i: ["generate", "x", "--model", d["lm"], "--out", t / "g.png",
+                                                  "--candidates", "0", "--device", "cpu"], "num_candidates must be"),
     ("generate-out-is-a-dir", lambda d, t, i: ["generate", "x", "--model", d["lm"], "--out", t], "is a directory"),
     ("caption-truncated-png", lambda d, t, i: ["caption", d["truncated.png"], "--model", d["lm"], "--device", "cpu"],
      "truncated.png"),

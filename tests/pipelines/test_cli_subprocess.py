@@ -41,6 +41,10 @@ def test_generate_then_caption_and_ask_in_fresh_processes(tiny_lm_dir, tmp_path)
     ok(run_cli("generate", "a large red circle", "--model", tiny_lm_dir, "--out", grid, "--num-images", 2,
                "--seed", 3, "--device", "cpu"))
     assert Image.open(grid).size == (32, 16)  # 2 x 1 grid of 16 x 16 images
+    best = tmp_path / "best.png"  # each image the best of 3 samples (lm.rerank)
+    ok(run_cli("generate", "a large red circle", "--model", tiny_lm_dir, "--out", best, "--num-images", 2,
+               "--candidates", 3, "--seed", 3, "--device", "cpu"))
+    assert Image.open(best).size == (32, 16)
     Image.open(grid).crop((0, 0, 16, 16)).save(tmp_path / "one.png")
     caption = ok(run_cli("caption", tmp_path / "one.png", "--model", tiny_lm_dir, "--device", "cpu",
                          "--max-new-tokens", 4))

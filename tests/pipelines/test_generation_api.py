@@ -76,3 +76,32 @@ def test_bad_inputs_name_the_problem(tiny_lm):
         generate_text(model, processor, ["not an image"], ["Describe the image."])
     with pytest.raises(ValueError, match="one prompt per image"):
         generate_text(model, processor, torch.zeros(2, 3, 16, 16), ["a", "b", "c"])
+
+
+def test_num_candidates_keeps_the_best_scored_sample(tiny_lm):
+    """num_candidates=K draws exactly the K samples that num_images_per_prompt=K draws (same generator) and
+    keeps, per prompt, the one with the best claim score (lm.rerank); K=1 is plain sampling."""
+    from gaussiantoken.lm.rerank import claim_scores
+
+    model, processor = tiny_lm
+    kw = dict(guidance_scale=2.0, temperature=1.5, batch_size=4)
+    k = 3
+    every = generate_images(model, processor, PROMPTS, num_images_per_prompt=k, num_candidates=1,
+                            generator=torch.Generator().manual_seed(5), **kw)  # [P * K, T]
+    kept = generate_images(model, processor, PROMPTS, num_candidates=k, generator=torch.Generator().manual_seed(5), **kw)
+    assert kept.shape == (len(PROMPTS), model.config.tokens_per_image)
+    pixels = model.decode_image_tokens(every).float().clamp(-1, 1)
+    scores = claim_scores(model, processor, pixels, [p for p in PROMPTS for _ in range(k)]).view(len(PROMPTS), k)
+    assert len({tuple(r) for r in every.tolist()}) > len(PROMPTS)  # the candidates differ
+    for i in range(len(PROMPTS)):
+        assert torch.equal(kept[i], every[i * k + int(scores[i].argmax())])
+    from gaussiantoken.lm.sampling_defaults import T2I_CANDIDATES
+
+    default = generate_images(model, processor, PROMPTS, generator=torch.Generator().manual_seed(5), **kw)
+    assert torch.equal(default, generate_images(model, processor, PROMPTS, num_candidates=T2I_CANDIDATES,
+                                                generator=torch.Generator().manual_seed(5), **kw))
+    greedy = dict(kw, temperature=0.0)  # greedy: one draw, the candidates would all be the same
+    assert torch.equal(generate_images(model, processor, PROMPTS, num_candidates=4, **greedy),
+                       generate_images(model, processor, PROMPTS, num_candidates=1, **greedy))
+    with pytest.raises(ValueError, match="num_candidates"):
+        generate_images(model, processor, PROMPTS, num_candidates=0)
