@@ -137,6 +137,7 @@ def model_card(directory, config, metrics: dict | None = None) -> str:
             f'processor = AutoProcessor.from_pretrained("{name}")',
             f't2i = pipeline("text-to-image", model="{name}")',
             'images = t2i("a large red circle above a small blue square")  # sampling defaults: lm/sampling_defaults.py',
+            '# each image is the best of num_candidates=4 samples as the model captions them back; 1: plain sampling',
             f'itt = pipeline("image-text-to-text", model="{name}")',
             'chat = [{"role": "user", "content": [{"type": "image", "image": images[0]},',
             '                                     {"type": "text", "text": "Describe the image."}]}]',
