@@ -244,9 +244,10 @@ def run_text_to_image(model, processor, prompts: Sequence[str], out_dir=None, im
         raise ValueError("text_to_image needs at least one prompt")
     sampling = dict(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                     backend=backend)
+    from gaussiantoken.lm.rerank import candidates_for
+
     every = None
-    if temperature == 0:
-        num_candidates = 1  # greedy: every candidate would be the same image
+    num_candidates = candidates_for(num_candidates, temperature)
     if num_candidates > 1:  # each image the best of K (lm.rerank); the candidates also give the one-sample score
         pixels, every = generate_best_of(model, processor, prompts, num_candidates, images_per_prompt, batch_size,
                                          **sampling)

@@ -274,9 +274,9 @@ def generate_images(
 
     prompts = as_prompt_list(prompts, "prompt")
     num_images_per_prompt = _check_positive_int(num_images_per_prompt, "num_images_per_prompt")
-    num_candidates = _check_positive_int(num_candidates, "num_candidates")
-    if temperature == 0:
-        num_candidates = 1  # greedy: every candidate would be the same image
+    from gaussiantoken.lm.rerank import candidates_for
+
+    num_candidates = candidates_for(num_candidates, temperature)
     batch_size = _check_positive_int(batch_size, "batch_size")
     check_guidance_scale(guidance_scale)
     validate_sampling(temperature, top_k, top_p)

@@ -14,8 +14,9 @@ of the prompt's claim (`data.shapes_text.equivalent_captions`; a prompt outside 
 as it is).
 
 Owns `caption_log_likelihood` (log p(caption | image) for image-caption pairs), `claim_scores` (the prompt's
-phrasings combined), `best_of` (argmax over each prompt's candidates) and `best_candidates` (the two together:
-what `lm.generation.generate_images(num_candidates=K)` and the text-to-image evaluation keep).
+phrasings combined), `best_of` (argmax over each prompt's candidates), `best_candidates` (the two together:
+what `lm.generation.generate_images(num_candidates=K)` and the text-to-image evaluation keep) and `candidates_for`
+(how many to draw: one under greedy sampling).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def caption_log_likelihood(model, processor, pixels: torch.Tensor, captions: Seq
                            batch_size: int = 32) -> torch.Tensor:
     """Images pixels [N, 3, S, S] in [-1, 1] and one caption each -> log p(caption + eos | image) [N] (float32),
     teacher-forced in the captioning format the LM was trained on."""
+    from gaussiantoken.lm.generation import check_context
     from gaussiantoken.lm.sequences import IGNORE_INDEX, VocabLayout, build_caption
 
     if pixels.ndim != 4 or pixels.shape[0] != len(captions):
@@ -49,6 +51,8 @@ def caption_log_likelihood(model, processor, pixels: torch.Tensor, captions: Seq
             spans = [None] * len(codes)
         rows = [build_caption(tokenizer, c, k, layout, span=sp) for c, k, sp in
                 zip(captions[s:s + batch_size], codes, spans)]
+        for r in rows:  # a caption past the context would be scored where the LM never trained: refuse
+            check_context(model.config, len(r["input_ids"]), 0)
         width = max(len(r["input_ids"]) for r in rows)
         ids = torch.full((len(rows), width), layout.pad_token_id, dtype=torch.long)  # [b, L], right-padded
         labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
@@ -92,6 +96,14 @@ def best_of(scores: torch.Tensor, candidates: int) -> torch.LongTensor:
     return groups.argmax(dim=1) + torch.arange(groups.shape[0]) * candidates
 
 
+def candidates_for(num_candidates, temperature: float) -> int:
+    """THE rule for how many candidates to draw: an int >= 1 (else ValueError naming num_candidates), and one under
+    greedy sampling (temperature 0), whose candidates would all be the same image."""
+    if isinstance(num_candidates, bool) or not isinstance(num_candidates, int) or num_candidates < 1:
+        raise ValueError(f"num_candidates must be an int >= 1, got {num_candidates!r}")
+    return 1 if temperature == 0 else num_candidates
+
+
 def best_candidates(model, processor, pixels: torch.Tensor, prompts: Sequence[str], candidates: int,
                     batch_size: int = 32) -> torch.LongTensor:
     """Candidates pixels [N * K, 3, S, S] in [-1, 1] (each image's K candidates adjacent) and the prompt of each
@@ -99,4 +111,4 @@ def best_candidates(model, processor, pixels: torch.Tensor, prompts: Sequence[st
     return best_of(claim_scores(model, processor, pixels, prompts, batch_size), candidates)
 
 
-__all__ = ["caption_log_likelihood", "claim_scores", "best_of", "best_candidates"]
+__all__ = ["caption_log_likelihood", "claim_scores", "best_of", "best_candidates", "candidates_for"]

@@ -4,7 +4,7 @@ generate_images(num_candidates=K) keeps exactly the best-scored of the K samples
 import pytest
 import torch
 
-from gaussiantoken.lm.rerank import best_of, caption_log_likelihood, claim_scores
+from gaussiantoken.lm.rerank import best_of, candidates_for, caption_log_likelihood, claim_scores
 
 CAPTIONS = ["a large red circle", "a small blue square to the left of a large green triangle", "hello", "two"]
 
@@ -75,3 +75,13 @@ def test_best_of_picks_each_groups_argmax():
         best_of(scores, 4)
     with pytest.raises(ValueError, match="one caption per image"):
         caption_log_likelihood(None, None, torch.zeros(2, 3, 16, 16), ["x"])
+
+
+def test_candidates_rule_and_context_refusal(tiny_lm, processor):
+    assert candidates_for(4, 0.5) == 4 and candidates_for(4, 0.0) == 1 and candidates_for(1, 1.0) == 1
+    for bad in (0, -1, 2.0, True, None):
+        with pytest.raises(ValueError, match="num_candidates must be an int >= 1"):
+            candidates_for(bad, 0.5)
+    model = tiny_lm.eval()
+    with pytest.raises(ValueError, match="exceed the model's context"):  # scored past the context: refused
+        caption_log_likelihood(model, processor, _images(model, 1), ["a large red circle " * 80])
