@@ -79,7 +79,8 @@ class Plan:
 
 PLANS = {
     # the step caps are out of reach on CPU: both cosines follow their clocks and anneal by the end of the minutes
-    # 5 + 8 minutes of training and about 1 of the rest: 14 in all (run 17 spent 0.8 minutes outside the two trainers)
+    # 5 + 8 minutes of training (3.5 + 9.5 under bf16) and the rest: 14.4-14.6 in all (runs 21-22: 1.2-1.35 minutes
+    # outside the two trainers, the evaluation's best-of-4 text-to-image included)
     "default": Plan(train_samples=6000, tokenizer_minutes=5.0, tokenizer_steps=6000, lm_minutes=8.0,
                     lm_steps=6000, lm_repeats=4, eval_prompts=50, eval_images=100, eval_meteor=True,
                     feature_net_samples=1000,
@@ -91,7 +92,7 @@ PLANS = {
                   feature_net_samples=200, extra_tokenizer=["train.eval_every=100", "train.sample_every=100"],
                   extra_lm=[*LM_DATA, "data.stream_chunk=64"]),
 }
-OTHER_STAGES_MINUTES = 1.5  # data, codes, text vocabulary, evaluation, process starts: 0.8 measured (run 17), x2 margin
+OTHER_STAGES_MINUTES = 1.5  # data, codes, text vocabulary, evaluation, process starts: 1.2-1.35 measured (runs 21-22)
 
 
 def plan_for(quick: bool = False, minutes: float | None = None) -> tuple[str, Plan]:
