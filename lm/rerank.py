@@ -31,6 +31,7 @@ def caption_log_likelihood(model, processor, pixels: torch.Tensor, captions: Seq
                            batch_size: int = 32) -> torch.Tensor:
     """Images pixels [N, 3, S, S] in [-1, 1] and one caption each -> log p(caption + eos | image) [N] (float32),
     teacher-forced in the captioning format the LM was trained on."""
+    from gaussiantoken.lm.data import SequenceCollator
     from gaussiantoken.lm.generation import check_context
     from gaussiantoken.lm.sequences import IGNORE_INDEX, VocabLayout, build_caption
 
@@ -38,6 +39,7 @@ def caption_log_likelihood(model, processor, pixels: torch.Tensor, captions: Seq
         raise ValueError(f"need one caption per image, got {len(captions)} caption(s) for pixels {tuple(pixels.shape)}")
     tokenizer = getattr(processor, "tokenizer", processor)
     layout = VocabLayout.from_config(model.config, tokenizer)
+    collate = SequenceCollator(layout.pad_token_id)  # right-padded as in training: positions from 0 in every row
     param = next(model.parameters())
     out = []
     for s in range(0, len(captions), batch_size):
@@ -53,16 +55,11 @@ def caption_log_likelihood(model, processor, pixels: torch.Tensor, captions: Seq
                 zip(captions[s:s + batch_size], codes, spans)]
         for r in rows:  # a caption past the context would be scored where the LM never trained: refuse
             check_context(model.config, len(r["input_ids"]), 0)
-        width = max(len(r["input_ids"]) for r in rows)
-        ids = torch.full((len(rows), width), layout.pad_token_id, dtype=torch.long)  # [b, L], right-padded
-        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            n = len(r["input_ids"])
-            ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(r["input_ids"]), torch.tensor(r["labels"]), 1
-        logits = model(input_ids=ids.to(param.device), attention_mask=mask.to(param.device)).logits  # [b, L, V]
+        batch = collate(rows)  # input_ids / attention_mask / labels [b, L]
+        logits = model(input_ids=batch["input_ids"].to(param.device),
+                       attention_mask=batch["attention_mask"].to(param.device)).logits  # [b, L, V]
         logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # [b, L-1, V]: predicts token t+1
-        target = labels[:, 1:].to(param.device)  # [b, L-1]
+        target = batch["labels"][:, 1:].to(param.device)  # [b, L-1]
         keep = target != IGNORE_INDEX
         picked = logp.gather(-1, target.clamp(min=0)[..., None])[..., 0]  # [b, L-1]
         out.append((picked * keep).sum(dim=1).cpu())
@@ -74,17 +71,10 @@ def claim_scores(model, processor, pixels: torch.Tensor, prompts: Sequence[str],
     [N]: the logsumexp of `caption_log_likelihood` over `equivalent_captions(prompt)`."""
     from gaussiantoken.data.shapes_text import equivalent_captions
 
-    owners, texts = [], []
-    for i, p in enumerate(prompts):
-        for phrasing in equivalent_captions(p):
-            owners.append(i)
-            texts.append(phrasing)
-    index = torch.tensor(owners)
-    scores = caption_log_likelihood(model, processor, pixels[index], texts, batch_size)  # [sum of phrasings]
-    out = torch.full((len(prompts),), float("-inf"))
-    for i in range(len(prompts)):
-        out[i] = torch.logsumexp(scores[index == i], dim=0)
-    return out  # [N]
+    phrasings = [equivalent_captions(p) for p in prompts]
+    index = torch.tensor([i for i, ps in enumerate(phrasings) for _ in ps])  # the image of each phrasing
+    scores = caption_log_likelihood(model, processor, pixels[index], [t for ps in phrasings for t in ps], batch_size)
+    return torch.stack([torch.logsumexp(g, dim=0) for g in scores.split([len(ps) for ps in phrasings])])  # [N]
 
 
 def best_of(scores: torch.Tensor, candidates: int) -> torch.LongTensor:

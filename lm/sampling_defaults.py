@@ -9,9 +9,9 @@ higher temperature keeps more variety), 0.42 at 0.7 / 1.5, 0.37 at 0.5 / 3, and 
 
 Each image is the best of T2I_CANDIDATES samples as the LM captions them back (`lm.rerank`; 1 turns it off).
 Chosen on validation prompts (`bench/t2i_rerank.py --prompt-seed 777`), two of the demo's LMs at 2,500 steps:
-all-prompt accuracy 0.78 / 0.63 for one sample, 0.88 / 0.78 for the best of 2, 0.90 / 0.87 of 4, 0.93 / 0.89 of 8,
-at temperature 0.5 (0.7 and 1.0 gain less: one sample is worse and the best of 8 no better); 4 costs about 4x
-the sampling plus a scoring pass of about half a sampling's time (bench/RESULTS.md, 2026-12-07).
+all-prompt accuracy 0.78 / 0.66 for one sample, 0.88 / 0.78 for the best of 2, 0.90 / 0.87 of 4, 0.93 / 0.89 of 8,
+at temperature 0.5 (0.7 and 1.0 gain less: one sample is worse and the best of 8 no better); in the harness the
+best of 4 takes 3.8x one sample's time, scoring included (bench/RESULTS.md, 2026-12-07).
 """
 
 T2I_GUIDANCE_SCALE = 1.5

@@ -27,6 +27,10 @@ def test_pipeline_loads_from_dir_and_matches_the_core(t2i, tiny_lm):
     ids = generate_images(model, processor, PROMPTS, generator=torch.Generator().manual_seed(4), **kw)
     expected = (model.decode_image_tokens(ids) + 1) / 2  # prompt-major order
     torch.testing.assert_close(pt, expected.clamp(0, 1))
+    plain = t2i(PROMPTS, output_type="pt", generator=torch.Generator().manual_seed(4), num_candidates=1, **kw)
+    ids = generate_images(model, processor, PROMPTS, generator=torch.Generator().manual_seed(4), num_candidates=1, **kw)
+    torch.testing.assert_close(plain, ((model.decode_image_tokens(ids) + 1) / 2).clamp(0, 1))
+    assert not torch.equal(plain, pt)  # the best of 4 keeps other samples than plain sampling draws
 
 
 def test_output_types(t2i, tiny_lm):
