@@ -57,7 +57,7 @@ def probe(model_dir: str, scenes: int = 200, batch_size: int = 64, style: str = 
     size = int(model.config.tokenizer_config.image_size)
     items = [(r["image"], q, a, r["objects"]) for r in make_dataset(scenes, seed=12345, image_size=size)
              for q, a in zip(r["questions"], r["answers"])]
-    replies = generate_text(model, processor, [i[0] for i in items], [i[1] for i in items], max_new_tokens=64,
+    replies = generate_text(model, processor, [i[0] for i in items], [i[1] for i in items], max_new_tokens=96,
                             batch_size=batch_size, full_reply=True)  # rationale and answer
     n = Counter()
     for (_, q, a, objects), reply in zip(items, replies):
@@ -106,7 +106,7 @@ def referent_use(model_dir: str, scenes: int = 300, batch_size: int = 64) -> dic
             questions.append(f"what color is the {o['shape']}?")
             truth.append(o["color"])
             scene_of.append(k)
-    answers = generate_text(model, processor, images, questions, max_new_tokens=64, batch_size=batch_size)
+    answers = generate_text(model, processor, images, questions, max_new_tokens=96, batch_size=batch_size)
     by_scene: dict[int, set] = {}
     for k, a in zip(scene_of, answers):
         by_scene.setdefault(k, set()).add(a)
@@ -131,7 +131,8 @@ def reading_items(tokenizer, layout, scenes: int = 200, style: str = "describe")
         pairs.update((q, a) for q, a in zip(*lookup_questions(r["objects"])) if q not in pairs)
         for q, a in pairs.items():
             target = reasoned_answer(styled_rationale(caption, q, a, style, r["objects"]), a)
-            seq = build_text_qa(tokenizer, [q], [target], layout, scan_marks=style == "scan")
+            seq = build_text_qa(tokenizer, [q], [target], layout, scan_marks=style != "describe",
+                                scan_cues=style == "cued_scan")
             cut = next(i for i, label in enumerate(seq["labels"]) if label != IGNORE_INDEX)
             items.append({"kind": kind_of(q), "objects": len(r["objects"]), "question": q, "answer": a,
                           "ids": seq["input_ids"][:cut], "seq": seq["input_ids"], "labels": seq["labels"]})
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="trained LM directory")
     p.add_argument("--scenes", type=int, default=200, help="held-out scenes (3 questions each)")
     p.add_argument("--reading", action="store_true", help="also: answers read off a given description (no image)")
-    p.add_argument("--style", choices=("describe", "scan"), default="describe",
+    p.add_argument("--style", choices=("describe", "scan", "cued_scan"), default="describe",
                    help="the rationale style the model was trained with (data.rationale_style): the true rationale")
     p.add_argument("--json", default="", help="write the rows here")
     args = p.parse_args(argv)

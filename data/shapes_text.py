@@ -28,6 +28,10 @@ objects marked in turn, ": yes" for the asked one, up to it ("a large red square
 and a relation question's as the scene's objects ordered along the asked axis, the two asked ones marked
 ": first" / ": second" ("from the top: a large blue square: second; a small red circle: first").
 
+The "cued_scan" style writes the same scan with the question's referent restated before every phrase ("circle: a
+large red square: no; circle: a small blue circle: yes"; a relation scan restates both asked objects), so that
+each mark compares two words a fixed distance apart (with a whole-word text vocabulary) and no step reaches back
+to the question, which is at a varying distance.
 Held-out compositions: ``is_heldout_composition`` marks a fixed tenth of the 2- and 3-object
 captions (by a stable CRC32 of the caption text; never a 1-object caption) that a training stream
 never shows (``lm.stream``) and the text-to-image evaluation draws its unseen compositions from
@@ -259,11 +263,12 @@ def rationale_for(caption: str, question: str, answer: str) -> str:
     return f"{phrase(a[0])} {relation} {phrase(b[0])}"
 
 
-RATIONALE_STYLES = ("describe", "scan")
+RATIONALE_STYLES = ("describe", "scan", "cued_scan")
+SCAN_STYLES = ("scan", "cued_scan")  # the styles whose rationales are scans (marks carry loss in the text QA drill)
 SCAN_AXIS_WORDS = {"x": "from the left", "y": "from the top"}  # a relation scan's order, written first
 
 
-def scan_rationale(caption: str, question: str, scene: list[dict] | None = None) -> str | None:
+def scan_rationale(caption: str, question: str, scene: list[dict] | None = None, cued: bool = False) -> str | None:
     """The scan rationale of a question: its objects marked in turn, each mark comparing one phrase with the
     question, up to the last object the question names, so that the answer sits at a fixed place before the
     reply's ", so " and no step has to find an object by its content (bench/RESULTS.md, "VQA as a scan": in a
@@ -278,6 +283,8 @@ def scan_rationale(caption: str, question: str, scene: list[dict] | None = None)
       ": first" for A, ": second" for B, ": no" for any other, up to the later of A and B: "from the top: a
       large blue square: second; a small red circle: first". The answer follows from which mark came last.
     - Count questions: None (no object is asked about; the describe rationale serves).
+    - `cued`: every marked phrase is preceded by the question's referent, "{cue}: " (`scan_cue`): "circle: a large
+      red square: no; circle: a small blue circle: yes"; relations "red circle, blue square: a ...: first".
 
     ValueError when the caption or question is outside the grammar, the question's objects are not each held
     exactly once, or a relation question comes without a scene."""
@@ -293,7 +300,8 @@ def scan_rationale(caption: str, question: str, scene: list[dict] | None = None)
         hits = [all(o[k] == v for k, v in asked.items()) for o in parsed["objects"]]
         if sum(hits) != 1:
             raise ValueError(f"the question {question!r} does not name exactly one object of the caption {caption!r}")
-        marks = [f"{phrase(o)}: {'yes' if hit else 'no'}" for o, hit in zip(parsed["objects"], hits)]
+        cue = f"{' '.join(asked[k] for k in keys)}: " if cued else ""
+        marks = [f"{cue}{phrase(o)}: {'yes' if hit else 'no'}" for o, hit in zip(parsed["objects"], hits)]
         return "; ".join(marks[:hits.index(True) + 1])
     if _Q_COUNT.match(q) is not None:
         return None
@@ -308,35 +316,39 @@ def scan_rationale(caption: str, question: str, scene: list[dict] | None = None)
         raise ValueError(f"the question {question!r} names objects the scene does not hold once each")
     axis = "x" if m.group(3) in ("to the left of", "to the right of") else "y"
     other = "y" if axis == "x" else "x"
+    cue = f"{m.group(1)} {m.group(2)}, {m.group(4)} {m.group(5)}: " if cued else ""
     marks, found = [], 0
     for o in sorted(scene, key=lambda o: (float(o[axis]), float(o[other]))):
         mark = "first" if o is a[0] else "second" if o is b[0] else "no"
-        marks.append(f"{phrase(o)}: {mark}")
+        marks.append(f"{cue}{phrase(o)}: {mark}")
         found += mark != "no"
         if found == 2:
             break
     return f"{SCAN_AXIS_WORDS[axis]}: " + "; ".join(marks)
 
 
-def scan_bound_text(caption: str) -> str:
+def scan_bound_text(caption: str, cued: bool = False) -> str:
     """A text at least as long as any scan rationale of this caption's scene: every object marked, the longest
-    mark, the axis words (for context-length bounds)."""
+    mark, the axis words, and with `cued` the longest cue (two of the scene's objects) before each (for
+    context-length bounds)."""
     parsed = parse_caption(caption)
     if parsed is None:
         raise ValueError(f"caption is not in the Shapes caption grammar: {caption!r}")
-    return f"{SCAN_AXIS_WORDS['y']}: " + "; ".join(f"{phrase(o)}: second" for o in parsed["objects"])
+    names = sorted((f"{o['color']} {o['shape']}" for o in parsed["objects"]), key=len)
+    cue = f"{names[-1]}, {names[-1]}: " if cued else ""
+    return f"{SCAN_AXIS_WORDS['y']}: " + "; ".join(f"{cue}{phrase(o)}: second" for o in parsed["objects"])
 
 
 def styled_rationale(caption: str, question: str, answer: str, style: str = "describe",
                      scene: list[dict] | None = None) -> str:
     """The rationale of a describe-then-answer target in `style` (RATIONALE_STYLES): "describe" is
-    `rationale_for`; "scan" is `scan_rationale` (its relation scan needs `scene`), and `rationale_for` for
-    count questions. A relation scan must agree with `answer` (ValueError otherwise)."""
+    `rationale_for`; "scan" / "cued_scan" is `scan_rationale` (uncued / cued; its relation scan needs `scene`), and
+    `rationale_for` for count questions. A relation scan must agree with `answer` (ValueError otherwise)."""
     if style not in RATIONALE_STYLES:
         raise ValueError(f"rationale style must be one of {RATIONALE_STYLES}, got {style!r}")
     if style == "describe":
         return rationale_for(caption, question, answer)
-    scanned = scan_rationale(caption, question, scene)
+    scanned = scan_rationale(caption, question, scene, cued=style == "cued_scan")
     if scanned is None:
         return rationale_for(caption, question, answer)
     if _Q_REL.match(_normalize(question, "question")) and answer_question(scene, question) != _normalize(answer, "answer"):

@@ -195,7 +195,7 @@ def _answer_all(model, processor, images: list, questions: list[str], batch_size
 
 
 def run_vqa(model, processor, dataset, annotations: dict | None = None, batch_size: int = 32,
-            max_new_tokens: int = 64) -> tuple[dict, dict]:
+            max_new_tokens: int = 96) -> tuple[dict, dict]:
     """Answer and score every question of `dataset`. Returns (metrics, predictions {question_id: answer}).
 
     Shapes rows (image, questions, answers): ids "row_k", exact match, per question type. VQAv2 rows

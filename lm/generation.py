@@ -43,7 +43,7 @@ from gaussiantoken.lm.logits import (  # noqa: F401 - re-exported: the generatio
     validate_sampling,
 )
 from gaussiantoken.lm.sequences import prompt_token_ids  # noqa: F401 - re-exported
-from gaussiantoken.lm.sampling_defaults import T2I_CANDIDATES, T2I_GUIDANCE_SCALE, T2I_TEMPERATURE
+from gaussiantoken.lm.sampling_defaults import T2I_CANDIDATES, T2I_GUIDANCE_SCALE, T2I_TEMPERATURE, TEXT_MAX_NEW_TOKENS
 
 
 # ----------------------------------------------------------------------------------------------
@@ -383,7 +383,7 @@ def generate_text(
     processor,
     images,
     prompts: str | Sequence[str] | None = None,
-    max_new_tokens: int = 64,
+    max_new_tokens: int = TEXT_MAX_NEW_TOKENS,
     batch_size: int = 32,
     do_sample: bool = False,
     generator: torch.Generator | None = None,

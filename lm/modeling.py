@@ -36,8 +36,7 @@ from gaussiantoken.lm.configuration import (
     check_model_dir_kind,
     extra_token_count,
 )
-
-TEXT_MAX_NEW_TOKENS = 64  # default new tokens for text generation (captions, answers; a 3-object scan reply is 47)
+from gaussiantoken.lm.sampling_defaults import TEXT_MAX_NEW_TOKENS  # default new tokens for text generation
 
 
 def _tokenizer_classes():

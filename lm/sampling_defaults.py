@@ -1,4 +1,8 @@
-"""The text-to-image sampling defaults: the one place the pipeline, the CLI, `generate_images`, the evaluation
+"""The generation defaults. Text (captions, answers): TEXT_MAX_NEW_TOKENS new tokens at most, enough for the
+longest describe-then-answer reply (a cued scan of a three-object relation question: 69 tokens with the demo's
+text vocabulary; generation stops at eos, so the bound costs nothing on shorter replies).
+
+The text-to-image sampling defaults: the one place the pipeline, the CLI, `generate_images`, the evaluation
 harness and the benches take them from (no torch import: read by argument parsers).
 
 Chosen on validation prompt sets (`bench/lm_quality.py --model DIR --prompt-seed 4321 --temperature T --guidance G`,
@@ -14,8 +18,9 @@ at temperature 0.5 (0.7 and 1.0 gain less: one sample is worse and the best of 8
 best of 4 takes 3.8x one sample's time, scoring included (bench/RESULTS.md, 2026-12-07).
 """
 
+TEXT_MAX_NEW_TOKENS = 96
 T2I_GUIDANCE_SCALE = 1.5
 T2I_TEMPERATURE = 0.5
 T2I_CANDIDATES = 4
 
-__all__ = ["T2I_GUIDANCE_SCALE", "T2I_TEMPERATURE", "T2I_CANDIDATES"]
+__all__ = ["TEXT_MAX_NEW_TOKENS", "T2I_GUIDANCE_SCALE", "T2I_TEMPERATURE", "T2I_CANDIDATES"]

@@ -355,11 +355,14 @@ def build_vqa_turns(
 
 
 SCAN_MARKS = (": yes", ": no", ": first", ": second")  # a scan rationale's marks (data.shapes_text.scan_rationale)
+# a cued scan's cue: the asked object's one or two words (two objects for a relation), at the start of each step, before
+# its phrase ("circle: a large red square: no; circle: ..."; "from the left: red circle, blue square: a ...")
+_SCAN_CUE = re.compile(r"(?:^|^from the (?:left|top): |; )([a-z]+(?: [a-z]+)?(?:, [a-z]+ [a-z]+)?): a ")
 
 
 def build_text_qa(
     tokenizer, questions: Sequence[str], reasoned: Sequence[str], layout: VocabLayout, max_length: int | None = None,
-    scan_marks: bool = False,
+    scan_marks: bool = False, scan_cues: bool = False,
 ) -> dict[str, list[int]]:
     """Describe-then-answer VQA turns with the image left out: [bos] "Question: q1 Answer:" rationale1 ", so"
     answer1 eos "Question: q2 Answer:" ... , tokenized exactly as `build_vqa_turns`'s (the <image> placeholder
@@ -367,7 +370,8 @@ def build_text_qa(
     the context (the rationale is given, not learned), the step a describe-then-answer reply ends with, at a
     fraction of a VQA sequence's length and with several answers per sequence. `scan_marks`: a scan rationale's
     marks (SCAN_MARKS: yes / no / first / second) carry loss too: its phrases are given, each comparison with the question
-    and the answer are learned."""
+    and the answer are learned. `scan_cues`: a cued scan's cues (the question's referent restated before each phrase)
+    are learned as well."""
     if not questions or len(questions) != len(reasoned):
         raise ValueError(f"text QA needs equally many questions and targets (>= 1), got {len(questions)} and {len(reasoned)}")
     input_ids: list[int] = []
@@ -383,6 +387,8 @@ def build_text_qa(
         target = _target_ids(tokenizer, target_text, layout)
         # learned character spans of the target: each mark's word (scan_marks), then the answer (to the eos)
         spans = [(m.start() + 1, m.end()) for m in re.finditer("|".join(map(re.escape, SCAN_MARKS)), head)] if scan_marks else []
+        if scan_cues:  # each cue with the space before it, as the marks (a reply's first cue from its start)
+            spans = sorted(spans + [(max(m.start(1) - 1, 0), m.end(1)) for m in _SCAN_CUE.finditer(head)])
         spans.append((len(head) + len(sep) - 1, None))
         loss_from = []  # (given prefix end, learned end) in target tokens
         text = target_text.strip()

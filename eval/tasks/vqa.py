@@ -23,7 +23,7 @@ class VQAConfig:
     data: dict = field(default_factory=lambda: shapes_spec(200))  # shapes or vqav2 spec
     max_samples: int | None = None
     predictions: str | None = None  # score this VQA results file [{question_id, answer}] instead of generating
-    max_new_tokens: int = 64  # a describe-then-answer reply writes its rationale first (a scan: <= 47 tokens measured)
+    max_new_tokens: int = 96  # a describe-then-answer reply writes its rationale first (lm.sampling_defaults)
 
 
 class VQA(Task):

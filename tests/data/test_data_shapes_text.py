@@ -266,6 +266,37 @@ def test_relation_scan_orders_by_the_asked_axis_and_agrees_with_the_answer():
     assert seen > 50
 
 
+def test_cued_scan_restates_the_referent_and_is_bounded():
+    """A cued scan is the scan with the question's referent before every phrase (both asked objects for a
+    relation); stripping the cues gives the plain scan back; scan_bound_text(cued=True) is at least as long as
+    every cued scan of many random scenes."""
+    from gaussiantoken.data.shapes_text import questions_for, scan_bound_text, scan_rationale, styled_rationale
+    from gaussiantoken.data.shapes_world import sample_scene
+
+    cap = "a small red circle to the left of a large blue square"
+    assert scan_rationale(cap, "what color is the square?", cued=True) == (
+        "square: a small red circle: no; square: a large blue square: yes")
+    assert styled_rationale(cap, "what shape is the red object?", "circle", "cued_scan") == "red: a small red circle: yes"
+    assert scan_rationale(cap, "what size is the blue square?", cued=True) == (
+        "blue square: a small red circle: no; blue square: a large blue square: yes")
+    assert styled_rationale(cap, "how many objects are there?", "two", "cued_scan") == cap
+    scene = [{"shape": "circle", "color": "red", "size": "small", "x": 5, "y": 20},
+             {"shape": "square", "color": "blue", "size": "large", "x": 12, "y": 4}]
+    q = "is the red circle above the blue square?"
+    assert styled_rationale(cap, q, "no", "cued_scan", scene) == (
+        "from the top: red circle, blue square: a large blue square: second; red circle, blue square: a small red "
+        "circle: first")
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        objs = sample_scene(rng)
+        caption = shapes.caption_for(objs)
+        for q, a in zip(*questions_for(objs, rng, 5)):
+            cued = styled_rationale(caption, q, a, "cued_scan", objs)
+            plain = styled_rationale(caption, q, a, "scan", objs)
+            assert re.sub(r"(^|: |; )[a-z]+( [a-z]+)?(, [a-z]+ [a-z]+)?: (?=a )", r"\1", cued) == plain
+            assert len(cued) <= len(scan_bound_text(caption, cued=True))
+
+
 def test_equivalent_captions_phrase_the_same_claim():
     """Every phrasing is grammatical, states the same objects, and holds of exactly the scenes the caption holds
     of; two-object: the pair read from its other side; three-object: all six orders; other text as given."""

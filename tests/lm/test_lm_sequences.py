@@ -346,6 +346,29 @@ def test_build_text_qa_scan_marks_carry_loss(text_tokenizer, layout):
         assert text_tokenizer.decode(plain_learned, skip_special_tokens=True).split() == [answer]
 
 
+def test_build_text_qa_scan_cues_carry_loss(text_tokenizer, layout):
+    """scan_cues: a cued scan's cues are learned with its marks and the answer; the phrases stay given."""
+    from gaussiantoken.data.shapes_text import styled_rationale
+    from gaussiantoken.lm.sequences import build_text_qa
+
+    caption = "a large red square, a small blue circle and a large green triangle"
+    scene = [{"shape": "square", "color": "red", "size": "large", "x": 5, "y": 5},
+             {"shape": "circle", "color": "blue", "size": "small", "x": 15, "y": 20},
+             {"shape": "triangle", "color": "green", "size": "large", "x": 25, "y": 12}]
+    cases = [("what color is the circle?", "blue", ["circle", "no", "circle", "yes", "blue"]),
+             ("what size is the green triangle?", "large", ["green", "triangle", "no", "green", "triangle", "no",
+                                                            "green", "triangle", "yes", "large"]),
+             ("is the red square above the blue circle?", "yes",
+              ["red", "square,", "blue", "circle", "first", "red", "square,", "blue", "circle", "no",
+               "red", "square,", "blue", "circle", "second", "yes"])]
+    for question, answer, learned_words in cases:
+        target = reasoned_answer(styled_rationale(caption, question, answer, "cued_scan", scene), answer)
+        seq = build_text_qa(text_tokenizer, [question], [target], layout, scan_marks=True, scan_cues=True)
+        learned = [t for t, l in zip(seq["input_ids"], seq["labels"]) if l != IGNORE_INDEX]
+        words = text_tokenizer.decode(learned, skip_special_tokens=False).replace(text_tokenizer.eos_token, " ").split()
+        assert words == learned_words
+
+
 def _scene_rows(num: int, seed: int, tokens: int) -> "datasets.Dataset":
     """Shapes rows with a 'scene' column (as the stream's), random codes: for the scan rationale's data path."""
     import datasets
@@ -363,16 +386,17 @@ def _scene_rows(num: int, seed: int, tokens: int) -> "datasets.Dataset":
     return datasets.Dataset.from_list(rows)
 
 
-def test_dataset_scan_rationale(text_tokenizer, processor):
-    """rationale_style=scan: a VQA item's loss is "{styled_rationale(caption, q, a, scan, scene)}, so {a}" + eos,
+@pytest.mark.parametrize("style", ["scan", "cued_scan"])
+def test_dataset_scan_rationale(text_tokenizer, processor, style):
+    """rationale_style=scan / cued_scan: a VQA item's loss is "{styled_rationale(caption, q, a, style, scene)}, so {a}" + eos,
     every relation scan's marks in the asked axis order and consistent with the answer; text QA items learn the
-    marks and the answer; longest_sequence bounds the items; rows without a scene are refused."""
+    marks (and cues) and the answer; longest_sequence bounds the items; rows without a scene are refused."""
     from gaussiantoken.data.shapes_text import answer_question, styled_rationale
     from gaussiantoken.lm.data import MultiTaskSequenceDataset
 
     lay = processor.layout
     ds = _scene_rows(60, seed=2, tokens=lay.tokens_per_image)
-    data = MultiTaskSequenceDataset(ds, text_tokenizer, lay, seed=1, vqa_rationale=True, rationale_style="scan",
+    data = MultiTaskSequenceDataset(ds, text_tokenizer, lay, seed=1, vqa_rationale=True, rationale_style=style,
                                     ratios={"text_to_image": 0, "caption": 0, "vqa": 1, "text_qa": 1}, text_qa_turns=2)
     bound, kinds = data.longest_sequence(), set()
     for i in range(len(ds)):
@@ -384,7 +408,7 @@ def test_dataset_scan_rationale(text_tokenizer, processor):
         if item["task"] == "vqa":
             k = data.plan(i)[3] % len(row["questions"])
             q, ans = row["questions"][k], row["answers"][k]
-            rationale = styled_rationale(row["caption"], q, ans, "scan", row["scene"])
+            rationale = styled_rationale(row["caption"], q, ans, style, row["scene"])
             assert learned == f"{rationale}, so {ans}{text_tokenizer.eos_token}"
             kinds.add(q.split()[1] if q.startswith("what") else q.split()[0])
         else:  # the given phrases, learned marks, the true answer: turn by turn
@@ -393,9 +417,12 @@ def test_dataset_scan_rationale(text_tokenizer, processor):
                     text_tokenizer.eos_token)[:-1]:
                 q = turn.split("Question:")[1].split("Answer:")[0].strip()
                 truth = answer_question(row["scene"], q)
-                rationale = styled_rationale(row["caption"], q, truth, "scan", row["scene"])
+                rationale = styled_rationale(row["caption"], q, truth, style, row["scene"])
                 assert turn.split("Answer:")[1].strip() == f"{rationale}, so {truth}"
-                expected += re.findall(r": (yes|no|first|second)\b", rationale) + [truth]
+                for cue, mark in re.findall(r"(?:^|: |; )([a-z]+(?: [a-z]+)?(?:, [a-z]+ [a-z]+)?: )?a [a-z]+ [a-z]+ "
+                                            r"[a-z]+: (yes|no|first|second)\b", rationale):
+                    expected += cue.rstrip(": ").split() + [mark]
+                expected += [truth]
             assert learned.replace(text_tokenizer.eos_token, " ").split() == expected
     assert {"color", "is"} <= kinds
     lookup = MultiTaskSequenceDataset(ds, text_tokenizer, lay, seed=1, vqa_rationale=True, rationale_style="scan",

@@ -37,6 +37,12 @@ def test_demo_writes_report_metrics_and_loadable_models(demo_dir):
     for key in KEYS:
         assert isinstance(metrics[key], float), key
     assert 0.0 <= metrics["text_to_image.accuracy"] <= 1.0 and 0.0 <= metrics["vqa.accuracy"] <= 1.0
+    # captioning and VQA again on the same held-out scenes drawn by the anti-aliased renderer
+    assert metrics["antialiased.status"] == "complete"
+    assert metrics["antialiased.captioning.num_images"] == metrics["captioning.num_images"]
+    assert 0.0 <= metrics["antialiased.captioning.exact_scene_accuracy"] <= 1.0
+    assert metrics["antialiased.vqa.num_questions"] == metrics["vqa.num_questions"]
+    assert "antialiased.text_to_image.accuracy" not in metrics and (out / "eval_antialiased" / "report.md").is_file()
     report = (out / "report.md").read_text()
     assert "Demo summary" in report and "reconstruction PSNR" in report
     assert "| text-to-image compositional accuracy" in stdout  # the printed summary table
