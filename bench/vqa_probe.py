@@ -7,7 +7,7 @@ Asks every question of N held-out scenes (`data.shapes.make_dataset`, seed 12345
   same scene (a binding failure: the model read the scene but picked the wrong object);
 - for describe-then-answer models (`data.vqa_rationale`; their replies are "{rationale}, so {answer}"):
   `rationale` (the reply's rationale is the true rationale, `data.shapes_text.styled_rationale` of the scene's
-  canonical caption in the model's `--style`, describe or scan) and `consistent` (the final answer is what the objects the model's own rationale names
+  canonical caption in the model's `--style`: describe, scan or cued_scan) and `consistent` (the final answer is what the objects the model's own rationale names
   answer, `data.shapes_text.answer_question` on them; color / shape / size questions only).
 Then `referent use`: over the multi-object scenes whose objects differ in shape and in color, "what color is the
 <shape>?" is asked about every object; the share of scenes whose answers differ between the objects asked
@@ -18,11 +18,11 @@ of a random object of the scene, the true count, "yes" to every relation), on th
 With `--reading`: `reading`, the answer read off a GIVEN description, no image: each held-out scene's questions
 and every lookup question of its caption (`data.shapes_text.lookup_questions`) asked as a text QA turn
 (`lm.sequences.build_text_qa`: "Question: q Answer: {true rationale}, so {answer}"), per (kind, objects): the
-share of turns whose every learned token (the answer and its eos; under `--style scan` each mark too, its
-phrases given) is the model's greedy choice.
+share of turns whose every learned token (the answer and its eos; under a scan `--style` each mark too, and
+under cued_scan each cue, its phrases given) is the model's greedy choice.
 It separates reading the answer off text (the last step of a describe-then-answer reply) from seeing the image.
 
-    python bench/vqa_probe.py --model runs/demo/lm [--scenes 200] [--style scan] [--reading] [--json out.json]
+    python bench/vqa_probe.py --model runs/demo/lm [--scenes 200] [--style scan|cued_scan] [--reading] [--json out.json]
 
 Results are recorded in bench/RESULTS.md.
 """
@@ -57,7 +57,7 @@ def probe(model_dir: str, scenes: int = 200, batch_size: int = 64, style: str = 
     size = int(model.config.tokenizer_config.image_size)
     items = [(r["image"], q, a, r["objects"]) for r in make_dataset(scenes, seed=12345, image_size=size)
              for q, a in zip(r["questions"], r["answers"])]
-    replies = generate_text(model, processor, [i[0] for i in items], [i[1] for i in items], max_new_tokens=96,
+    replies = generate_text(model, processor, [i[0] for i in items], [i[1] for i in items],
                             batch_size=batch_size, full_reply=True)  # rationale and answer
     n = Counter()
     for (_, q, a, objects), reply in zip(items, replies):
@@ -106,7 +106,7 @@ def referent_use(model_dir: str, scenes: int = 300, batch_size: int = 64) -> dic
             questions.append(f"what color is the {o['shape']}?")
             truth.append(o["color"])
             scene_of.append(k)
-    answers = generate_text(model, processor, images, questions, max_new_tokens=96, batch_size=batch_size)
+    answers = generate_text(model, processor, images, questions, batch_size=batch_size)
     by_scene: dict[int, set] = {}
     for k, a in zip(scene_of, answers):
         by_scene.setdefault(k, set()).add(a)
@@ -120,7 +120,7 @@ def reading_items(tokenizer, layout, scenes: int = 200, style: str = "describe")
     (`lm.sequences.build_text_qa`: labels on a scan's marks and on the answer + eos), `ids` the prompt up to
     the first learned token."""
     from gaussiantoken.data.shapes import make_dataset
-    from gaussiantoken.data.shapes_text import caption_for, lookup_questions, styled_rationale
+    from gaussiantoken.data.shapes_text import SCAN_STYLES, caption_for, lookup_questions, styled_rationale
     from gaussiantoken.data.shapes_world import canonical_order
     from gaussiantoken.lm.sequences import IGNORE_INDEX, build_text_qa, reasoned_answer
 
@@ -131,7 +131,7 @@ def reading_items(tokenizer, layout, scenes: int = 200, style: str = "describe")
         pairs.update((q, a) for q, a in zip(*lookup_questions(r["objects"])) if q not in pairs)
         for q, a in pairs.items():
             target = reasoned_answer(styled_rationale(caption, q, a, style, r["objects"]), a)
-            seq = build_text_qa(tokenizer, [q], [target], layout, scan_marks=style != "describe",
+            seq = build_text_qa(tokenizer, [q], [target], layout, scan_marks=style in SCAN_STYLES,
                                 scan_cues=style == "cued_scan")
             cut = next(i for i, label in enumerate(seq["labels"]) if label != IGNORE_INDEX)
             items.append({"kind": kind_of(q), "objects": len(r["objects"]), "question": q, "answer": a,

@@ -283,8 +283,8 @@ def scan_rationale(caption: str, question: str, scene: list[dict] | None = None,
       ": first" for A, ": second" for B, ": no" for any other, up to the later of A and B: "from the top: a
       large blue square: second; a small red circle: first". The answer follows from which mark came last.
     - Count questions: None (no object is asked about; the describe rationale serves).
-    - `cued`: every marked phrase is preceded by the question's referent, "{cue}: " (`scan_cue`): "circle: a large
-      red square: no; circle: a small blue circle: yes"; relations "red circle, blue square: a ...: first".
+    - `cued`: every marked phrase is preceded by the question's referent, "{cue}: ": "circle: a large red square:
+      no; circle: a small blue circle: yes"; relations "red circle, blue square: a ...: first".
 
     ValueError when the caption or question is outside the grammar, the question's objects are not each held
     exactly once, or a relation question comes without a scene."""
@@ -327,16 +327,18 @@ def scan_rationale(caption: str, question: str, scene: list[dict] | None = None,
     return f"{SCAN_AXIS_WORDS[axis]}: " + "; ".join(marks)
 
 
-def scan_bound_text(caption: str, cued: bool = False) -> str:
+def scan_bound_text(caption: str, cued: bool = False, measure=len) -> str:
     """A text at least as long as any scan rationale of this caption's scene: every object marked, the longest
-    mark, the axis words, and with `cued` the longest cue (two of the scene's objects) before each (for
-    context-length bounds)."""
+    mark, the longer axis words, and with `cued` the longest cue (twice the scene's longest object name) before
+    each (for context-length bounds). `measure`: what "long" means (characters; pass a token counter for tokens)."""
     parsed = parse_caption(caption)
     if parsed is None:
         raise ValueError(f"caption is not in the Shapes caption grammar: {caption!r}")
-    names = sorted((f"{o['color']} {o['shape']}" for o in parsed["objects"]), key=len)
-    cue = f"{names[-1]}, {names[-1]}: " if cued else ""
-    return f"{SCAN_AXIS_WORDS['y']}: " + "; ".join(f"{cue}{phrase(o)}: second" for o in parsed["objects"])
+    name = max((f"{o['color']} {o['shape']}" for o in parsed["objects"]), key=measure)
+    cue = f"{name}, {name}: " if cued else ""
+    axis = max(SCAN_AXIS_WORDS.values(), key=measure)
+    return f"{axis}: " + "; ".join(f"{cue}{phrase(o)}: {max(('second', 'first'), key=measure)}"
+                                   for o in parsed["objects"])
 
 
 def styled_rationale(caption: str, question: str, answer: str, style: str = "describe",

@@ -184,7 +184,8 @@ def score_shapes_vqa(predictions: dict, answers: dict, questions: dict) -> dict:
             "per_question_type": out["per_answer_type"]}
 
 
-def _answer_all(model, processor, images: list, questions: list[str], batch_size: int, max_new_tokens: int) -> list[str]:
+def _answer_all(model, processor, images: list, questions: list[str], batch_size: int,
+                max_new_tokens: int | None) -> list[str]:
     from gaussiantoken.lm.generation import generate_text
 
     out: list[str] = []
@@ -195,7 +196,7 @@ def _answer_all(model, processor, images: list, questions: list[str], batch_size
 
 
 def run_vqa(model, processor, dataset, annotations: dict | None = None, batch_size: int = 32,
-            max_new_tokens: int = 96) -> tuple[dict, dict]:
+            max_new_tokens: int | None = None) -> tuple[dict, dict]:
     """Answer and score every question of `dataset`. Returns (metrics, predictions {question_id: answer}).
 
     Shapes rows (image, questions, answers): ids "row_k", exact match, per question type. VQAv2 rows

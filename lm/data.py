@@ -24,7 +24,7 @@ Shapes rationale of the row's caption (the canonical one under `canonical_captio
 asked one (`data.shapes_text.scan_rationale`), so no step needs to find an object by its content;
 `"cued_scan"` restates the question's referent before each phrase, so no mark reaches back to the question.
 The `text_qa` task (needs `vqa_rationale`) is that VQA turn without its image, the rationale given and loss on the
-answer only (`lm.sequences.build_text_qa`; a scan's marks learned too): a drill in reading the answer
+answer only (`lm.sequences.build_text_qa`; a scan's marks, and a cued scan's cues, learned too): a drill in reading the answer
 off the rationale, `text_qa_turns` turns per sequence drawn from the row's questions and its caption's lookup
 questions (`data.shapes_text.lookup_questions`; `text_qa_questions="lookup"`: those only).
 """
@@ -150,6 +150,7 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
             raise ValueError("scan rationales order a relation question's objects by position: they need rows with "
                              "a 'scene' column (data.source=shapes_stream)")
         self.rationale_style = rationale_style  # describe | scan | cued_scan (data.shapes_text.styled_rationale)
+        self.scan = rationale_style in SCAN_STYLES
         validate_codes_dataset(dataset, ratios, layout)
         self.dataset, self.tokenizer, self.layout = dataset, tokenizer, layout
         self.ratios = normalize_ratios(ratios)
@@ -205,8 +206,7 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
             pick = np.random.default_rng(q).permutation(len(questions))[:self.text_qa_turns]
             seq = build_text_qa(self.tokenizer, [questions[j] for j in pick],
                                 [self._vqa_target(row, questions[j], answers[j]) for j in pick], self.layout, self.max_length,
-                                scan_marks=self.rationale_style != "describe",
-                                scan_cues=self.rationale_style == "cued_scan")
+                                scan_marks=self.scan, scan_cues=self.rationale_style == "cued_scan")
         else:
             questions, answers = _row_questions(row, record)
             k, n = q % len(questions), min(self.vqa_turns, len(questions))
@@ -282,13 +282,13 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
                 rows = zip(text["caption"], text["questions"], text["answers"])
                 a = max((count(_reasoned(c, x, y)) for c, qs, ans in rows for x, y in zip(qs, ans)),
                         default=0) + 4  # + slack: a longer relation/size than the probe's
-                if self.rationale_style != "describe":  # a scan's longest: every object of the caption marked
+                if self.scan:  # a scan's longest: every object of the caption marked
                     from gaussiantoken.data.shapes_text import scan_bound_text
 
                     word = max((y for ans in text["answers"] for y in ans), key=count, default="")  # longest answer
                     cued = self.rationale_style == "cued_scan"
-                    a = max(a, max((count(reasoned_answer(scan_bound_text(c, cued), word)) for c in text["caption"]),
-                                   default=0) + 4)
+                    bounds = (reasoned_answer(scan_bound_text(c, cued, count), word) for c in text["caption"])
+                    a = max(a, max(map(count, bounds), default=0) + 4)
             turns = min(self.vqa_turns, max((len(qs) for qs in text["questions"]), default=1))
             one = len(build_vqa(self.tokenizer, "", "", [0] * T, self.layout)["input_ids"])
             more = len(build_vqa_turns(self.tokenizer, ["", ""], ["", ""], [0] * T, self.layout)["input_ids"]) - one

@@ -78,6 +78,13 @@ def check_context(lm_config, prompt_length: int, new_tokens: int) -> None:
         )
 
 
+def default_text_tokens(lm_config, prompt_length: int) -> int:
+    """New tokens for a text reply nobody asked a length for: TEXT_MAX_NEW_TOKENS, or what the context leaves
+    after the prompt if less (at least 1; a prompt that fills the context is then refused by `check_context`)."""
+    limit = _context_length(lm_config)
+    return TEXT_MAX_NEW_TOKENS if limit is None else max(1, min(TEXT_MAX_NEW_TOKENS, limit - prompt_length))
+
+
 def _pad_id(lm) -> int:
     gc = getattr(lm, "generation_config", None)
     for value in (getattr(gc, "pad_token_id", None), getattr(lm.config, "pad_token_id", None)):
@@ -383,7 +390,7 @@ def generate_text(
     processor,
     images,
     prompts: str | Sequence[str] | None = None,
-    max_new_tokens: int = TEXT_MAX_NEW_TOKENS,
+    max_new_tokens: int | None = None,
     batch_size: int = 32,
     do_sample: bool = False,
     generator: torch.Generator | None = None,
@@ -396,7 +403,9 @@ def generate_text(
 
     images: see `as_image_list` (no paths). prompts: one per image, or one for all; each is read by
     `lm.sequences.image_request_prompt` (None or a caption request -> the captioning prompt, any other
-    string -> a VQA question). Only text tokens can be produced; greedy unless do_sample.
+    string -> a VQA question). Only text tokens can be produced; greedy unless do_sample. `max_new_tokens`:
+    None is TEXT_MAX_NEW_TOKENS (lm.sampling_defaults) or what the model's context leaves after the prompt, if less;
+    a number asked for is kept (a prompt that leaves no room for it is refused).
     """
     from gaussiantoken.lm.sequences import (
         VocabLayout,
@@ -406,7 +415,8 @@ def generate_text(
         image_request_prompt,
     )
 
-    max_new_tokens = _check_positive_int(max_new_tokens, "max_new_tokens")
+    if max_new_tokens is not None:
+        max_new_tokens = _check_positive_int(max_new_tokens, "max_new_tokens")
     batch_size = _check_positive_int(batch_size, "batch_size")
     param = next(model.parameters())
     pixels = pixel_values_for(processor, images, param.device, torch.float32)  # [B, 3, S, S]
@@ -433,13 +443,14 @@ def generate_text(
     for s in range(0, n, batch_size):
         chunk = rows[s : s + batch_size]
         input_ids, attention_mask = left_pad(chunk, layout.pad_token_id, param.device)  # [b, S]
-        check_context(model.config, input_ids.shape[1], max_new_tokens)
+        new_tokens = max_new_tokens or default_text_tokens(model.config, input_ids.shape[1])
+        check_context(model.config, input_ids.shape[1], new_tokens)
         processors = [text_only]
         if do_sample:
             processors.append(SamplingLogitsProcessor(temperature, generator=device_generator(generator, param.device)))
         from transformers import GenerationConfig
 
-        config = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens,
+        config = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=new_tokens,
                                   eos_token_id=layout.eos_token_id, pad_token_id=layout.pad_token_id)
         gen = model.generate(input_ids=input_ids, attention_mask=attention_mask,
                              logits_processor=LogitsProcessorList(processors), generation_config=config)

@@ -366,8 +366,8 @@ class GaussianTokenForImageTextToText(GaussianTokenForCausalLM):
         if input_ids is not None and new_tokens is not None:  # a clear error instead of positions past the context
             limit = _context_length(self.config)
             room = None if limit is None else limit - input_ids.shape[-1]
-            if "max_new_tokens" not in kwargs and new_tokens == TEXT_MAX_NEW_TOKENS and room is not None and 0 < room < new_tokens:
-                kwargs["max_new_tokens"] = new_tokens = room  # the default, not asked for: what the context leaves
+            if "max_new_tokens" not in kwargs and room is not None and 0 < room < new_tokens:
+                kwargs["max_new_tokens"] = new_tokens = room  # the saved default, not asked for: what the context leaves
             check_context(self.config, input_ids.shape[-1], int(new_tokens))
         processors = LogitsProcessorList(list(logits_processor or []))
         processors.append(TextOnlyLogitsProcessor.from_model(self))

@@ -1,6 +1,7 @@
 """The generation defaults. Text (captions, answers): TEXT_MAX_NEW_TOKENS new tokens at most, enough for the
-longest describe-then-answer reply (a cued scan of a three-object relation question: 69 tokens with the demo's
-text vocabulary; generation stops at eos, so the bound costs nothing on shorter replies).
+longest describe-then-answer reply (a cued scan of a three-object relation question: about 67 tokens with the demo's
+text vocabulary; generation stops at eos, so the bound costs nothing on shorter replies); a reply nobody asked a
+length for gets what the model's context leaves, if less (`lm.generation.default_text_tokens`).
 
 The text-to-image sampling defaults: the one place the pipeline, the CLI, `generate_images`, the evaluation
 harness and the benches take them from (no torch import: read by argument parsers).

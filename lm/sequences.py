@@ -32,9 +32,10 @@ tokenized separately (without specials) and appended with eos. Labels are -100 w
 from __future__ import annotations
 
 import re
-
 from dataclasses import dataclass
 from typing import Sequence
+
+from gaussiantoken.data.shapes_text import SCAN_AXIS_WORDS
 
 BOI_TOKEN = "<boi>"
 EOI_TOKEN = "<eoi>"
@@ -357,7 +358,7 @@ def build_vqa_turns(
 SCAN_MARKS = (": yes", ": no", ": first", ": second")  # a scan rationale's marks (data.shapes_text.scan_rationale)
 # a cued scan's cue: the asked object's one or two words (two objects for a relation), at the start of each step, before
 # its phrase ("circle: a large red square: no; circle: ..."; "from the left: red circle, blue square: a ...")
-_SCAN_CUE = re.compile(r"(?:^|^from the (?:left|top): |; )([a-z]+(?: [a-z]+)?(?:, [a-z]+ [a-z]+)?): a ")
+_SCAN_CUE = re.compile(rf"(?:^|^(?:{'|'.join(SCAN_AXIS_WORDS.values())}): |; )([a-z]+(?: [a-z]+)?(?:, [a-z]+ [a-z]+)?): a ")
 
 
 def build_text_qa(

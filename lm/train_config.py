@@ -84,10 +84,11 @@ class DataSettings:
     # question, the two asked objects related on the asked axis) as rationale (lm.sequences.reasoned_answer,
     # data.shapes_text.rationale_for; shapes_stream only). Inference keeps the text after ", so ".
     vqa_rationale: bool = False
-    # describe | scan: the rationale of a lookup or relation question: the describe one above, or a scan
+    # describe | scan | cued_scan: the rationale of a lookup or relation question: the describe one above, or a scan
     # (data.shapes_text.scan_rationale): a lookup marks the caption's objects in turn up to the asked one ("a large
     # red square: no; a small blue circle: yes"), a relation orders the scene along the asked axis and marks the
-    # two asked objects first / second; count questions keep the caption
+    # two asked objects first / second; count questions keep the caption. cued_scan: the scan with the question's
+    # referent restated before each phrase ("circle: a large red square: no; circle: ...")
     rationale_style: str = "describe"
     text_qa_turns: int = 1
     # all | lookup: text QA turns drawn from the row's questions and its caption's lookup questions, or from the

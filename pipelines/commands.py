@@ -120,14 +120,16 @@ def _caption(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="gaussiantoken caption", description="describe an image")
     p.add_argument("image")
     p.add_argument("--model", required=True)
-    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="default: 96 (lm.sampling_defaults.TEXT_MAX_NEW_TOKENS) or what the model's context leaves")
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)
     from gaussiantoken.pipelines.image_text_to_text import CAPTION_TASK
 
     image = _read_image(args.image)
     pipe = _pipeline(CAPTION_TASK, args.model, args.device)
-    print(pipe(image, max_new_tokens=args.max_new_tokens)[0]["generated_text"])
+    length = {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
+    print(pipe(image, **length)[0]["generated_text"])
     return 0
 
 
@@ -137,7 +139,7 @@ def _ask(argv: list[str]) -> int:
     p.add_argument("question")
     p.add_argument("--model", required=True)
     p.add_argument("--max-new-tokens", type=int, default=None,
-                   help="default: the model's (64, or what its context leaves; a describe-then-answer reply is longer)")
+                   help="default: 96 (lm.sampling_defaults.TEXT_MAX_NEW_TOKENS) or what the model's context leaves")
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)
     if not args.question.strip():

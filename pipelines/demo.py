@@ -278,6 +278,8 @@ def stage_evaluate(out: Path, plan: Plan) -> dict:
     ])
     other_record = {f"antialiased.{k}": v for k, v in evaluate(other_cfg).items()}  # status, failures included
     metrics = {**json.loads((out / "eval" / "metrics.json").read_text()), **other_record}
+    if other_record.get("antialiased.status") != "complete":  # a failed second evaluation makes the whole incomplete
+        metrics["status"] = record["status"] = "incomplete"
     from gaussiantoken.runtime.files import atomic_write_text
 
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")

@@ -94,7 +94,7 @@ class GaussianTokenImageTextToTextPipeline(Pipeline):
             prompts = None  # generate_text's default: the captioning prompt for every image
         return {"images": images, "prompts": prompts, "single": single}
 
-    def _forward(self, model_inputs, max_new_tokens=32, batch_size=32):
+    def _forward(self, model_inputs, max_new_tokens=None, batch_size=32):  # None: generate_text's default
         from gaussiantoken.lm.generation import generate_text
 
         texts = generate_text(self.model, self.processor, model_inputs["images"], model_inputs["prompts"],

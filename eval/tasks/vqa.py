@@ -23,7 +23,7 @@ class VQAConfig:
     data: dict = field(default_factory=lambda: shapes_spec(200))  # shapes or vqav2 spec
     max_samples: int | None = None
     predictions: str | None = None  # score this VQA results file [{question_id, answer}] instead of generating
-    max_new_tokens: int = 96  # a describe-then-answer reply writes its rationale first (lm.sampling_defaults)
+    max_new_tokens: int | None = None  # None: lm.sampling_defaults.TEXT_MAX_NEW_TOKENS or what the context leaves
 
 
 class VQA(Task):
@@ -38,7 +38,7 @@ class VQA(Task):
         check_spec(cfg.data, self.key("data"))
         check_positive(cfg.max_samples, self.key("max_samples"), optional=True)
         check_type(cfg.predictions, str, self.key("predictions"), optional=True)
-        check_positive(cfg.max_new_tokens, self.key("max_new_tokens"))
+        check_positive(cfg.max_new_tokens, self.key("max_new_tokens"), optional=True)
 
     def run(self, cfg: VQAConfig, ctx: RunContext) -> tuple[dict, list]:
         from gaussiantoken.eval.readers import match_ids, read_vqa_annotations, read_vqa_predictions

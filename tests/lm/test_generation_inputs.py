@@ -61,6 +61,16 @@ def test_prompt_guidance_and_context_checks():
     check_context(Config(), 6, 4)
     with pytest.raises(ValueError, match="6 prompt tokens \\+ 5 generated tokens exceed the model's context of 10"):
         check_context(Config(), 6, 5)
+    # a text reply nobody asked a length for: TEXT_MAX_NEW_TOKENS, or what the context leaves (>= 1)
+    from gaussiantoken.lm.generation import default_text_tokens
+    from gaussiantoken.lm.sampling_defaults import TEXT_MAX_NEW_TOKENS
+
+    class Long:
+        max_position_embeddings = 1000
+
+    assert default_text_tokens(Config(), 6) == 4 and default_text_tokens(Config(), 10) == 1
+    assert default_text_tokens(Long(), 6) == TEXT_MAX_NEW_TOKENS == 96
+    assert default_text_tokens(object(), 6) == TEXT_MAX_NEW_TOKENS  # no context length known
 
 
 def test_generation_re_exports_the_logits_module():

@@ -41,4 +41,6 @@ def test_lm_quality_bench_curve_and_score_only(image_tokenizer_dir, text_tokeniz
                            "--prompts", "2", "--eval-images", "2", "--temperature", "0.7"],
                           cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "T0.7/g3" in proc.stdout
+    from gaussiantoken.lm.sampling_defaults import T2I_GUIDANCE_SCALE
+
+    assert f"T0.7/g{T2I_GUIDANCE_SCALE:g}/k1" in proc.stdout  # the row is named by its sampling (default guidance, one sample)

@@ -425,7 +425,7 @@ def test_dataset_scan_rationale(text_tokenizer, processor, style):
                 expected += [truth]
             assert learned.replace(text_tokenizer.eos_token, " ").split() == expected
     assert {"color", "is"} <= kinds
-    lookup = MultiTaskSequenceDataset(ds, text_tokenizer, lay, seed=1, vqa_rationale=True, rationale_style="scan",
+    lookup = MultiTaskSequenceDataset(ds, text_tokenizer, lay, seed=1, vqa_rationale=True, rationale_style=style,
                                       ratios={"text_to_image": 0, "caption": 0, "vqa": 0, "text_qa": 1},
                                       text_qa_turns=3, text_qa_questions="lookup")
     asked = [turn.split("Question:")[1].split("Answer:")[0].strip() for i in range(len(ds))
@@ -436,6 +436,6 @@ def test_dataset_scan_rationale(text_tokenizer, processor, style):
         MultiTaskSequenceDataset(ds, text_tokenizer, lay, vqa_rationale=True, text_qa_questions="some")
     with pytest.raises(ValueError, match="scene"):
         MultiTaskSequenceDataset(ds.remove_columns(["scene"]), text_tokenizer, lay, vqa_rationale=True,
-                                 rationale_style="scan")
+                                 rationale_style=style)
     with pytest.raises(ValueError, match="rationale_style"):
         MultiTaskSequenceDataset(ds, text_tokenizer, lay, vqa_rationale=True, rationale_style="list")

@@ -52,7 +52,7 @@ def test_generate_then_caption_and_ask_in_fresh_processes(tiny_lm_dir, tmp_path)
     answer = ok(run_cli("ask", tmp_path / "one.png", "what color is the circle?", "--model", tiny_lm_dir,
                         "--device", "cpu", "--max-new-tokens", 3))
     assert len(answer.stdout.splitlines()) == 1
-    # the default length: the model's (64), cut to what this tiny model's 96-token context leaves
+    # the default length: the model's (96), cut to what this tiny model's 96-token context leaves
     answer = ok(run_cli("ask", tmp_path / "one.png", "what color is the circle?", "--model", tiny_lm_dir,
                         "--device", "cpu"))
     assert answer.returncode == 0 and len(answer.stdout.splitlines()) == 1

@@ -46,6 +46,7 @@ def test_demo_writes_report_metrics_and_loadable_models(demo_dir):
     report = (out / "report.md").read_text()
     assert "Demo summary" in report and "reconstruction PSNR" in report
     assert "| text-to-image compositional accuracy" in stdout  # the printed summary table
+    assert "| captioning, the scenes drawn by another renderer" in stdout.replace("|   ", "| ")
     assert list((out / "eval").glob("*.png")), "the report has image grids"
 
     import torch

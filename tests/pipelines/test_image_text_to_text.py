@@ -67,7 +67,7 @@ def test_return_full_text_max_new_tokens_and_generate_kwargs(pipes, images):
     assert chat[-1] == {"role": "assistant", "content": new} and chat[0]["role"] == "user"
     with pytest.raises(ValueError, match="context"):
         itt(images=images[1], text=Q, max_new_tokens=1000)
-    # without max_new_tokens: the model's saved default (64, or what this tiny context leaves), not the pipeline's 256
+    # without max_new_tokens: the model's saved default (96, or what this tiny context leaves), not the pipeline's 256
     from gaussiantoken.lm.modeling import TEXT_MAX_NEW_TOKENS
 
     assert itt.model.generation_config.max_new_tokens == TEXT_MAX_NEW_TOKENS
