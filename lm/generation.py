@@ -78,11 +78,12 @@ def check_context(lm_config, prompt_length: int, new_tokens: int) -> None:
         )
 
 
-def default_text_tokens(lm_config, prompt_length: int) -> int:
-    """New tokens for a text reply nobody asked a length for: TEXT_MAX_NEW_TOKENS, or what the context leaves
-    after the prompt if less (at least 1; a prompt that fills the context is then refused by `check_context`)."""
+def default_text_tokens(lm_config, prompt_length: int, wanted: int = TEXT_MAX_NEW_TOKENS) -> int:
+    """New tokens for a text reply nobody asked a length for: `wanted` (TEXT_MAX_NEW_TOKENS, or a model's saved
+    default), or what the context leaves after the prompt if less (at least 1; a prompt that fills the context is
+    then refused by `check_context`)."""
     limit = _context_length(lm_config)
-    return TEXT_MAX_NEW_TOKENS if limit is None else max(1, min(TEXT_MAX_NEW_TOKENS, limit - prompt_length))
+    return wanted if limit is None else max(1, min(wanted, limit - prompt_length))
 
 
 def _pad_id(lm) -> int:

@@ -347,7 +347,7 @@ class GaussianTokenForImageTextToText(GaussianTokenForCausalLM):
     def generate(self, *args, logits_processor=None, **kwargs):
         from transformers import LogitsProcessorList
 
-        from gaussiantoken.lm.generation import _context_length, check_context
+        from gaussiantoken.lm.generation import check_context, default_text_tokens
         from gaussiantoken.lm.logits import TextOnlyLogitsProcessor
 
         input_ids = kwargs.get("input_ids", args[0] if args else None)
@@ -364,10 +364,8 @@ class GaussianTokenForImageTextToText(GaussianTokenForCausalLM):
                 kwargs["input_ids"], kwargs["attention_mask"] = left_pad(rows, self.config.pad_token_id, input_ids.device)
                 input_ids = kwargs["input_ids"]
         if input_ids is not None and new_tokens is not None:  # a clear error instead of positions past the context
-            limit = _context_length(self.config)
-            room = None if limit is None else limit - input_ids.shape[-1]
-            if "max_new_tokens" not in kwargs and room is not None and 0 < room < new_tokens:
-                kwargs["max_new_tokens"] = new_tokens = room  # the saved default, not asked for: what the context leaves
+            if "max_new_tokens" not in kwargs:  # the saved default, not asked for: cut to what the context leaves
+                kwargs["max_new_tokens"] = new_tokens = default_text_tokens(self.config, input_ids.shape[-1], int(new_tokens))
             check_context(self.config, input_ids.shape[-1], int(new_tokens))
         processors = LogitsProcessorList(list(logits_processor or []))
         processors.append(TextOnlyLogitsProcessor.from_model(self))

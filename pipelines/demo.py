@@ -81,9 +81,9 @@ class Plan:
 
 PLANS = {
     # the step caps are out of reach on CPU: both cosines follow their clocks and anneal by the end of the minutes
-    # 5 + 7.7 minutes of training (3.5 + 9.2 under bf16) and the rest: runs 21-22 took 1.2-1.35 minutes outside the two
-    # trainers (the evaluation's best-of-4 text-to-image included) and ended at 14.4-14.6 with 8 LM minutes; the
-    # evaluation on 300 held-out scenes and the second renderer adds about 25 s, so the LM gives up 0.3 minutes
+    # 5 + 7.7 minutes of training (3.5 + 9.2 under bf16) and the rest: runs 21-22 (9.5 bf16 LM minutes, a 100-scene
+    # evaluation of 67 / 56 s) ended at 14.6 / 14.4; runs 24-25 (9.2 LM minutes; 300 scenes and the second renderer,
+    # an evaluation of 75 / 66 s) at 14.5 / 14.3
     "default": Plan(train_samples=6000, tokenizer_minutes=5.0, tokenizer_steps=6000, lm_minutes=7.7,
                     lm_steps=6000, lm_repeats=4, eval_prompts=50, eval_images=300, eval_meteor=True,
                     feature_net_samples=1000,
@@ -95,7 +95,7 @@ PLANS = {
                   feature_net_samples=200, extra_tokenizer=["train.eval_every=100", "train.sample_every=100"],
                   extra_lm=[*LM_DATA, "data.stream_chunk=64"]),
 }
-OTHER_STAGES_MINUTES = 1.8  # data, codes, text vocabulary, evaluation, process starts: 1.2-1.35 measured (runs 21-22) + 25 s
+OTHER_STAGES_MINUTES = 1.8  # data, codes, text vocabulary, evaluation, process starts: 1.2-1.35 in runs 21-22, ~10 s more since
 
 
 def plan_for(quick: bool = False, minutes: float | None = None) -> tuple[str, Plan]:

@@ -49,6 +49,8 @@ def test_generate_then_caption_and_ask_in_fresh_processes(tiny_lm_dir, tmp_path)
     caption = ok(run_cli("caption", tmp_path / "one.png", "--model", tiny_lm_dir, "--device", "cpu",
                          "--max-new-tokens", 4))
     assert len(caption.stdout.splitlines()) == 1  # the caption (a random model: any text)
+    caption = ok(run_cli("caption", tmp_path / "one.png", "--model", tiny_lm_dir, "--device", "cpu"))
+    assert len(caption.stdout.splitlines()) == 1  # no length asked: what the tiny model's context leaves
     answer = ok(run_cli("ask", tmp_path / "one.png", "what color is the circle?", "--model", tiny_lm_dir,
                         "--device", "cpu", "--max-new-tokens", 3))
     assert len(answer.stdout.splitlines()) == 1
