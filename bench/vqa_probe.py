@@ -22,7 +22,12 @@ share of turns whose every learned token (the answer and its eos; under a scan `
 under cued_scan each cue, its phrases given) is the model's greedy choice.
 It separates reading the answer off text (the last step of a describe-then-answer reply) from seeing the image.
 
+With `--attention L1,L2` (only this): how far the lookup's two hops have formed, the attention of heads 0 / 1 of
+layer L1 from a question's words on the object they name and of layer L2 from the answer on those words
+(`attention_mass`; what `train.referent_attention` teaches, `lm.referent`), per question kind.
+
     python bench/vqa_probe.py --model runs/demo/lm [--scenes 200] [--style scan|cued_scan] [--reading] [--json out.json]
+    python bench/vqa_probe.py --model runs/demo/lm --attention 1,3 [--scenes 200]
 
 Results are recorded in bench/RESULTS.md.
 """
@@ -188,6 +193,59 @@ def referent_blind_accuracy(scenes: int = 200, seed: int = 0) -> float:
     return right / total
 
 
+def attention_mass(model_dir: str, scenes: int = 200, layers: tuple[int, int] = (1, -1), batch_size: int = 32) -> list[dict]:
+    """Where the heads `train.referent_attention` teaches look (`lm.referent`), on fresh stream scenes (seed 12345,
+    one question each, multi-object scenes only): per question kind, the attention mass of heads 0 / 1 of
+    layers[0] from the question's words on the object they name (`word->object`, against the share of the
+    image's tokens that object holds: what spreading evenly over the image gives) and of layers[1] from the answer
+    on those words (`answer->word`); for any model with object-major inputs, taught or not."""
+    import torch
+
+    from gaussiantoken.lm.data import MultiTaskSequenceDataset, SequenceCollator
+    from gaussiantoken.lm.modeling import GaussianTokenForCausalLM
+    from gaussiantoken.lm.object_layout import ObjectLayout
+    from gaussiantoken.lm.processing import GaussianTokenProcessor
+    from gaussiantoken.lm.referent import hop_masses
+    from gaussiantoken.lm.stream import ShapesCodeStream
+
+    model = GaussianTokenForCausalLM.from_pretrained(model_dir, attn_implementation="eager").eval()
+    processor = GaussianTokenProcessor.from_pretrained(model_dir)
+    if model.config.input_layout != "objects":
+        raise SystemExit(f"--attention needs a model with object-major inputs (input_layout=objects): {model_dir}")
+    stream = ShapesCodeStream(model.image_tokenizer, scenes, seed=12345, chunk_size=min(256, scenes),
+                              image_groups=model.config.image_groups, object_radius=1)
+    data = MultiTaskSequenceDataset(stream, processor.tokenizer, processor.layout, {"vqa": 1.0}, 0.0, seed=12345,
+                                    object_layout=ObjectLayout.from_config(model.config), image_groups=True,
+                                    input_objects=True, referent_attention=True)
+    collate = SequenceCollator(processor.layout.pad_token_id)
+    sums: Counter = Counter()
+    for start in range(0, len(data), batch_size):
+        items = [data[i] for i in range(start, min(len(data), start + batch_size))]
+        batch = collate(items)
+        objects, targets, words = (batch.pop(k) for k in ("input_objects", "referent_targets", "referent_words"))
+        with torch.no_grad():
+            attn = model(**batch, output_attentions=True).attentions
+        kinds = []
+        for b, item in enumerate(items):  # multi-object scenes only: one object is found by attending to the image
+            question = processor.tokenizer.decode(item["input_ids"]).rsplit("Question:", 1)[-1].split("Answer:")[0]
+            kinds.append(kind_of(question.strip()) if int(objects[b].max()) > 1 else None)
+        (b1, m1), (b2, m2) = hop_masses(attn, objects, targets, words, layers)
+        bq, q, h = (targets > 0).nonzero(as_tuple=True)  # hop 1's (row, position, head), in hop_masses' order
+        share = (objects[bq] == targets[bq, q, h].unsqueeze(-1)).sum(-1) / (objects[bq] > 0).sum(-1)  # even spread
+        for hop, rows_, mass, even in (("word->object", b1, m1, share), ("answer->word", b2, m2, None)):
+            for j, b in enumerate(rows_.tolist()):
+                if kinds[b] is not None:
+                    sums[(kinds[b], hop, "mass")] += float(mass[j])
+                    sums[(kinds[b], hop, "even")] += 0.0 if even is None else float(even[j])
+                    sums[(kinds[b], hop, "n")] += 1
+    rows = []
+    for kind, hop in sorted({k[:2] for k in sums}):
+        n = sums[(kind, hop, "n")]
+        rows.append({"kind": kind, "hop": hop, "targets": n, "mass": sums[(kind, hop, "mass")] / n,
+                     "even": sums[(kind, hop, "even")] / n if hop == "word->object" else None})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="trained LM directory")
@@ -196,7 +254,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--style", choices=("describe", "scan", "cued_scan"), default="describe",
                    help="the rationale style the model was trained with (data.rationale_style): the true rationale")
     p.add_argument("--json", default="", help="write the rows here")
+    p.add_argument("--attention", default="", metavar="L1,L2",
+                   help="only: the attention mass of heads 0/1 of layer L1 (question word -> its object) and L2 (answer "
+                        "-> word), as train.referent_attention_layers teaches them (lm.referent)")
     args = p.parse_args(argv)
+    if args.attention:
+        rows = attention_mass(args.model, args.scenes, tuple(int(v) for v in args.attention.split(",")))
+        print(f"{'kind':<9} {'hop':<13} {'n':>4} {'mass':>6} {'even':>6}")
+        for r in rows:
+            even = "-" if r["even"] is None else f"{r['even']:.2f}"
+            print(f"{r['kind']:<9} {r['hop']:<13} {r['targets']:>4} {r['mass']:>6.2f} {even:>6}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"model": args.model, "scenes": args.scenes, "attention": args.attention, "rows": rows}, f,
+                          indent=1)
+        return 0
     rows = probe(args.model, args.scenes, style=args.style)
 
     def fmt(v):

@@ -220,24 +220,44 @@ def answer_question(objects: list[dict], question: str) -> str:
     if not isinstance(objects, (list, tuple)):
         raise TypeError(f"objects must be a list of object dicts, got {type(objects).__name__}")
     q = _normalize(question, "question")
-    if (m := _Q_COLOR.match(q)) is not None:
-        found = _find(objects, shape=m.group(1))
-        return found[0]["color"] if len(found) == 1 else "unknown"
-    if (m := _Q_SHAPE.match(q)) is not None:
-        found = _find(objects, color=m.group(1))
-        return found[0]["shape"] if len(found) == 1 else "unknown"
-    if (m := _Q_SIZE.match(q)) is not None:
-        found = _find(objects, color=m.group(1), shape=m.group(2))
-        return found[0]["size"] if len(found) == 1 else "unknown"
-    if _Q_COUNT.match(q) is not None:
+    named = [_find(objects, **want) for want in question_referent_words(q)[0]]  # raises outside the grammar
+    if not named:  # a count question
         return count_word(len(objects))
+    if any(len(found) != 1 for found in named):
+        return "unknown"
     if (m := _Q_REL.match(q)) is not None:
-        a = _find(objects, color=m.group(1), shape=m.group(2))
-        b = _find(objects, color=m.group(4), shape=m.group(5))
-        if len(a) != 1 or len(b) != 1:
-            return "unknown"
-        return "yes" if relation_holds(a[0], b[0], m.group(3)) else "no"
+        return "yes" if relation_holds(named[0][0], named[1][0], m.group(3)) else "no"
+    asked = "color" if _Q_COLOR.match(q) else "shape" if _Q_SHAPE.match(q) else "size"
+    return named[0][0][asked]
+
+
+def question_referent_words(question: str) -> tuple[list[dict], list[int]]:
+    """The objects a Shapes question names, in the order it names them (as attribute dicts: {"shape"} for a colour
+    question, {"color"} for a shape question, both for size and relation questions; none for a count), and the
+    character offset in the normalized question where the words naming each end ("what color is the circle?" ->
+    after "circle"; "what shape is the blue object?" -> after "blue"). ValueError outside the grammar."""
+    q = _normalize(question, "question")
+    if _Q_COUNT.match(q) is not None:
+        return [], []
+    if (m := _Q_REL.match(q)) is not None:
+        return [{"color": m.group(1), "shape": m.group(2)}, {"color": m.group(4), "shape": m.group(5)}], [m.end(2), m.end(5)]
+    for pattern, keys in ((_Q_COLOR, ("shape",)), (_Q_SHAPE, ("color",)), (_Q_SIZE, ("color", "shape"))):
+        if (m := pattern.match(q)) is not None:
+            return [dict(zip(keys, m.groups()))], [m.end(len(keys))]
     raise ValueError(f"question is not in the Shapes question grammar: {question!r}")
+
+
+def question_referents(objects: list[dict], question: str) -> list[int]:
+    """Indices into `objects` of the objects a Shapes question names, in the order it names them (one for a lookup
+    question, two for a relation, none for a count). ValueError when a named object is not held exactly once or the
+    question is outside the grammar."""
+    out = []
+    for want in question_referent_words(question)[0]:
+        hits = [i for i, o in enumerate(objects) if all(o[k] == v for k, v in want.items())]
+        if len(hits) != 1:
+            raise ValueError(f"the question {question!r} names an object the scene does not hold exactly once")
+        out.append(hits[0])
+    return out
 
 
 def rationale_for(caption: str, question: str, answer: str) -> str:

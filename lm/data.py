@@ -27,6 +27,9 @@ The `text_qa` task (needs `vqa_rationale`) is that VQA turn without its image, t
 answer only (`lm.sequences.build_text_qa`; a scan's marks, and a cued scan's cues, learned too): a drill in reading the answer
 off the rationale, `text_qa_turns` turns per sequence drawn from the row's questions and its caption's lookup
 questions (`data.shapes_text.lookup_questions`; `text_qa_questions="lookup"`: those only).
+`referent_attention` gives every sequence "input_objects" (each token's input object) and VQA sequences
+"referent_targets" / "referent_words" (each question's words -> the objects they name, each answer -> those
+words): the targets of `lm.referent`'s auxiliary loss.
 """
 
 from __future__ import annotations
@@ -115,6 +118,7 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         text_qa_turns: int = 1,
         rationale_style: str = "describe",
         text_qa_questions: str = "all",
+        referent_attention: bool = False,
     ):
         ratios = ratios if ratios is not None else {"text_to_image": 1.0, "caption": 1.0, "vqa": 1.0}
         if not 0.0 <= caption_dropout <= 1.0:
@@ -168,6 +172,12 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
             raise ValueError("image groups need rows with a 'groups' column (data.source=shapes_stream)")
         if object_layout is not None and "objects" not in dataset.column_names:
             raise ValueError("the object text-to-image layout needs rows with an 'objects' column (data.source=shapes_stream)")
+        # VQA sequences carry "referent_targets" and "input_objects" (lm.referent: the objects each question names)
+        self.referent_attention = bool(referent_attention)
+        if self.referent_attention and (not self.input_objects or self.vqa_rationale
+                                        or not {"scene", "objects", "caption"} <= set(dataset.column_names)):
+            raise ValueError("referent attention needs object-major input images (model.input_layout=objects), plain "
+                             "answers (data.vqa_rationale=false) and stream rows (data.source=shapes_stream)")
 
     def __len__(self) -> int:
         return len(self.dataset) * self.repeats
@@ -214,6 +224,18 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
             targets = [self._vqa_target(row, questions[j], answers[j]) for j in order]
             seq = build_vqa_turns(self.tokenizer, [questions[j] for j in order], targets, codes,
                                   self.layout, self.max_length, self.image_input_loss, span=self._input_span(row))
+            if self.referent_attention:
+                from gaussiantoken.lm.referent import named_span_objects, referent_targets
+
+                named = [named_span_objects(row, questions[j]) for j in order]
+                seq.update(referent_targets(seq["input_ids"], seq["labels"], self.layout, self.tokenizer,
+                                            [questions[j] for j in order], named))
+        if self.referent_attention:
+            from gaussiantoken.lm.referent import HEADS, span_objects
+
+            for key in ("referent_targets", "referent_words"):
+                seq.setdefault(key, [[0] * HEADS for _ in seq["input_ids"]])
+            seq["input_objects"] = span_objects(seq["input_ids"], self.layout, self.object_layout.obj_token_id)
         if self.image_groups:  # the input image's Gaussians carry their object group; text-to-image targets none
             groups = [0] * len(seq["input_ids"])  # (an object-major input span marks its objects itself: none)
             if task in ("caption", "vqa") and not self.input_objects:
@@ -337,6 +359,10 @@ class SequenceCollator:
         labels = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)  # [B, L]
         attention_mask = torch.zeros((n, width), dtype=torch.long)  # [B, L]
         groups = torch.zeros((n, width), dtype=torch.long) if "image_groups" in features[0] else None  # [B, L]
+        objects = torch.zeros((n, width), dtype=torch.long) if "input_objects" in features[0] else None  # [B, L]
+        heads = 0 if objects is None else len(features[0]["referent_targets"][0])
+        targets = {k: torch.zeros((n, width, heads), dtype=torch.long)  # [B, L, heads]
+                   for k in ("referent_targets", "referent_words")} if objects is not None else {}
         for i, f in enumerate(features):
             L = len(f["input_ids"])
             if len(f["labels"]) != L:
@@ -346,9 +372,15 @@ class SequenceCollator:
             attention_mask[i, :L] = 1
             if groups is not None:
                 groups[i, :L] = torch.as_tensor(f["image_groups"])
+            if objects is not None:
+                objects[i, :L] = torch.as_tensor(f["input_objects"])
+                for k, v in targets.items():
+                    v[i, :L] = torch.as_tensor(f[k])
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
         if groups is not None:
             batch["image_groups"] = groups
+        if objects is not None:  # lm.referent: popped by the trainer's loss, never given to the model
+            batch.update(input_objects=objects, **targets)
         return batch
 
 

@@ -101,11 +101,36 @@ class RunClockCallback(TrainerCallback):
 
 class ClockTrainer(Trainer):
     """The HF Trainer, with a ClockCosineLR for `lr_scheduler_type="cosine"` when `budget_s` or a stable phase
-    (`stable_fraction` > 0) is given, and a sequential sampler over a fresh-scene stream (`lm.stream`)."""
+    (`stable_fraction` > 0) is given, a sequential sampler over a fresh-scene stream (`lm.stream`), and the
+    referent attention loss (`lm.referent`) when `referent_attention` > 0."""
 
-    def __init__(self, *args, budget_s: float | None = None, stable_fraction: float = 0.0, **kwargs):
+    def __init__(self, *args, budget_s: float | None = None, stable_fraction: float = 0.0,
+                 referent_attention: float = 0.0, referent_layers: tuple[int, int] = (1, -1), **kwargs):
         self.budget_s, self.stable_fraction = budget_s, stable_fraction
+        self.referent_attention, self.referent_layers = referent_attention, tuple(referent_layers)  # lm.referent
+        self._referent_losses: list[float] = []
         super().__init__(*args, **kwargs)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The LM loss, plus `referent_attention` x `lm.referent.referent_attention_loss` when the batch carries
+        referent targets (popped here: the model never sees them)."""
+        referent = {k: inputs.pop(k) for k in ("input_objects", "referent_targets", "referent_words") if k in inputs}
+        if not referent or not self.referent_attention:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        from gaussiantoken.lm.referent import referent_attention_loss
+
+        loss, outputs = super().compute_loss(model, {**inputs, "output_attentions": True}, True, num_items_in_batch)
+        aux = referent_attention_loss(outputs.attentions, referent["input_objects"], referent["referent_targets"],
+                                      referent["referent_words"], self.referent_layers)
+        self._referent_losses.append(float(aux.detach()))
+        loss = loss + self.referent_attention * aux.to(loss.dtype)
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        if self._referent_losses and "loss" in logs:  # the auxiliary loss's mean since the last log
+            logs["referent_loss"] = round(sum(self._referent_losses) / len(self._referent_losses), 4)
+            self._referent_losses.clear()
+        super().log(logs, *args, **kwargs)
 
     def _get_train_sampler(self, train_dataset=None):
         from gaussiantoken.lm.stream import sequential_sampler_for  # a fresh-scene stream is read in order

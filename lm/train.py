@@ -152,6 +152,7 @@ def _train(cfg: LMRunConfig) -> TrainResult:
         model=model, args=args, train_dataset=dataset,
         data_collator=SequenceCollator(processor.layout.pad_token_id), callbacks=callbacks,
         budget_s=None if t.max_minutes is None else 60.0 * t.max_minutes, stable_fraction=t.lr_stable_fraction,
+        referent_attention=t.referent_attention, referent_layers=t.referent_attention_layers,
     )
     start = time.time()
     try:

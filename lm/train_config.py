@@ -108,6 +108,12 @@ class TrainSettings:
     warmup_steps: int = 20
     lr_scheduler: str = "cosine"
     lr_stable_fraction: float = 0.0  # cosine: this share of the schedule after warm-up holds the peak rate (WSD)
+    # > 0: this weight x the referent attention loss (lm.referent): in VQA turns, heads 0 / 1 of the first layer of
+    # `referent_attention_layers` are taught to attend from the question's words naming an object to that object of
+    # the input image, and those of the second layer from the answer to those words (needs model.input_layout=objects,
+    # model.attn_implementation=eager, plain answers)
+    referent_attention: float = 0.0
+    referent_attention_layers: list = field(default_factory=lambda: [1, -1])  # word -> object, answer -> word
     max_steps: int = 400
     max_grad_norm: float = 1.0
     logging_steps: int = 10
@@ -168,6 +174,24 @@ def check_config(cfg: LMRunConfig) -> None:
     if t.lr_stable_fraction > 0 and t.lr_scheduler != "cosine":
         raise ValueError(f"train.lr_stable_fraction holds the peak rate before a cosine: it needs "
                          f"train.lr_scheduler=cosine, got {t.lr_scheduler!r}")
+    if t.referent_attention < 0:
+        raise ValueError(f"train.referent_attention is a loss weight: it must be >= 0, got {t.referent_attention}")
+    if t.referent_attention > 0:
+        tc, n = cfg.model.text_config, cfg.model.text_config.get("num_hidden_layers", 0)
+        if cfg.model.input_layout != "objects" or cfg.data.vqa_rationale:
+            raise ValueError("train.referent_attention teaches heads to find a VQA question's object in the input "
+                             "image's object spans: it needs model.input_layout=objects and data.vqa_rationale=false")
+        if cfg.model.attn_implementation != "eager":
+            raise ValueError("train.referent_attention reads attention probabilities: it needs "
+                             f"model.attn_implementation=eager, got {cfg.model.attn_implementation!r}")
+        layers = t.referent_attention_layers
+        ok = len(layers) == 2 and all(isinstance(v, int) for v in layers)
+        if cfg.model.base_model is None and ok:  # two layers of the backbone, the word hop before the answer hop
+            ok = all(-n <= v < n for v in layers) and layers[0] % n < layers[1] % n and tc.get("num_attention_heads", 0) >= 2
+        if not ok:
+            raise ValueError(f"train.referent_attention_layers must be two layers [word -> object, answer -> word], the "
+                             f"first before the second, of the {n} layers (negative: from the last), each with >= 2 "
+                             f"heads; got {layers!r}")
     for name in ("per_device_batch_size", "gradient_accumulation_steps", "max_steps"):
         if getattr(t, name) <= 0:
             raise ValueError(f"train.{name} must be positive, got {getattr(t, name)}")

@@ -99,6 +99,33 @@ def test_answer_question_hand_cases():
         shapes.answer_question(scene, "why is the sky blue?")
 
 
+def test_question_referents_name_the_asked_objects_in_order():
+    from gaussiantoken.data.shapes_text import question_referent_words, question_referents
+
+    scene = [RED_CIRCLE, BLUE_SQUARE, GREEN_TRIANGLE]
+    assert question_referents(scene, "what color is the square?") == [1]
+    assert question_referents(scene, "what shape is the green object?") == [2]
+    assert question_referents(scene, "what size is the red circle?") == [0]
+    assert question_referents(scene, "is the blue square above the red circle?") == [1, 0]
+    assert question_referents(scene, "how many objects are there?") == []
+    q = "is the blue square above the red circle?"
+    named, ends = question_referent_words(q)
+    assert named == [{"color": "blue", "shape": "square"}, {"color": "red", "shape": "circle"}]
+    assert [q[:e] for e in ends] == ["is the blue square", "is the blue square above the red circle"]
+    q = "what shape is the green object?"
+    assert q[:question_referent_words(q)[1][0]] == "what shape is the green"
+    assert question_referent_words("how many objects are there?") == ([], [])
+    with pytest.raises(ValueError, match="exactly once"):
+        question_referents([RED_CIRCLE, dict(BLUE_SQUARE, shape="circle")], "what color is the circle?")
+    for call in (question_referents, lambda _, q: question_referent_words(q)):
+        with pytest.raises(ValueError, match="grammar"):
+            call(scene, "why is the sky blue?")
+    for row in shapes.make_dataset(100, seed=5):  # every generated question names objects that answer it
+        for q, a in zip(row["questions"], row["answers"]):
+            named = [row["objects"][i] for i in question_referents(row["objects"], q)]
+            assert shapes.answer_question(named if q.startswith("is") else named or row["objects"], q) == a
+
+
 def test_questions_only_unambiguous():
     scene = [dict(RED_CIRCLE), dict(BLUE_SQUARE, shape="circle"), GREEN_TRIANGLE]  # two circles
     rng = np.random.default_rng(0)

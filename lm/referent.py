@@ -1,0 +1,152 @@
+"""Referent attention: an auxiliary training loss that teaches the LM the lookup a VQA answer needs
+(`train.referent_attention`, a weight; 0 is off).
+
+Measured (bench/RESULTS.md, issue 12): the LM answers "what color is the circle?" about one object per scene,
+whatever the question names, and in 2,500-5,700 steps that content-addressed lookup never forms by itself: the LM
+loss gives no head a reason to look at the named object until its attention already lands there. With
+`model.input_layout: objects` each object of the input image is one contiguous stretch of the sequence (its `<obj>`
+and its Gaussians), and the training scene says which object a question names, so the lookup's attention can be
+taught directly, as two hops (`train.referent_attention_layers: [L1, L2]`, heads 0 and 1 of each):
+
+- word -> object, layer L1: from the last token of the words that name an object in the question ("circle" of
+  "what color is the circle?", "blue" of "what shape is the blue object?", each object of a relation at its own
+  words), attend to that object's tokens;
+- answer -> word, layer L2 > L1: from the position that predicts the answer's first token, attend to those words
+  (head 0 to the first object's, head 1 to the last's), where hop one has gathered the object.
+
+    loss = sum over the two hops of mean over (position, head) of -log(attention mass on the target)
+
+added to the LM loss with its weight; the values those heads carry are left to the LM loss. Inference is
+unchanged: nothing is given at test time; VQA is scored on held-out scenes as before. `bench/vqa_probe.py
+--attention L1,L2` measures how far each hop has formed, for any object-input model.
+
+Owns `span_objects` (each token's input object), `named_span_objects` (which input objects a training row's question
+names), `referent_targets` (a VQA sequence's per-position targets of both hops), `hop_masses` and
+`referent_attention_loss`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Sequence
+
+import torch
+
+from gaussiantoken.lm.sequences import IGNORE_INDEX, VocabLayout
+
+HEADS = 2  # heads 0 and 1 of each taught layer
+
+
+def span_objects(input_ids: Sequence[int], layout: VocabLayout, obj_token_id: int) -> list[int]:
+    """Per token of a sequence: n for the tokens of the n-th object of its input image span (the object's `<obj>`
+    included, objects numbered from 1 in span order), 0 everywhere else (text, `<boi>`, `<eoi>`)."""
+    ids = list(input_ids)
+    out = [0] * len(ids)
+    if layout.boi_token_id not in ids:
+        return out
+    start = ids.index(layout.boi_token_id) + 1
+    end = ids.index(layout.eoi_token_id, start)
+    n = 0
+    for j in range(start, end):
+        n += ids[j] == obj_token_id
+        out[j] = n
+    return out
+
+
+def named_span_objects(row: dict, question: str) -> list[int] | None:
+    """The input-span objects (numbered from 1, `lm.object_groups.group_slots` order) that `question` names, in the
+    order it names them ([] for a count question), from a stream row's "scene", "caption", "objects" (each scene
+    object's Gaussians, caption order) and "groups" (each Gaussian's foreground group: what the span is built from).
+    A named object belongs to the group most of its Gaussians fall in; None when one has no Gaussian in any group."""
+    from gaussiantoken.data.shapes_text import question_referents
+    from gaussiantoken.lm.object_layout import caption_order
+
+    scene = row["scene"]
+    named = question_referents(scene, question)
+    if not named:
+        return []
+    slots_of = {i: row["objects"][k] for k, i in enumerate(caption_order(scene, row["caption"]))}
+    groups = [int(g) for g in row["groups"]]
+    present = sorted({g for g in groups if g > 0})  # the span's objects: the groups holding any Gaussian, in order
+    out = []
+    for i in named:
+        votes = Counter(groups[s] for s in slots_of[i] if groups[s] > 0)
+        if not votes:
+            return None
+        out.append(present.index(votes.most_common(1)[0][0]) + 1)
+    return out
+
+
+def _answer_starts(labels: Sequence[int], after: int) -> list[int]:
+    return [j for j in range(after, len(labels)) if labels[j] != IGNORE_INDEX and labels[j - 1] == IGNORE_INDEX]
+
+
+def _word_position(tokenizer, ids: Sequence[int], start: int, stop: int, prefix: str) -> int:
+    """The index of the token of ids[start:stop] (a turn's prompt) at which its decoded text first holds `prefix`."""
+    for j in range(start, stop):
+        if prefix in tokenizer.decode(ids[start:j + 1]):
+            return j
+    raise ValueError(f"the question text {prefix!r} is not in the turn's prompt")
+
+
+def referent_targets(input_ids: Sequence[int], labels: Sequence[int], layout: VocabLayout, tokenizer,
+                     questions: Sequence[str], named: Sequence[Sequence[int] | None]) -> dict[str, list[list[int]]]:
+    """A VQA sequence (one or more turns after its input image), its questions and, per question, the input objects
+    it names -> the two hops' targets, each [L][HEADS] (0: no target at that position for that head):
+
+    - "referent_targets": at the last token of the words naming each object in a question ("circle" of "what
+      color is the circle?", "blue" of "the blue object", each object of a relation at its own words), both heads
+      -> that input object (1-based, `span_objects`);
+    - "referent_words": at the position that predicts each answer's first token, head 0 -> the first named object's
+      word, head 1 -> the last named (the same word for a lookup question), as the word's position + 1.
+    Count questions, and questions whose object has no span (None), get no target."""
+    from gaussiantoken.data.shapes_text import question_referent_words
+
+    ids, labels = list(input_ids), list(labels)
+    after = ids.index(layout.eoi_token_id) + 1
+    starts = _answer_starts(labels, after)
+    if not len(starts) == len(named) == len(questions):
+        raise ValueError(f"a VQA sequence with {len(starts)} answers was given {len(questions)} questions and "
+                         f"targets for {len(named)}")
+    objects = [[0] * HEADS for _ in ids]
+    words = [[0] * HEADS for _ in ids]
+    prompt_start = after
+    for j, question, named_objects in zip(starts, questions, named):
+        if named_objects:
+            question = " ".join(question.strip().lower().split())
+            at = [_word_position(tokenizer, ids, prompt_start, j, question[:end])
+                  for end in question_referent_words(question)[1]]
+            for obj, k in zip(named_objects, at):
+                objects[k] = [obj] * HEADS
+            words[j - 1] = [at[0] + 1, at[-1] + 1]
+        prompt_start = next((k for k in range(j, len(ids)) if labels[k] == IGNORE_INDEX), len(ids))
+    return {"referent_targets": objects, "referent_words": words}
+
+
+def hop_masses(attentions: Sequence[torch.Tensor], objects: torch.Tensor, targets: torch.Tensor, words: torch.Tensor,
+               layers: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The model's attention probabilities (per layer [B, H, L, L]), the input objects [B, L] and both hops'
+    targets [B, L, HEADS] (`span_objects`, `referent_targets`, padded with 0), and the two layers taught (word ->
+    object, answer -> word) -> per hop (rows [N], mass [N]): for every (position, head) with a target, its batch row
+    and the attention mass that head puts from that position on what it should attend to."""
+    positions = torch.arange(objects.shape[1], device=objects.device)
+    out = []
+    for layer, want, keys in ((layers[0], targets, lambda b, t: objects[b] == t.unsqueeze(-1)),
+                              (layers[1], words, lambda b, t: positions == (t - 1).unsqueeze(-1))):
+        b, q, h = (want > 0).nonzero(as_tuple=True)  # [N] each
+        rows = attentions[layer][b, h, q].float()  # [N, L]: head h's attention from position q
+        out.append((b, (rows * keys(b, want[b, q, h])).sum(-1)))
+    return out
+
+
+def referent_attention_loss(attentions: Sequence[torch.Tensor], objects: torch.Tensor, targets: torch.Tensor,
+                            words: torch.Tensor, layers: Sequence[int]) -> torch.Tensor:
+    """The sum over the two hops of the mean over their (position, head) targets of -log(attention mass on what
+    it should attend to) (`hop_masses`): each hop weighs alike, however many targets it has; 0 when the batch
+    has no target."""
+    hops = [-m.clamp_min(1e-6).log().mean() for _, m in hop_masses(attentions, objects, targets, words, layers)
+            if m.numel()]
+    return torch.stack(hops).sum() if hops else attentions[layers[0]].sum() * 0.0
+
+
+__all__ = ["HEADS", "span_objects", "named_span_objects", "referent_targets", "hop_masses", "referent_attention_loss"]

@@ -1,0 +1,156 @@
+"""Referent attention (lm.referent, `train.referent_attention`): the objects a question names found in the input
+span, the loss's golden values and gradient over both hops, the stream dataset's targets (question words -> the
+scene's named objects, answers -> those words), training with it (logged, resumed exactly), the config's refusals."""
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gaussiantoken.lm.referent import HEADS, named_span_objects, referent_attention_loss, span_objects
+from gaussiantoken.lm.sequences import IGNORE_INDEX
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "configs" / "lm" / "shapes.yaml"
+
+
+class _Layout:  # the three ids span_objects / referent_targets read
+    boi_token_id, eoi_token_id = 100, 101
+
+
+def test_span_objects_number_each_objects_tokens():
+    obj = 7
+    ids = [1, 5, 100, obj, 20, 21, obj, 22, obj, 23, 24, 101, 9, 9]
+    assert span_objects(ids, _Layout, obj) == [0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 3, 0, 0, 0]
+    assert span_objects([1, 2, 3], _Layout, obj) == [0, 0, 0]  # no image
+
+
+def test_named_span_objects_follow_the_groups_of_the_named_objects():
+    scene = [{"shape": "circle", "color": "red", "size": "small", "x": 24.0, "y": 8.0},
+             {"shape": "square", "color": "blue", "size": "large", "x": 6.0, "y": 8.0}]
+    row = {"scene": scene, "caption": "a small red circle to the right of a large blue square",
+           "objects": [[2, 3], [0, 1]],  # caption order: the circle's Gaussians, then the square's
+           "groups": [1, 1, 2, 2, 0]}  # the square is the left component (group 1)
+    assert named_span_objects(row, "what color is the circle?") == [2]
+    assert named_span_objects(row, "is the blue square to the left of the red circle?") == [1, 2]
+    assert named_span_objects(row, "how many objects are there?") == []
+    assert named_span_objects(dict(row, groups=[1, 1, 0, 0, 0]), "what size is the red circle?") is None
+    # a group with no Gaussian is not in the span: the circle is then the span's first object
+    assert named_span_objects(dict(row, groups=[0, 0, 2, 2, 0]), "what color is the circle?") == [1]
+
+
+def test_loss_golden_values_and_gradient():
+    B, H, L = 2, 3, 5
+    logits = torch.zeros(2, B, H, L, L, requires_grad=True)  # two layers
+    attn = logits.softmax(-1)  # uniform: 1/5 on each position
+    objects = torch.tensor([[0, 1, 1, 2, 0], [0, 1, 2, 2, 2]])
+    targets = torch.zeros(B, L, HEADS, dtype=torch.long)  # word -> object (layer 0)
+    targets[0, 4] = torch.tensor([1, 2])  # masses 2/5 and 1/5
+    targets[1, 4] = torch.tensor([2, 2])  # 3/5 twice
+    words = torch.zeros(B, L, HEADS, dtype=torch.long)  # answer -> word (layer 1): one position, 1/5
+    words[1, 3] = torch.tensor([5, 0])  # position 4
+    loss = referent_attention_loss(list(attn), objects, targets, words, layers=(0, 1))
+    want = -(math.log(0.4) + math.log(0.2) + 2 * math.log(0.6)) / 4 - math.log(0.2)  # hop means, summed
+    assert loss.item() == pytest.approx(want, rel=1e-6)
+    loss.backward()
+    g = logits.grad[0, 0, 0, 4]  # layer 0, head 0 at the target position: raise the object's keys, lower the others
+    assert (g[1:3] < 0).all() and (g[[0, 3, 4]] > 0).all() and logits.grad[0, 0, 2].abs().sum() == 0  # head 2: none
+    assert logits.grad[1, 1, 0, 3, 4] < 0 and logits.grad[1, 1, 1].abs().sum() == 0  # layer 1: head 0 only
+    zero = torch.zeros_like(targets)
+    none = referent_attention_loss(list(attn), objects, zero, zero, layers=(0, 1))
+    assert none.item() == 0.0 and none.requires_grad
+    perfect = torch.zeros(B, H, L, L)
+    perfect[0, 0, 4, 1:3] = 0.5
+    perfect[0, 1, 4, 3] = 1.0
+    perfect[1, :2, 4, 2:] = 1 / 3
+    perfect[1, 0, 3, 4] = 1.0
+    assert referent_attention_loss([perfect], objects, targets, words, (0, 0)).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def _overrides(image_tokenizer_dir, text_tokenizer_dir, out, **extra):
+    spec = importlib.util.spec_from_file_location("_lm_train_tests_ref", Path(__file__).with_name("test_lm_train.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.overrides(image_tokenizer_dir, "unused", text_tokenizer_dir, out, **{
+        "data.source": "shapes_stream", "data.stream_chunk": 8, "model.image_groups": 3, "data.t2i_layout": "objects",
+        "model.input_layout": "objects", "model.attn_implementation": "eager", "train.referent_attention": 0.5,
+        "data.ratios": "{text_to_image: 0.2, caption: 0.2, vqa: 0.6}", "data.vqa_turns": 2,
+        "model.text_config.max_position_embeddings": 192, "train.referent_attention_layers": "[0, 1]", **extra})
+
+
+def test_stream_targets_name_the_asked_objects_and_training_learns_them(image_tokenizer_dir, text_tokenizer_dir,
+                                                                        tmp_path):
+    """Every VQA item's target object is, in its input span, drawn by Gaussians of the scene object its question
+    names; items of other tasks carry none; a run logs the loss and resumes to the same losses."""
+    from gaussiantoken.data.shapes_text import question_referent_words, question_referents
+    from gaussiantoken.lm.object_layout import ObjectLayout, caption_order
+    from gaussiantoken.lm.train import LMRunConfig, check_config, train
+    from gaussiantoken.lm.train_build import build_dataset, build_model_and_processor, build_stream
+    from gaussiantoken.runtime.config import load_run_config
+    from gaussiantoken.tokenizer import GaussianTokenizer
+
+    args = (image_tokenizer_dir, text_tokenizer_dir)
+    cfg = load_run_config(LMRunConfig, CONFIG, _overrides(*args, tmp_path / "a"))
+    model, processor = build_model_and_processor(cfg)
+    stream, _ = build_stream(cfg, GaussianTokenizer.from_pretrained(image_tokenizer_dir).eval())
+    data = build_dataset(cfg, processor, model.config, rows=stream)
+    lay = ObjectLayout.from_config(model.config)
+    checked = 0
+    for i in range(len(data)):
+        item = data[i]
+        if item["task"] != "vqa":
+            assert not any(map(any, item["referent_targets"] + item["referent_words"]))
+            continue
+        row = stream[data.plan(i)[0]]
+        slots_of = dict(zip(caption_order(row["scene"], row["caption"]), row["objects"]))
+        answers = [j + 1 for j in range(len(item["labels"]) - 1)
+                   if item["labels"][j + 1] != IGNORE_INDEX and item["labels"][j] == IGNORE_INDEX]
+        first = data.plan(i)[3] % len(row["questions"])
+        questions = [row["questions"][(first + k) % len(row["questions"])] for k in range(len(answers))]
+        for pos, question in zip(answers, questions):
+            named = question_referents(row["scene"], question)
+            heads = item["referent_words"][pos - 1]
+            if not named or heads == [0, 0]:
+                assert heads == [0, 0]
+                continue
+            at = (heads[0] - 1, heads[1] - 1)  # the answer's targets: the words naming the first / last object
+            _, ends = question_referent_words(question)
+            for k, scene_index, end in zip(at, (named[0], named[-1]), (ends[0], ends[-1])):
+                word = question[:end].split()[-1]
+                assert word.endswith(processor.tokenizer.decode(item["input_ids"][k:k + 1]).strip()), (word, question)
+                target = item["referent_targets"][k]
+                assert target[0] == target[1] > 0
+                span_slots = {t - lay.extra_offset for t, o in zip(item["input_ids"], item["input_objects"])
+                              if o == target[0] and lay.extra_offset <= t < lay.extra_offset + lay.num_slots}
+                assert span_slots & set(slots_of[scene_index]), (question, row["scene"])
+                checked += 1
+    assert checked >= 8
+    full = train(cfg)
+    logged = [h["referent_loss"] for h in full.log_history if "referent_loss" in h]
+    assert len(logged) == 6 and all(v > 0 for v in logged)
+    out = tmp_path / "attention.json"  # the probe of both hops, as a user runs it
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "vqa_probe.py"), "--model", str(full.final_dir),
+                           "--attention", "0,1", "--scenes", "24", "--json", str(out)], capture_output=True, text=True,
+                          timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["hop"] for r in rows} == {"word->object", "answer->word"} and "word->object" in proc.stdout
+    assert all(0.0 <= r["mass"] <= 1.0 and r["targets"] > 0 for r in rows)
+    assert all(0.0 < r["even"] < 1.0 for r in rows if r["hop"] == "word->object")
+    train(load_run_config(LMRunConfig, CONFIG, _overrides(*args, tmp_path / "b", **{"train.stop_at_step": 3})))
+    resumed = train(load_run_config(LMRunConfig, CONFIG, _overrides(*args, tmp_path / "b")))
+    a = [h["loss"] for h in full.log_history if "loss" in h]
+    b = [h["loss"] for h in resumed.log_history if "loss" in h]
+    assert len(a) == len(b) == 6 and max(abs(x - y) for x, y in zip(a, b)) < 1e-5, (a, b)
+    for bad, match in (({"model.attn_implementation": "sdpa"}, "eager"),
+                       ({"train.referent_attention": -1}, "must be >= 0"),
+                       ({"train.referent_attention_layers": "[1, 0]"}, "referent_attention_layers"),
+                       ({"train.referent_attention_layers": "[0, 2]"}, "referent_attention_layers"),
+                       ({"data.vqa_rationale": True}, "vqa_rationale=false")):
+        with pytest.raises(ValueError, match=match):
+            check_config(load_run_config(LMRunConfig, CONFIG, _overrides(*args, tmp_path / "x", **bad)))
