@@ -212,6 +212,9 @@ def attention_mass(model_dir: str, scenes: int = 200, layers: tuple[int, int] = 
     processor = GaussianTokenProcessor.from_pretrained(model_dir)
     if model.config.input_layout != "objects":
         raise SystemExit(f"--attention needs a model with object-major inputs (input_layout=objects): {model_dir}")
+    n = model.config.text_config.num_hidden_layers
+    if not all(-n <= v < n for v in layers):
+        raise SystemExit(f"--attention layers {layers} are not layers of this {n}-layer model: {model_dir}")
     stream = ShapesCodeStream(model.image_tokenizer, scenes, seed=12345, chunk_size=min(256, scenes),
                               image_groups=model.config.image_groups, object_radius=1)
     data = MultiTaskSequenceDataset(stream, processor.tokenizer, processor.layout, {"vqa": 1.0}, 0.0, seed=12345,
@@ -259,7 +262,13 @@ def main(argv: list[str] | None = None) -> int:
                         "-> word), as train.referent_attention_layers teaches them (lm.referent)")
     args = p.parse_args(argv)
     if args.attention:
-        rows = attention_mass(args.model, args.scenes, tuple(int(v) for v in args.attention.split(",")))
+        try:
+            layers = tuple(int(v) for v in args.attention.split(","))
+        except ValueError:
+            layers = ()
+        if len(layers) != 2:
+            p.error(f"--attention takes two layers L1,L2 (e.g. 1,3), got {args.attention!r}")
+        rows = attention_mass(args.model, args.scenes, layers)
         print(f"{'kind':<9} {'hop':<13} {'n':>4} {'mass':>6} {'even':>6}")
         for r in rows:
             even = "-" if r["even"] is None else f"{r['even']:.2f}"

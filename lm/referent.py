@@ -84,7 +84,7 @@ def _answer_starts(labels: Sequence[int], after: int) -> list[int]:
 def _word_position(tokenizer, ids: Sequence[int], start: int, stop: int, prefix: str) -> int:
     """The index of the token of ids[start:stop] (a turn's prompt) at which its decoded text first holds `prefix`."""
     for j in range(start, stop):
-        if prefix in tokenizer.decode(ids[start:j + 1]):
+        if prefix in " ".join(tokenizer.decode(ids[start:j + 1]).lower().split()):
             return j
     raise ValueError(f"the question text {prefix!r} is not in the turn's prompt")
 

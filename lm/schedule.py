@@ -123,6 +123,10 @@ class ClockTrainer(Trainer):
         aux = referent_attention_loss(outputs.attentions, referent["input_objects"], referent["referent_targets"],
                                       referent["referent_words"], self.referent_layers)
         self._referent_losses.append(float(aux.detach()))
+        if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
+            # the LM loss is already normalized over the whole accumulated batch and the Trainer will not divide by the
+            # accumulation steps; the auxiliary loss is a per-micro-batch mean, so it is divided here
+            aux = aux / self.current_gradient_accumulation_steps
         loss = loss + self.referent_attention * aux.to(loss.dtype)
         return (loss, outputs) if return_outputs else loss
 

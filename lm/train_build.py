@@ -227,7 +227,7 @@ def _sequence_dataset(cfg: LMRunConfig, processor, model_config, ds):
         canonical_captions=cfg.data.caption_style == "canonical", vqa_turns=cfg.data.vqa_turns,
         input_objects=getattr(model_config, "input_layout", "grid") == "objects", vqa_rationale=cfg.data.vqa_rationale,
         text_qa_turns=cfg.data.text_qa_turns, rationale_style=cfg.data.rationale_style,
-        text_qa_questions=cfg.data.text_qa_questions, 
+        text_qa_questions=cfg.data.text_qa_questions,
         referent_attention=cfg.train.referent_attention > 0,
     )
     longest = dataset.longest_sequence()

@@ -184,10 +184,17 @@ def check_config(cfg: LMRunConfig) -> None:
         if cfg.model.attn_implementation != "eager":
             raise ValueError("train.referent_attention reads attention probabilities: it needs "
                              f"model.attn_implementation=eager, got {cfg.model.attn_implementation!r}")
+        if normalize_ratios(cfg.data.ratios)["vqa"] == 0:
+            raise ValueError("train.referent_attention teaches VQA answers: it needs data.ratios.vqa > 0")
+        heads = tc.get("num_attention_heads", 0)
+        if cfg.model.base_model is not None and os.path.isdir(cfg.model.base_model):
+            from transformers import AutoConfig
+
+            base = AutoConfig.from_pretrained(cfg.model.base_model).get_text_config()
+            n, heads = base.num_hidden_layers, base.num_attention_heads
         layers = t.referent_attention_layers
-        ok = len(layers) == 2 and all(isinstance(v, int) for v in layers)
-        if cfg.model.base_model is None and ok:  # two layers of the backbone, the word hop before the answer hop
-            ok = all(-n <= v < n for v in layers) and layers[0] % n < layers[1] % n and tc.get("num_attention_heads", 0) >= 2
+        ok = (len(layers) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in layers) and n > 0
+              and all(-n <= v < n for v in layers) and layers[0] % n < layers[1] % n and heads >= 2)
         if not ok:
             raise ValueError(f"train.referent_attention_layers must be two layers [word -> object, answer -> word], the "
                              f"first before the second, of the {n} layers (negative: from the last), each with >= 2 "

@@ -95,6 +95,10 @@ def test_answer_question_hand_cases():
     assert shapes.answer_question(scene, "is the red circle to the left of the blue square?") == "yes"
     assert shapes.answer_question(scene, "is the red circle above the blue square?") == "no"
     assert shapes.answer_question(scene, "what color is the triangle?") == "unknown"
+    two = [RED_CIRCLE, dict(BLUE_SQUARE, shape="circle")]  # two circles: a lookup or relation naming one is ambiguous
+    assert shapes.answer_question(two, "what color is the circle?") == "unknown"
+    assert shapes.answer_question(two, "what shape is the blue object?") == "circle"
+    assert shapes.answer_question(scene, "is the red circle above the green triangle?") == "unknown"
     with pytest.raises(ValueError, match="grammar"):
         shapes.answer_question(scene, "why is the sky blue?")
 

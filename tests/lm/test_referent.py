@@ -115,7 +115,7 @@ def test_stream_targets_name_the_asked_objects_and_training_learns_them(image_to
         for pos, question in zip(answers, questions):
             named = question_referents(row["scene"], question)
             heads = item["referent_words"][pos - 1]
-            if not named or heads == [0, 0]:
+            if not named or named_span_objects(row, question) is None:  # a count, or an object with no span
                 assert heads == [0, 0]
                 continue
             at = (heads[0] - 1, heads[1] - 1)  # the answer's targets: the words naming the first / last object
@@ -130,6 +130,10 @@ def test_stream_targets_name_the_asked_objects_and_training_learns_them(image_to
                 assert span_slots & set(slots_of[scene_index]), (question, row["scene"])
                 checked += 1
     assert checked >= 8
+    off = build_dataset(load_run_config(LMRunConfig, CONFIG, _overrides(*args, tmp_path / "o", **{
+        "train.referent_attention": 0})), processor, model.config, rows=stream)
+    keys = {k for i in range(len(off)) for k in off[i]}
+    assert keys == {"input_ids", "labels", "task", "image_groups"}  # off: the sequences as before, nothing extra
     full = train(cfg)
     logged = [h["referent_loss"] for h in full.log_history if "referent_loss" in h]
     assert len(logged) == 6 and all(v > 0 for v in logged)
@@ -151,6 +155,8 @@ def test_stream_targets_name_the_asked_objects_and_training_learns_them(image_to
                        ({"train.referent_attention": -1}, "must be >= 0"),
                        ({"train.referent_attention_layers": "[1, 0]"}, "referent_attention_layers"),
                        ({"train.referent_attention_layers": "[0, 2]"}, "referent_attention_layers"),
+                       ({"train.referent_attention_layers": "[true, 1]"}, "referent_attention_layers"),
+                       ({"data.ratios": "{text_to_image: 1, caption: 1}"}, "data.ratios.vqa"),
                        ({"data.vqa_rationale": True}, "vqa_rationale=false")):
         with pytest.raises(ValueError, match=match):
             check_config(load_run_config(LMRunConfig, CONFIG, _overrides(*args, tmp_path / "x", **bad)))
