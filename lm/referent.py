@@ -16,19 +16,27 @@ taught directly, as two hops (`train.referent_attention_layers: [L1, L2]`, heads
 
     loss = sum over the two hops of mean over (position, head) of -log(attention mass on the target)
 
-added to the LM loss with its weight; the values those heads carry are left to the LM loss. Inference is
+added to the LM loss with its weight. Taught attention alone leaves what those heads carry to the LM loss, which
+learns it slowly (bench/RESULTS.md: referent use 0.10-0.17 in the demo's budget with both hops formed), so
+`train.referent_values` (a second weight) also teaches the value: for a lookup question (one named object; the
+answer is that object's colour, shape or size), the residual stream after layer L1 at the word position, read
+through the model's final norm and output head (a "logit lens"), must already predict the answer's first token:
+
+    value loss = mean over lookup questions of cross-entropy(lm_head(norm(h_L1[word])), answer's first token)
+
+so hop one learns to fetch the asked attribute and hop two only has to copy it; no parameter is added. Inference is
 unchanged: nothing is given at test time; VQA is scored on held-out scenes as before. `bench/vqa_probe.py
 --attention L1,L2` measures how far each hop has formed, for any object-input model.
 
 Owns `span_objects` (each token's input object), `named_span_objects` (which input objects a training row's question
-names), `referent_targets` (a VQA sequence's per-position targets of both hops), `hop_masses` and
-`referent_attention_loss`.
+names), `referent_targets` (a VQA sequence's per-position targets of both hops), `hop_masses`,
+`referent_attention_loss`, `readout_head`, `word_readout` and `referent_value_loss`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -149,4 +157,42 @@ def referent_attention_loss(attentions: Sequence[torch.Tensor], objects: torch.T
     return torch.stack(hops).sum() if hops else attentions[layers[0]].sum() * 0.0
 
 
-__all__ = ["HEADS", "span_objects", "named_span_objects", "referent_targets", "hop_masses", "referent_attention_loss"]
+def readout_head(model) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A causal LM (or the engine / wrapper around one) -> its final norm, then its output projection: what
+    `lm.referent.word_readout` reads an intermediate layer's residual stream through."""
+    inner = model
+    while hasattr(inner, "module"):  # DeepSpeed engine, DDP
+        inner = inner.module
+    norm = getattr(inner.get_decoder(), "norm", None)
+    if norm is None:
+        raise ValueError(f"train.referent_values reads the residual stream through the model's final norm, and "
+                         f"{type(inner.get_decoder()).__name__} has no `norm`")
+    head = inner.get_output_embeddings()
+    return lambda h: head(norm(h))
+
+
+def word_readout(hidden_states: Sequence[torch.Tensor], head, labels: torch.Tensor, words: torch.Tensor,
+                 layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The model's hidden states (embeddings, then each layer's output; [B, L, D] each), `head` (the final norm and
+    output projection: [N, D] -> logits [N, V]), the labels [B, L] and hop two's targets [B, L, HEADS]
+    (`referent_targets`' "referent_words") -> for every lookup question of the batch (one named object: both heads
+    of hop two point at one word): its batch row [N], the logits [N, V] read off the residual stream after `layer`
+    at that word, and the answer's first token [N], the token the answer position predicts."""
+    b, p = ((words[..., 0] > 0) & (words[..., 0] == words[..., 1])).nonzero(as_tuple=True)  # [N]: answer predictors
+    n = len(hidden_states) - 1
+    h = hidden_states[layer % n + 1][b, words[b, p, 0] - 1]  # [N, D]: after `layer`, at the named object's word
+    return b, head(h), labels[b, p + 1]
+
+
+def referent_value_loss(hidden_states: Sequence[torch.Tensor], head, labels: torch.Tensor, words: torch.Tensor,
+                        layer: int) -> torch.Tensor:
+    """The mean over the batch's lookup questions of the cross-entropy of the answer's first token against the
+    logits read at its word after `layer` (`word_readout`); 0 when the batch has none."""
+    _, logits, target = word_readout(hidden_states, head, labels, words, layer)
+    if not target.numel():
+        return hidden_states[0].sum() * 0.0
+    return torch.nn.functional.cross_entropy(logits.float(), target)
+
+
+__all__ = ["HEADS", "span_objects", "named_span_objects", "referent_targets", "hop_masses", "referent_attention_loss",
+           "readout_head", "word_readout", "referent_value_loss"]

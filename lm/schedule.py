@@ -102,38 +102,49 @@ class RunClockCallback(TrainerCallback):
 class ClockTrainer(Trainer):
     """The HF Trainer, with a ClockCosineLR for `lr_scheduler_type="cosine"` when `budget_s` or a stable phase
     (`stable_fraction` > 0) is given, a sequential sampler over a fresh-scene stream (`lm.stream`), and the
-    referent attention loss (`lm.referent`) when `referent_attention` > 0."""
+    referent attention and value losses (`lm.referent`) when `referent_attention` / `referent_values` > 0."""
 
     def __init__(self, *args, budget_s: float | None = None, stable_fraction: float = 0.0,
-                 referent_attention: float = 0.0, referent_layers: tuple[int, int] = (1, -1), **kwargs):
+                 referent_attention: float = 0.0, referent_layers: tuple[int, int] = (1, -1),
+                 referent_values: float = 0.0, **kwargs):
         self.budget_s, self.stable_fraction = budget_s, stable_fraction
         self.referent_attention, self.referent_layers = referent_attention, tuple(referent_layers)  # lm.referent
-        self._referent_losses: list[float] = []
+        self.referent_values = referent_values
+        self._referent_losses: dict[str, list[float]] = {"referent_loss": [], "value_loss": []}
         super().__init__(*args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """The LM loss, plus `referent_attention` x `lm.referent.referent_attention_loss` when the batch carries
-        referent targets (popped here: the model never sees them)."""
+        """The LM loss, plus `referent_attention` x `lm.referent.referent_attention_loss` and `referent_values` x
+        `lm.referent.referent_value_loss` when the batch carries referent targets (popped here: the model never sees
+        them)."""
         referent = {k: inputs.pop(k) for k in ("input_objects", "referent_targets", "referent_words") if k in inputs}
-        if not referent or not self.referent_attention:
+        if not referent or not (self.referent_attention or self.referent_values):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        from gaussiantoken.lm.referent import referent_attention_loss
+        from gaussiantoken.lm.referent import readout_head, referent_attention_loss, referent_value_loss
 
-        loss, outputs = super().compute_loss(model, {**inputs, "output_attentions": True}, True, num_items_in_batch)
-        aux = referent_attention_loss(outputs.attentions, referent["input_objects"], referent["referent_targets"],
-                                      referent["referent_words"], self.referent_layers)
-        self._referent_losses.append(float(aux.detach()))
-        if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
-            # the LM loss is already normalized over the whole accumulated batch and the Trainer will not divide by the
-            # accumulation steps; the auxiliary loss is a per-micro-batch mean, so it is divided here
-            aux = aux / self.current_gradient_accumulation_steps
-        loss = loss + self.referent_attention * aux.to(loss.dtype)
+        wants = {"output_attentions": bool(self.referent_attention), "output_hidden_states": bool(self.referent_values)}
+        loss, outputs = super().compute_loss(model, {**inputs, **wants}, True, num_items_in_batch)
+        # the LM loss is already normalized over the whole accumulated batch and the Trainer will not divide it by the
+        # accumulation steps; the auxiliary losses are per-micro-batch means, so they are divided here
+        scale = (self.current_gradient_accumulation_steps
+                 if self.model_accepts_loss_kwargs and num_items_in_batch is not None else 1)
+        if self.referent_attention:
+            aux = referent_attention_loss(outputs.attentions, referent["input_objects"], referent["referent_targets"],
+                                          referent["referent_words"], self.referent_layers)
+            self._referent_losses["referent_loss"].append(float(aux.detach()))
+            loss = loss + self.referent_attention * (aux / scale).to(loss.dtype)
+        if self.referent_values:
+            aux = referent_value_loss(outputs.hidden_states, readout_head(model), inputs["labels"],
+                                      referent["referent_words"], self.referent_layers[0])
+            self._referent_losses["value_loss"].append(float(aux.detach()))
+            loss = loss + self.referent_values * (aux / scale).to(loss.dtype)
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict, *args, **kwargs) -> None:
-        if self._referent_losses and "loss" in logs:  # the auxiliary loss's mean since the last log
-            logs["referent_loss"] = round(sum(self._referent_losses) / len(self._referent_losses), 4)
-            self._referent_losses.clear()
+        for key, values in self._referent_losses.items():  # the auxiliary losses' means since the last log
+            if values and "loss" in logs:
+                logs[key] = round(sum(values) / len(values), 4)
+                values.clear()
         super().log(logs, *args, **kwargs)
 
     def _get_train_sampler(self, train_dataset=None):

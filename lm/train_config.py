@@ -42,6 +42,9 @@ class ModelSettings:
     # object-major span of its foreground components (lm.object_groups.input_span; needs data.t2i_layout=objects
     # and image_groups > 0)
     input_layout: str = "grid"
+    # true: geometry and slot tokens' input embeddings also sum one learned vector per quantized attribute value
+    # (lm.attribute_embed: scale_x bin 3 is learned once for the 64 shape tokens holding it)
+    attribute_embeddings: bool = False
 
 
 @dataclass
@@ -73,6 +76,10 @@ class DataSettings:
     # (lm.stream; shapes_stream only): one object is then coded alike wherever it sits. Captioning / VQA keep
     # free positions.
     t2i_positions: str = "free"
+    # J > 0: captioning / VQA read their scene drawn moved by a sub-pixel offset in [-J, J] (x and y) and box-filtered
+    # onto the pixel grid (blended edges; lm.stream, data.shapes_render.shift_subpixel); text-to-image targets keep
+    # the plain render (shapes_stream only)
+    input_shift: float = 0.0
     # sampled | canonical: the captioning task's target caption: the scene's sampled caption (random subject and
     # relation for two objects, as the text-to-image prompts) or its canonical one (objects left to right, the
     # relation on the axis of the larger offset; shapes_stream only). Any caption of the scene scores as exact.
@@ -114,6 +121,10 @@ class TrainSettings:
     # model.attn_implementation=eager, plain answers)
     referent_attention: float = 0.0
     referent_attention_layers: list = field(default_factory=lambda: [1, -1])  # word -> object, answer -> word
+    # > 0: this weight x the referent value loss (lm.referent): for lookup questions, the residual stream after the
+    # first of `referent_attention_layers`, at the words naming the object, read through the final norm and output
+    # head, must predict the answer (the value hop one carries; same needs as referent_attention, any attention)
+    referent_values: float = 0.0
     max_steps: int = 400
     max_grad_norm: float = 1.0
     logging_steps: int = 10
@@ -174,18 +185,21 @@ def check_config(cfg: LMRunConfig) -> None:
     if t.lr_stable_fraction > 0 and t.lr_scheduler != "cosine":
         raise ValueError(f"train.lr_stable_fraction holds the peak rate before a cosine: it needs "
                          f"train.lr_scheduler=cosine, got {t.lr_scheduler!r}")
-    if t.referent_attention < 0:
-        raise ValueError(f"train.referent_attention is a loss weight: it must be >= 0, got {t.referent_attention}")
-    if t.referent_attention > 0:
+    for name in ("referent_attention", "referent_values"):
+        v = getattr(t, name)
+        if v < 0:
+            raise ValueError(f"train.{name} is a loss weight: it must be >= 0, got {v!r}")
+    taught = [name for name in ("referent_attention", "referent_values") if getattr(t, name) > 0]
+    if taught:
         tc, n = cfg.model.text_config, cfg.model.text_config.get("num_hidden_layers", 0)
         if cfg.model.input_layout != "objects" or cfg.data.vqa_rationale:
-            raise ValueError("train.referent_attention teaches heads to find a VQA question's object in the input "
+            raise ValueError(f"train.{taught[0]} teaches the lookup from a VQA question to its object in the input "
                              "image's object spans: it needs model.input_layout=objects and data.vqa_rationale=false")
-        if cfg.model.attn_implementation != "eager":
+        if t.referent_attention > 0 and cfg.model.attn_implementation != "eager":
             raise ValueError("train.referent_attention reads attention probabilities: it needs "
                              f"model.attn_implementation=eager, got {cfg.model.attn_implementation!r}")
         if normalize_ratios(cfg.data.ratios)["vqa"] == 0:
-            raise ValueError("train.referent_attention teaches VQA answers: it needs data.ratios.vqa > 0")
+            raise ValueError(f"train.{taught[0]} teaches VQA answers: it needs data.ratios.vqa > 0")
         heads = tc.get("num_attention_heads", 0)
         if cfg.model.base_model is not None and os.path.isdir(cfg.model.base_model):
             from transformers import AutoConfig
@@ -219,6 +233,12 @@ def check_config(cfg: LMRunConfig) -> None:
     if cfg.data.caption_style == "canonical" and cfg.data.source != "shapes_stream":
         raise ValueError("data.caption_style=canonical needs data.source=shapes_stream (it captions the scenes itself), "
                          f"got data.source={cfg.data.source!r}")
+    if not 0.0 <= cfg.data.input_shift <= 1.0:
+        raise ValueError(f"data.input_shift is a sub-pixel offset: it must be in [0, 1] pixels, got {cfg.data.input_shift}")
+    if cfg.data.input_shift > 0 and cfg.data.source != "shapes_stream":
+        raise ValueError("data.input_shift needs data.source=shapes_stream (it draws the scenes again)")
+    if cfg.data.input_shift > 0 and taught:
+        raise ValueError(f"train.{taught[0]} finds the named objects on the plain render: it needs data.input_shift=0")
     if cfg.data.t2i_positions not in ("free", "lattice"):
         raise ValueError(f"data.t2i_positions must be free or lattice, got {cfg.data.t2i_positions!r}")
     if cfg.data.t2i_positions == "lattice" and cfg.data.source != "shapes_stream":

@@ -52,6 +52,35 @@ def test_components_are_the_objects_left_to_right_and_groups_follow_them():
         foreground_components(images.astype(np.float32))
 
 
+def test_touching_objects_of_two_colours_are_two_components_and_blended_edges_no_third():
+    """Anti-aliased renders at sub-pixel positions: two objects that touch are split by their core colours; edge
+    pixels (blends with the background or between the two) make no component of their own; a pixel render and a
+    single anti-aliased object are as before."""
+    from gaussiantoken.data.shapes_antialiased import render_batch_antialiased
+    from gaussiantoken.lm.object_groups import colour_cores
+
+    bg = np.array([24.0, 24.0, 24.0])
+    yellow, white = np.array([235, 215, 40]), np.array([235, 235, 235])
+    pixels = np.concatenate([np.tile(yellow, (20, 1)), np.tile(white, (9, 1)), np.tile((yellow + bg) / 2, (6, 1)),
+                             np.tile((white * 3 + bg) / 4, (5, 1)), np.tile((yellow + white) / 2, (4, 1))]).round()
+    assert colour_cores(pixels, bg).round().tolist() == [yellow.tolist(), white.tolist()]  # blends are no core
+    img = np.full((1, 12, 12, 3), 24, np.uint8)
+    img[0, 2:8, 1:6] = yellow  # two rectangles sharing an edge, a blended column between them
+    img[0, 2:8, 6] = (yellow + white) // 2
+    img[0, 2:8, 7:11] = white
+    img[0, 1, 1:6] = (yellow + 24) // 2  # a blended edge row above the yellow one
+    masks = foreground_components(img)[0]
+    assert masks.shape[0] == 2 and masks[0][2:8, 1:6].all() and masks[1][2:8, 7:11].all()
+    assert masks[0][1, 1:6].all() and not (masks[0] & masks[1]).any()  # the edge row joins its object
+    scenes = sample_scenes(np.random.default_rng(5), 400, 32)
+    plain = foreground_components(render_batch(scenes, 32))
+    assert all(len(m) == len(s) for m, s in zip(plain, scenes))  # objects of pixel renders never touch
+    drawn, _ = render_batch_antialiased(scenes, 32, seed=5)
+    counts = np.array([len(m) for m in foreground_components(drawn)])
+    n = np.array([len(s) for s in scenes])
+    assert (counts <= n).all() and (counts == n).mean() >= 0.99, (counts != n).sum()
+
+
 def test_model_embeds_groups_from_codes_in_eval_and_from_the_batch_in_training(text_tokenizer, image_tokenizer_dir,
                                                                                 tiny_text_config):
     from gaussiantoken.lm import GaussianTokenForCausalLM

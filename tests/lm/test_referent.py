@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gaussiantoken.lm.referent import HEADS, named_span_objects, referent_attention_loss, span_objects
+from gaussiantoken.lm.referent import (HEADS, named_span_objects, readout_head, referent_attention_loss,
+                                      referent_value_loss, span_objects, word_readout)
 from gaussiantoken.lm.sequences import IGNORE_INDEX
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,6 +73,53 @@ def test_loss_golden_values_and_gradient():
     assert referent_attention_loss([perfect], objects, targets, words, (0, 0)).item() == pytest.approx(0.0, abs=1e-6)
 
 
+def test_value_loss_reads_lookup_answers_off_the_word_after_the_first_layer():
+    """Only lookup questions (both hop-two heads on one word) count; the logits are read at the word, after the
+    given layer, and the answer's first token is the target; gradients reach only those residual positions."""
+    B, L, D, V = 2, 6, 4, 5
+    hidden = [torch.randn(B, L, D, requires_grad=True) for _ in range(4)]  # embeddings + 3 layers
+    head = torch.nn.Linear(D, V)
+    labels = torch.full((B, L), IGNORE_INDEX)
+    labels[0, 4], labels[1, 5], labels[1, 3] = 2, 3, 1
+    words = torch.zeros(B, L, HEADS, dtype=torch.long)
+    words[0, 3] = torch.tensor([2, 2])  # lookup: the word at 1 -> answer token labels[0, 4] = 2
+    words[1, 4] = torch.tensor([3, 3])  # lookup: the word at 2 -> labels[1, 5] = 3
+    words[1, 2] = torch.tensor([1, 2])  # a relation (two words): no value target
+    rows, logits, target = word_readout(hidden, head, labels, words, layer=1)
+    assert rows.tolist() == [0, 1] and target.tolist() == [2, 3]
+    assert torch.equal(logits, head(torch.stack([hidden[2][0, 1], hidden[2][1, 2]])))
+    loss = referent_value_loss(hidden, head, labels, words, layer=1)
+    assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(logits, target).item(), rel=1e-6)
+    loss.backward()
+    g = hidden[2].grad.abs().sum(-1)  # [B, L]: only the two words after layer 1
+    assert g[0, 1] > 0 and g[1, 2] > 0 and g.sum() == g[0, 1] + g[1, 2]
+    assert all(h.grad is None for k, h in enumerate(hidden) if k != 2)
+    assert referent_value_loss(hidden, head, labels, torch.zeros_like(words), 1).item() == 0.0
+    # a trained-in answer: a head that reads the word's residual as its answer makes the loss vanish
+    exact = torch.nn.Linear(D, V, bias=False)
+    with torch.no_grad():
+        hidden[2][0, 1], hidden[2][1, 2] = 50 * torch.eye(D)[2], 50 * torch.eye(D)[3]
+        exact.weight.copy_(torch.eye(V, D))
+    assert referent_value_loss(hidden, exact, labels, words, 1).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_readout_head_is_the_models_final_norm_then_output_head():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    model = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, vocab_size=11,
+                                         num_attention_heads=2, num_key_value_heads=2)).eval()
+    ids = torch.randint(0, 11, (2, 5))
+    out = model(ids, output_hidden_states=True)
+    last = model.model.layers[-1]
+    with torch.no_grad():  # the last layer's raw output, read through the head, is the model's own logits
+        raw = last(out.hidden_states[1], position_embeddings=model.model.rotary_emb(out.hidden_states[1],
+                   torch.arange(5)[None]), attention_mask=None)
+        raw = raw[0] if isinstance(raw, tuple) else raw
+    wrapped = torch.nn.Module()
+    wrapped.module = model  # as a DeepSpeed engine holds it
+    assert torch.allclose(readout_head(wrapped)(raw), out.logits, atol=1e-4)
+
+
 def _overrides(image_tokenizer_dir, text_tokenizer_dir, out, **extra):
     spec = importlib.util.spec_from_file_location("_lm_train_tests_ref", Path(__file__).with_name("test_lm_train.py"))
     module = importlib.util.module_from_spec(spec)
@@ -79,6 +127,7 @@ def _overrides(image_tokenizer_dir, text_tokenizer_dir, out, **extra):
     return module.overrides(image_tokenizer_dir, "unused", text_tokenizer_dir, out, **{
         "data.source": "shapes_stream", "data.stream_chunk": 8, "model.image_groups": 3, "data.t2i_layout": "objects",
         "model.input_layout": "objects", "model.attn_implementation": "eager", "train.referent_attention": 0.5,
+        "train.referent_values": 0.5,
         "data.ratios": "{text_to_image: 0.2, caption: 0.2, vqa: 0.6}", "data.vqa_turns": 2,
         "model.text_config.max_position_embeddings": 192, "train.referent_attention_layers": "[0, 1]", **extra})
 
@@ -131,19 +180,20 @@ def test_stream_targets_name_the_asked_objects_and_training_learns_them(image_to
                 checked += 1
     assert checked >= 8
     off = build_dataset(load_run_config(LMRunConfig, CONFIG, _overrides(*args, tmp_path / "o", **{
-        "train.referent_attention": 0})), processor, model.config, rows=stream)
+        "train.referent_attention": 0, "train.referent_values": 0})), processor, model.config, rows=stream)
     keys = {k for i in range(len(off)) for k in off[i]}
     assert keys == {"input_ids", "labels", "task", "image_groups"}  # off: the sequences as before, nothing extra
     full = train(cfg)
-    logged = [h["referent_loss"] for h in full.log_history if "referent_loss" in h]
-    assert len(logged) == 6 and all(v > 0 for v in logged)
+    for key in ("referent_loss", "value_loss"):  # both auxiliary losses, logged with the LM loss
+        logged = [h[key] for h in full.log_history if key in h]
+        assert len(logged) == 6 and all(v > 0 for v in logged), key
     out = tmp_path / "attention.json"  # the probe of both hops, as a user runs it
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "vqa_probe.py"), "--model", str(full.final_dir),
                            "--attention", "0,1", "--scenes", "24", "--json", str(out)], capture_output=True, text=True,
                           timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
-    assert {r["hop"] for r in rows} == {"word->object", "answer->word"} and "word->object" in proc.stdout
+    assert {r["hop"] for r in rows} == {"word->object", "answer->word", "word=answer"} and "word=answer" in proc.stdout
     assert all(0.0 <= r["mass"] <= 1.0 and r["targets"] > 0 for r in rows)
     assert all(0.0 < r["even"] < 1.0 for r in rows if r["hop"] == "word->object")
     train(load_run_config(LMRunConfig, CONFIG, _overrides(*args, tmp_path / "b", **{"train.stop_at_step": 3})))
@@ -153,6 +203,8 @@ def test_stream_targets_name_the_asked_objects_and_training_learns_them(image_to
     assert len(a) == len(b) == 6 and max(abs(x - y) for x, y in zip(a, b)) < 1e-5, (a, b)
     for bad, match in (({"model.attn_implementation": "sdpa"}, "eager"),
                        ({"train.referent_attention": -1}, "must be >= 0"),
+                       ({"train.referent_values": -1}, "referent_values is a loss weight"),
+                       ({"train.referent_attention": 0, "data.vqa_rationale": True}, "referent_values"),
                        ({"train.referent_attention_layers": "[1, 0]"}, "referent_attention_layers"),
                        ({"train.referent_attention_layers": "[0, 2]"}, "referent_attention_layers"),
                        ({"train.referent_attention_layers": "[true, 1]"}, "referent_attention_layers"),
@@ -160,3 +212,6 @@ def test_stream_targets_name_the_asked_objects_and_training_learns_them(image_to
                        ({"data.vqa_rationale": True}, "vqa_rationale=false")):
         with pytest.raises(ValueError, match=match):
             check_config(load_run_config(LMRunConfig, CONFIG, _overrides(*args, tmp_path / "x", **bad)))
+    # the value loss alone reads hidden states, not attention probabilities: any attention implementation
+    check_config(load_run_config(LMRunConfig, CONFIG, _overrides(*args, tmp_path / "x", **{
+        "train.referent_attention": 0, "model.attn_implementation": "sdpa"})))
