@@ -82,33 +82,6 @@ def render_batch(scenes: list[list[dict]], image_size: int = 32) -> np.ndarray:
     return out
 
 
-def shift_subpixel(images: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """uint8 images [N, S, S, 3] and offsets [N, 2] (dx, dy in pixels, each in [-1, 1]) -> the images moved by those
-    offsets and box-filtered back onto the pixel grid: each pixel is the area-weighted mean of the moved pixels it
-    overlaps, so an edge that lands between pixels blends its two sides (what an anti-aliasing renderer does at a
-    sub-pixel position; the shapes keep their pixel outline). Pixels moved in from outside repeat the border."""
-    images = np.asarray(images)
-    offsets = np.asarray(offsets, dtype=np.float64)
-    if offsets.shape != (images.shape[0], 2) or np.abs(offsets).max(initial=0.0) > 1.0:
-        raise ValueError(f"offsets must be [{images.shape[0]}, 2] of at most one pixel, got {offsets.shape}")
-    out = images.astype(np.float64)  # [N, S, S, 3]
-    for axis, d in ((2, offsets[:, 0]), (1, offsets[:, 1])):  # x moves columns, y rows
-        w = np.abs(d).reshape(-1, 1, 1, 1)  # [N, 1, 1, 1]: the share each pixel takes from its neighbour
-        edge = [slice(None)] * 4
-        edge[axis] = slice(0, 1)
-        head = out[tuple(edge)]
-        edge[axis] = slice(-1, None)
-        tail = out[tuple(edge)]
-        body = [slice(None)] * 4
-        body[axis] = slice(0, -1)
-        from_before = np.concatenate([head, out[tuple(body)]], axis)  # pixel i - 1 (border repeated)
-        body[axis] = slice(1, None)
-        from_after = np.concatenate([out[tuple(body)], tail], axis)  # pixel i + 1
-        neighbour = np.where((d > 0).reshape(-1, 1, 1, 1), from_before, from_after)
-        out = (1.0 - w) * out + w * neighbour
-    return np.rint(out).astype(np.uint8)
-
-
 def render_array(objects: list[dict], image_size: int = 32) -> np.ndarray:
     """One scene -> uint8 array [S, S, 3]."""
     if not isinstance(objects, (list, tuple)):

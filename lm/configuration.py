@@ -125,8 +125,6 @@ class GaussianTokenLMConfig(PretrainedConfig):
         input_layout: "grid" (captioning / VQA read an input image as the tokenizer's codes in anchor order) or
             "objects" (as the object-major span of its foreground components, `lm.object_groups.input_span`;
             needs object_layout and image_groups).
-        attribute_embeddings: True: each geometry / slot token's input embedding also sums one learned vector per
-            quantized attribute value it holds (`lm.attribute_embed`).
     """
 
     model_type = MODEL_TYPE
@@ -148,7 +146,6 @@ class GaussianTokenLMConfig(PretrainedConfig):
         object_layout: dict | None = None,
         image_groups: int = 0,
         input_layout: str = "grid",
-        attribute_embeddings: bool = False,
         **kwargs,
     ):
         self.text_config = _as_text_config(text_config)
@@ -170,9 +167,6 @@ class GaussianTokenLMConfig(PretrainedConfig):
         if input_layout == "objects" and not (self.object_layout and self.image_groups):
             raise ValueError("input_layout=objects needs an object_layout and image_groups > 0")
         self.input_layout = input_layout
-        if not isinstance(attribute_embeddings, bool):
-            raise ValueError(f"attribute_embeddings must be true or false, got {attribute_embeddings!r}")
-        self.attribute_embeddings = attribute_embeddings
         kwargs.setdefault("tie_word_embeddings", getattr(self.text_config, "tie_word_embeddings", False))
         for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
             kwargs.setdefault(key, getattr(self.text_config, key, None))

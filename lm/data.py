@@ -195,8 +195,6 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         record, task, drop, q = self.plan(index)
         row = self.dataset[record]
-        if task in ("caption", "vqa") and "input_codes" in row:  # a shifted render to read (lm.stream input_shift)
-            row = {**row, "codes": row["input_codes"], "groups": row.get("input_groups", row.get("groups"))}
         codes = row["codes"]
         if task == "text_to_image" and "t2i_codes" in row:  # a scene of its own for text-to-image (lm.stream)
             row = {k[4:]: v for k, v in row.items() if k.startswith("t2i_")}

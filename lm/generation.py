@@ -197,11 +197,8 @@ def _static_loop(lm, grammar, input_ids, attention_mask, cfg, sampler, compiled:
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # [R, S]
     state = grammar.stepper(rows, backbone.config.vocab_size, input_ids.device)
 
-    embed = getattr(lm, "embed_inputs", None)  # our wrapper's input embeddings (attribute vectors), else the backbone's
-
     def forward(ids, pos, full_mask):
-        tokens = {"input_ids": ids} if embed is None else {"inputs_embeds": embed(ids)}
-        out = backbone(**tokens, attention_mask=full_mask, position_ids=pos, cache=cache,
+        out = backbone(input_ids=ids, attention_mask=full_mask, position_ids=pos, cache=cache,
                        use_cache=True, logits_to_keep=1)
         return out.logits[:, -1, :].float()  # [R, V]
 

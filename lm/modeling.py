@@ -77,11 +77,6 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
         if config.image_groups:
             self.group_embed = nn.Embedding(config.image_groups + 1, config.text_config.hidden_size, padding_idx=0)
             nn.init.zeros_(self.group_embed.weight)
-        self.attribute_embed = None  # config.attribute_embeddings: per-attribute vectors of geometry tokens
-        if config.attribute_embeddings:
-            from gaussiantoken.lm.attribute_embed import AttributeEmbedding
-
-            self.attribute_embed = AttributeEmbedding(config)
         self._no_split_modules = list(getattr(self.language_model, "_no_split_modules", None) or [])
         self.post_init()
         if self.generation_config is not None and self.generation_config.max_new_tokens is None:
@@ -114,7 +109,6 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
         object_layout: dict | None = None,
         image_groups: int = 0,
         input_layout: str = "grid",
-        attribute_embeddings: bool = False,
     ) -> "GaussianTokenForCausalLM":
         """Vocabulary extension: backbone (from `text_config` or local `base_model` dir) + image tokenizer.
 
@@ -166,14 +160,13 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
             image_vocab_size=image_tokenizer.vocab_size,
             tokens_per_image=image_tokenizer.tokens_per_image,
             boi_token_id=ids[0], eoi_token_id=ids[1], image_token_id=ids[2], object_layout=object_layout,
-            image_groups=image_groups, input_layout=input_layout, attribute_embeddings=attribute_embeddings,
+            image_groups=image_groups, input_layout=input_layout,
             bos_token_id=text_tokenizer.bos_token_id, eos_token_id=text_tokenizer.eos_token_id, pad_token_id=pad,
         )
         model = cls(config)
         model.language_model = language_model
-        for extra in (model.group_embed, model.attribute_embed):
-            if extra is not None:
-                extra.to(dtype or language_model.dtype)
+        if model.group_embed is not None:
+            model.group_embed.to(dtype or language_model.dtype)
         model.image_tokenizer = image_tokenizer.eval().requires_grad_(False)
         if dtype is not None:
             model.to(dtype)
@@ -264,18 +257,6 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
         merged[mask] = codes.reshape(-1)
         return merged
 
-    def embed_inputs(self, input_ids: torch.LongTensor, image_groups: torch.LongTensor | None = None) -> torch.Tensor:
-        """input_ids [B, L] -> inputs_embeds [B, L, D]: the backbone's embedding table, plus each token's object
-        group's vector (image_groups [B, L], config.image_groups > 0) and its attribute vectors
-        (config.attribute_embeddings, `lm.attribute_embed`). What forward reads, and the static decode loop
-        (`lm.generation`), which calls the backbone directly."""
-        embeds = self.get_input_embeddings()(input_ids)  # [B, L, D]
-        if self.group_embed is not None and image_groups is not None:
-            embeds = embeds + self.group_embed(image_groups.to(embeds.device))
-        if self.attribute_embed is not None:
-            embeds = embeds + self.attribute_embed(input_ids).to(embeds.dtype)
-        return embeds
-
     @torch.no_grad()
     def input_image_groups(self, input_ids: torch.LongTensor) -> torch.LongTensor | None:
         """Object groups [B, L] of every whole image span (<boi>, tokens_per_image codes, <eoi>) in input_ids
@@ -337,12 +318,14 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
                 "input_ids contain <image> placeholder spans but no pixel_values were given; pass the images "
                 "(or precomputed codes through the processor's image_tokens)"
             )
-        if self.group_embed is not None and image_groups is None and input_ids is not None and not self.training:
-            image_groups = self.input_image_groups(input_ids)
-        if input_ids is not None and inputs_embeds is None and (image_groups is not None or self.attribute_embed is not None):
-            inputs_embeds, input_ids = self.embed_inputs(input_ids, image_groups), None  # [B, L, D]
-        elif inputs_embeds is not None and image_groups is not None and self.group_embed is not None:
-            inputs_embeds = inputs_embeds + self.group_embed(image_groups.to(inputs_embeds.device))
+        if self.group_embed is not None:
+            if image_groups is None and input_ids is not None and not self.training:
+                image_groups = self.input_image_groups(input_ids)
+            if image_groups is not None:
+                if inputs_embeds is None:
+                    inputs_embeds = self.get_input_embeddings()(input_ids)  # [B, L, D]
+                    input_ids = None
+                inputs_embeds = inputs_embeds + self.group_embed(image_groups.to(inputs_embeds.device))
         return self.language_model(
             input_ids=input_ids,
             attention_mask=attention_mask,

@@ -27,10 +27,6 @@ checkpoint) and `sequential_sampler_for` (the one switch that makes the Trainer 
   and "t2i_objects" with `object_radius`), drawn from `numpy.random.default_rng([seed, r, k, 1])` with every
   object centred on one of the tokenizer's anchors (`data.shapes_world.sample_scenes_on`); captioning and
   VQA keep the free scene.
-- With `input_shift` J > 0 each row also holds "input_codes" and "input_groups": the same scene drawn moved by a
-  sub-pixel offset (dx, dy uniform in [-J, J], from `numpy.random.default_rng([seed, r, k, 2])`) and box-filtered
-  onto the pixel grid (`data.shapes_render.shift_subpixel`: blended edges, as an anti-aliasing renderer draws),
-  encoded and grouped; captioning and VQA read those (`lm.data`), text-to-image targets keep the plain render.
 - The extract-codes path (`lm.data` over a saved codes dataset) stays for real datasets.
 """
 
@@ -52,8 +48,7 @@ class ShapesCodeStream:
 
     def __init__(self, tokenizer, length: int, seed: int = 0, chunk_size: int = 256, per_device_batch: int = 16,
                  world_size: int = 1, num_questions: int = 3, encode_batch: int = 256, object_radius: int | None = None,
-                 t2i_lattice: bool = False, image_groups: int = 0, canonical_captions: bool = False,
-                 input_shift: float = 0.0):
+                 t2i_lattice: bool = False, image_groups: int = 0, canonical_captions: bool = False):
         from gaussiantoken.tokenizer import GaussianTokenizer
 
         if isinstance(tokenizer, (str, os.PathLike)):
@@ -82,11 +77,6 @@ class ShapesCodeStream:
             self.column_names.append("groups")
         if self.t2i_lattice:
             self.column_names += ["t2i_codes", "t2i_caption"] + (["t2i_objects"] if object_radius is not None else [])
-        if not 0.0 <= float(input_shift) <= 1.0:
-            raise ValueError(f"stream input_shift must be in [0, 1] pixels, got {input_shift!r}")
-        self.input_shift = float(input_shift)  # > 0: rows hold "input_codes" / "input_groups" of a shifted render
-        if self.input_shift:
-            self.column_names += ["input_codes"] + (["input_groups"] if self.image_groups else [])
         self._cache: tuple[tuple[int, int], dict] | None = None
 
     def __len__(self) -> int:
@@ -97,7 +87,7 @@ class ShapesCodeStream:
         return {"seed": self.seed, "chunk_size": self.chunk_size, "per_device_batch": self.batch,
                 "world_size": self.world, "num_questions": self.num_questions, "image_size": self.image_size,
                 "object_radius": self.object_radius, "t2i_lattice": self.t2i_lattice, "image_groups": self.image_groups,
-                "canonical_captions": self.canonical_captions, "input_shift": self.input_shift}
+                "canonical_captions": self.canonical_captions}
 
     def row_source(self, index: int) -> tuple[int, int]:
         """Global row -> (rank part, local row in that part)."""
@@ -150,22 +140,20 @@ class ShapesCodeStream:
         return scenes, captions
 
     @torch.no_grad()
-    def _encode(self, scenes: list, captions: list, groups: int = 0, images: np.ndarray | None = None) -> dict:
+    def _encode(self, scenes: list, captions: list, groups: int = 0) -> dict:
         """Render + encode scenes: {"codes"} (+ {"objects"}: slot lists per object in caption order; + {"groups"}:
-        each Gaussian's object group of the rendered image, `lm.object_groups`, when `groups` > 0). `images`: encode
-        these renders of the scenes instead, and give codes and groups only."""
+        each Gaussian's object group of the rendered image, `lm.object_groups`, when `groups` > 0)."""
         from gaussiantoken.data.shapes_render import render_batch
         from gaussiantoken.lm.extract import encode_uint8
 
-        given = images is not None
-        images = render_batch(scenes, self.image_size) if not given else images  # [C, S, S, 3] uint8
+        images = render_batch(scenes, self.image_size)  # [C, S, S, 3] uint8
         codes = encode_uint8(self.tokenizer, images, self.encode_batch)  # [C, T]
         out = {"codes": codes.tolist()}
         if groups:
             from gaussiantoken.lm.object_groups import object_groups
 
             out["groups"] = object_groups(images, self.tokenizer.ids_to_gaussians(codes)["means"], groups).tolist()
-        if self.object_radius is not None and not given:
+        if self.object_radius is not None:
             from gaussiantoken.lm.object_layout import assign_gaussians, caption_order
 
             owners = assign_gaussians(self.tokenizer.ids_to_gaussians(codes)["means"], scenes, self.image_size,
@@ -182,14 +170,6 @@ class ShapesCodeStream:
             from gaussiantoken.data.shapes_text import caption_for
 
             out["caption_canonical"] = [caption_for(scene) for scene in scenes]
-        if self.input_shift:
-            from gaussiantoken.data.shapes_render import render_batch, shift_subpixel
-
-            rng = np.random.default_rng([self.seed, part, chunk, 2])
-            moved = shift_subpixel(render_batch(scenes, self.image_size),
-                                   rng.uniform(-self.input_shift, self.input_shift, (len(scenes), 2)))
-            shifted = self._encode(scenes, captions, groups=self.image_groups, images=moved)
-            out.update({f"input_{k}": v for k, v in shifted.items()})
         if self.t2i_lattice:
             scenes, captions = self.lattice_scenes(part, chunk)
             out.update({f"t2i_{k}": v for k, v in self._encode(scenes, captions).items()}, t2i_caption=captions)

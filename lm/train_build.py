@@ -88,7 +88,7 @@ def build_model_and_processor(cfg: LMRunConfig):
     model = GaussianTokenForCausalLM.from_parts(
         tokenizer, tok_dir, text_config=text_config, base_model=cfg.model.base_model, dtype=torch.float32,
         object_layout=object_layout_spec(cfg), image_groups=cfg.model.image_groups,
-        input_layout=cfg.model.input_layout, attribute_embeddings=cfg.model.attribute_embeddings,
+        input_layout=cfg.model.input_layout,
     )
     if cfg.model.init_from is not None:
         init_from_saved(model, tokenizer, resolve_path(cfg.model.init_from))
@@ -127,7 +127,7 @@ def init_from_saved(model, tokenizer, path: str) -> None:
     unexpected = sorted(k for k in weights if k not in ours)
     if missing or unexpected:
         raise ValueError(f"model.init_from {path} does not fit this run's model: missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]} (model.image_groups / data.t2i_layout / model.attribute_embeddings must match)")
+                         f"unexpected {unexpected[:3]} (model.image_groups / data.t2i_layout must match)")
     for key, value in weights.items():
         if value.shape != ours[key].shape:
             raise ValueError(f"model.init_from {path} does not fit this run's model: {key} is "
@@ -171,7 +171,7 @@ def build_stream(cfg: LMRunConfig, image_tokenizer):
                               world_size=world,
                               object_radius=cfg.data.object_radius if cfg.data.t2i_layout == "objects" else None,
                               t2i_lattice=cfg.data.t2i_positions == "lattice", image_groups=cfg.model.image_groups,
-                              canonical_captions=cfg.data.caption_style == "canonical", input_shift=cfg.data.input_shift)
+                              canonical_captions=cfg.data.caption_style == "canonical")
     return stream, StreamState(stream, rows_per_step)
 
 

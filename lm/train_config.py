@@ -42,9 +42,6 @@ class ModelSettings:
     # object-major span of its foreground components (lm.object_groups.input_span; needs data.t2i_layout=objects
     # and image_groups > 0)
     input_layout: str = "grid"
-    # true: geometry and slot tokens' input embeddings also sum one learned vector per quantized attribute value
-    # (lm.attribute_embed: scale_x bin 3 is learned once for the 64 shape tokens holding it)
-    attribute_embeddings: bool = False
 
 
 @dataclass
@@ -76,10 +73,6 @@ class DataSettings:
     # (lm.stream; shapes_stream only): one object is then coded alike wherever it sits. Captioning / VQA keep
     # free positions.
     t2i_positions: str = "free"
-    # J > 0: captioning / VQA read their scene drawn moved by a sub-pixel offset in [-J, J] (x and y) and box-filtered
-    # onto the pixel grid (blended edges; lm.stream, data.shapes_render.shift_subpixel); text-to-image targets keep
-    # the plain render (shapes_stream only)
-    input_shift: float = 0.0
     # sampled | canonical: the captioning task's target caption: the scene's sampled caption (random subject and
     # relation for two objects, as the text-to-image prompts) or its canonical one (objects left to right, the
     # relation on the axis of the larger offset; shapes_stream only). Any caption of the scene scores as exact.
@@ -233,12 +226,6 @@ def check_config(cfg: LMRunConfig) -> None:
     if cfg.data.caption_style == "canonical" and cfg.data.source != "shapes_stream":
         raise ValueError("data.caption_style=canonical needs data.source=shapes_stream (it captions the scenes itself), "
                          f"got data.source={cfg.data.source!r}")
-    if not 0.0 <= cfg.data.input_shift <= 1.0:
-        raise ValueError(f"data.input_shift is a sub-pixel offset: it must be in [0, 1] pixels, got {cfg.data.input_shift}")
-    if cfg.data.input_shift > 0 and cfg.data.source != "shapes_stream":
-        raise ValueError("data.input_shift needs data.source=shapes_stream (it draws the scenes again)")
-    if cfg.data.input_shift > 0 and taught:
-        raise ValueError(f"train.{taught[0]} finds the named objects on the plain render: it needs data.input_shift=0")
     if cfg.data.t2i_positions not in ("free", "lattice"):
         raise ValueError(f"data.t2i_positions must be free or lattice, got {cfg.data.t2i_positions!r}")
     if cfg.data.t2i_positions == "lattice" and cfg.data.source != "shapes_stream":

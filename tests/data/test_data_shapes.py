@@ -158,28 +158,3 @@ def test_encode_png_roundtrip_and_off_canvas_clipping():
     partly_out = [{"shape": "square", "color": "cyan", "size": "small", "x": 1.0, "y": 30.0}]
     arr = shapes.render_array(partly_out, 32)
     assert (arr == shapes.COLORS["cyan"]).all(-1).sum() == 5 * 6  # columns 0..4, rows 26..31
-
-
-def test_shift_subpixel_is_the_box_filtered_move():
-    """Zero offsets change nothing, whole pixels move the image (the border repeated), and a quarter-pixel move
-    equals the mean over 4 x 4 sub-pixels of the moved image; bad offsets are refused."""
-    from gaussiantoken.data.shapes_render import render_batch, shift_subpixel
-    from gaussiantoken.data.shapes_world import sample_scenes
-
-    images = render_batch(sample_scenes(np.random.default_rng(3), 6, 32), 32)
-    assert np.array_equal(shift_subpixel(images, np.zeros((6, 2))), images)
-    moved = shift_subpixel(images, np.array([[1.0, 0.0], [0.0, -1.0]] * 3))
-    assert np.array_equal(moved[0][:, 1:], images[0][:, :-1]) and np.array_equal(moved[0][:, 0], images[0][:, 0])
-    assert np.array_equal(moved[1][:-1], images[1][1:])
-    for dx, dy in ((1, -2), (-3, 2), (2, 2)):  # quarter pixels
-        fine = images[2].repeat(4, 0).repeat(4, 1)
-        idx = np.arange(128)
-        want = fine[np.clip(idx - dy, 0, 127)][:, np.clip(idx - dx, 0, 127)].reshape(32, 4, 32, 4, 3).mean((1, 3))
-        got = shift_subpixel(images[2:3], np.array([[dx / 4, dy / 4]]))[0]
-        assert np.abs(got - np.rint(want)).max() <= 1
-    assert len(np.unique(shift_subpixel(images[:1], np.array([[0.5, 0.5]])).reshape(-1, 3), axis=0)) > \
-        len(np.unique(images[0].reshape(-1, 3), axis=0))  # blended edges: new colours
-    with pytest.raises(ValueError, match="offsets"):
-        shift_subpixel(images, np.full((6, 2), 1.5))
-    with pytest.raises(ValueError, match="offsets"):
-        shift_subpixel(images, np.zeros((5, 2)))

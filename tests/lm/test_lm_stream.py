@@ -149,36 +149,3 @@ def test_canonical_captions_are_the_captioning_targets(image_tokenizer_dir, text
         assert rows[i]["caption"] in prompt
     with pytest.raises(ValueError, match="caption_canonical"):
         MultiTaskSequenceDataset(ShapesCodeStream(image_tokenizer_dir, length=4), text_tokenizer, layout, **kw)
-
-
-def test_input_shift_rows_read_a_moved_render_and_text_to_image_keeps_the_plain_one(image_tokenizer_dir,
-                                                                                   text_tokenizer, tiny_lm):
-    """input_shift: rows also hold the codes and groups of the scene moved by a seeded sub-pixel offset and
-    box-filtered; captioning / VQA sequences read those, text-to-image the plain codes; the rest of a row is the
-    same as without; the stream's identity holds the shift, so a resume with another shift is refused."""
-    from gaussiantoken.data.shapes_render import render_batch, shift_subpixel
-    from gaussiantoken.lm.data import MultiTaskSequenceDataset
-    from gaussiantoken.lm.extract import encode_uint8
-    from gaussiantoken.lm.sequences import VocabLayout
-    from gaussiantoken.tokenizer import GaussianTokenizer
-
-    kw = dict(length=16, seed=4, chunk_size=16, per_device_batch=4, image_groups=3)
-    plain, moved = ShapesCodeStream(image_tokenizer_dir, **kw), ShapesCodeStream(image_tokenizer_dir, input_shift=0.5, **kw)
-    rows = [moved[i] for i in range(16)]
-    assert [{k: r[k] for k in plain.column_names} for r in rows] == [plain[i] for i in range(16)]
-    scenes, _, _, _ = moved.scenes(0, 0)
-    offsets = np.random.default_rng([4, 0, 0, 2]).uniform(-0.5, 0.5, (16, 2))
-    tok = GaussianTokenizer.from_pretrained(image_tokenizer_dir).eval()
-    want = encode_uint8(tok, shift_subpixel(render_batch(scenes, 16), offsets)).tolist()
-    assert [r["input_codes"] for r in rows] == want and want != [r["codes"] for r in rows]
-    assert all(len(r["input_groups"]) == len(r["groups"]) for r in rows)
-    assert moved.identity()["input_shift"] == 0.5 and plain.identity()["input_shift"] == 0.0
-    layout = VocabLayout.from_config(tiny_lm.config, text_tokenizer)
-    off = layout.image_token_offset
-    for ratios, key in (({"caption": 1.0}, "input_codes"), ({"vqa": 1.0}, "input_codes"), ({"text_to_image": 1.0}, "codes")):
-        data = MultiTaskSequenceDataset(moved, text_tokenizer, layout, ratios=ratios, caption_dropout=0.0)
-        for i in range(4):
-            image = [t - off for t in data[i]["input_ids"] if off <= t < off + layout.image_vocab_size]
-            assert image == rows[data.plan(i)[0]][key], (ratios, i)
-    with pytest.raises(ValueError, match="input_shift"):
-        ShapesCodeStream(image_tokenizer_dir, input_shift=1.5, **kw)
