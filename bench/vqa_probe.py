@@ -217,8 +217,9 @@ def attention_mass(model_dir: str, scenes: int = 200, layers: tuple[int, int] = 
     if model.config.input_layout != "objects":
         raise SystemExit(f"--attention needs a model with object-major inputs (input_layout=objects): {model_dir}")
     n = model.config.text_config.num_hidden_layers
-    if not all(-n <= v < n for v in layers):
-        raise SystemExit(f"--attention layers {layers} are not layers of this {n}-layer model: {model_dir}")
+    if not (all(-n <= v < n for v in layers) and layers[0] % n < layers[1] % n):
+        raise SystemExit(f"--attention layers {layers} are not two layers, the first before the second, of this "
+                         f"{n}-layer model: {model_dir}")
     stream = ShapesCodeStream(model.image_tokenizer, scenes, seed=12345, chunk_size=min(256, scenes),
                               image_groups=model.config.image_groups, object_radius=1)
     data = MultiTaskSequenceDataset(stream, processor.tokenizer, processor.layout, {"vqa": 1.0}, 0.0, seed=12345,

@@ -173,13 +173,16 @@ def readout_head(model) -> Callable[[torch.Tensor], torch.Tensor]:
 
 def word_readout(hidden_states: Sequence[torch.Tensor], head, labels: torch.Tensor, words: torch.Tensor,
                  layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The model's hidden states (embeddings, then each layer's output; [B, L, D] each), `head` (the final norm and
-    output projection: [N, D] -> logits [N, V]), the labels [B, L] and hop two's targets [B, L, HEADS]
-    (`referent_targets`' "referent_words") -> for every lookup question of the batch (one named object: both heads
+    """The model's hidden states (embeddings, then each layer's output, the last one after the final norm; [B, L, D]
+    each), `head` (the final norm and output projection: [N, D] -> logits [N, V]), the labels [B, L] and hop two's
+    targets [B, L, HEADS] (`referent_targets`' "referent_words"; `layer` before the last) -> for every lookup question of the batch (one named object: both heads
     of hop two point at one word): its batch row [N], the logits [N, V] read off the residual stream after `layer`
     at that word, and the answer's first token [N], the token the answer position predicts."""
-    b, p = ((words[..., 0] > 0) & (words[..., 0] == words[..., 1])).nonzero(as_tuple=True)  # [N]: answer predictors
     n = len(hidden_states) - 1
+    if not (-n <= layer < n and layer % n < n - 1):
+        raise ValueError(f"the value readout needs a layer before the last of the {n} (whose output is already "
+                         f"normed), got {layer}")
+    b, p = ((words[..., 0] > 0) & (words[..., 0] == words[..., 1])).nonzero(as_tuple=True)  # [N]: answer predictors
     h = hidden_states[layer % n + 1][b, words[b, p, 0] - 1]  # [N, D]: after `layer`, at the named object's word
     return b, head(h), labels[b, p + 1]
 

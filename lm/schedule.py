@@ -112,6 +112,10 @@ class ClockTrainer(Trainer):
         self.referent_values = referent_values
         self._referent_losses: dict[str, list[float]] = {"referent_loss": [], "value_loss": []}
         super().__init__(*args, **kwargs)
+        if referent_values:
+            from gaussiantoken.lm.referent import readout_head
+
+            readout_head(self.model)  # a backbone with no final norm to read through fails here, not at step 1
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """The LM loss, plus `referent_attention` x `lm.referent.referent_attention_loss` and `referent_values` x
@@ -126,8 +130,10 @@ class ClockTrainer(Trainer):
         loss, outputs = super().compute_loss(model, {**inputs, **wants}, True, num_items_in_batch)
         # the LM loss is already normalized over the whole accumulated batch and the Trainer will not divide it by the
         # accumulation steps; the auxiliary losses are per-micro-batch means, so they are divided here
-        scale = (self.current_gradient_accumulation_steps
-                 if self.model_accepts_loss_kwargs and num_items_in_batch is not None else 1)
+        scaled = self.loss_is_scaled_for_ga  # the Trainer's own rule (Trainer.training_step)
+        if scaled is None:
+            scaled = (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func is not None
+        scale = self.current_gradient_accumulation_steps if scaled else 1
         if self.referent_attention:
             aux = referent_attention_loss(outputs.attentions, referent["input_objects"], referent["referent_targets"],
                                           referent["referent_words"], self.referent_layers)

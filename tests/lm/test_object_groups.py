@@ -57,7 +57,7 @@ def test_touching_objects_of_two_colours_are_two_components_and_blended_edges_no
     pixels (blends with the background or between the two) make no component of their own; a pixel render and a
     single anti-aliased object are as before."""
     from gaussiantoken.data.shapes_antialiased import render_batch_antialiased
-    from gaussiantoken.lm.object_groups import colour_cores
+    from gaussiantoken.lm.object_groups import MAX_CORES, _split_by_colour, colour_cores
 
     bg = np.array([24.0, 24.0, 24.0])
     yellow, white = np.array([235, 215, 40]), np.array([235, 235, 235])
@@ -72,6 +72,15 @@ def test_touching_objects_of_two_colours_are_two_components_and_blended_edges_no
     masks = foreground_components(img)[0]
     assert masks.shape[0] == 2 and masks[0][2:8, 1:6].all() and masks[1][2:8, 7:11].all()
     assert masks[0][1, 1:6].all() and not (masks[0] & masks[1]).any()  # the edge row joins its object
+    small = np.full((1, 9, 9, 3), 24, np.uint8)  # a 4 x 4 square half a pixel off the grid: more edge than core
+    small[0, 2:7, 2:7] = (yellow + 24) // 2
+    small[0, [2, 2, 6, 6], [2, 6, 2, 6]] = (yellow + 3 * 24) // 4
+    small[0, 3:6, 3:6] = yellow
+    assert foreground_components(small)[0].shape[0] == 1  # one object, not a ring around a core
+    rng = np.random.default_rng(0)  # no flat colours (a photograph): kept whole, and fast
+    noisy = rng.integers(60, 256, (16, 16, 3)).repeat(2, 0).repeat(2, 1)  # 2 x 2 blocks of random colours
+    whole = np.ones((32, 32), dtype=bool)
+    assert len(colour_cores(noisy[whole], bg)) > MAX_CORES and len(_split_by_colour(noisy, whole, bg, 3)) == 1
     scenes = sample_scenes(np.random.default_rng(5), 400, 32)
     plain = foreground_components(render_batch(scenes, 32))
     assert all(len(m) == len(s) for m, s in zip(plain, scenes))  # objects of pixel renders never touch

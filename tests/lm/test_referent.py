@@ -88,6 +88,11 @@ def test_value_loss_reads_lookup_answers_off_the_word_after_the_first_layer():
     rows, logits, target = word_readout(hidden, head, labels, words, layer=1)
     assert rows.tolist() == [0, 1] and target.tolist() == [2, 3]
     assert torch.equal(logits, head(torch.stack([hidden[2][0, 1], hidden[2][1, 2]])))
+    _, from_end, _ = word_readout(hidden, head, labels, words, layer=-2)  # counted from the last of the 3 layers
+    assert torch.equal(from_end, logits)
+    for last in (2, -1, 3):  # the last layer's output is already normed; 3 is no layer
+        with pytest.raises(ValueError, match="before the last"):
+            word_readout(hidden, head, labels, words, layer=last)
     loss = referent_value_loss(hidden, head, labels, words, layer=1)
     assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(logits, target).item(), rel=1e-6)
     loss.backward()
@@ -186,7 +191,7 @@ def test_stream_targets_name_the_asked_objects_and_training_learns_them(image_to
     full = train(cfg)
     for key in ("referent_loss", "value_loss"):  # both auxiliary losses, logged with the LM loss
         logged = [h[key] for h in full.log_history if key in h]
-        assert len(logged) == 6 and all(v > 0 for v in logged), key
+        assert len(logged) == 6 and all(v >= 0 for v in logged) and sum(logged) > 0, key
     out = tmp_path / "attention.json"  # the probe of both hops, as a user runs it
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "vqa_probe.py"), "--model", str(full.final_dir),
                            "--attention", "0,1", "--scenes", "24", "--json", str(out)], capture_output=True, text=True,
@@ -196,6 +201,9 @@ def test_stream_targets_name_the_asked_objects_and_training_learns_them(image_to
     assert {r["hop"] for r in rows} == {"word->object", "answer->word", "word=answer"} and "word=answer" in proc.stdout
     assert all(0.0 <= r["mass"] <= 1.0 and r["targets"] > 0 for r in rows)
     assert all(0.0 < r["even"] < 1.0 for r in rows if r["hop"] == "word->object")
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "vqa_probe.py"), "--model", str(full.final_dir),
+                           "--attention", "1,0"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode != 0 and "the first before the second" in proc.stderr.strip().splitlines()[-1], proc.stderr
     train(load_run_config(LMRunConfig, CONFIG, _overrides(*args, tmp_path / "b", **{"train.stop_at_step": 3})))
     resumed = train(load_run_config(LMRunConfig, CONFIG, _overrides(*args, tmp_path / "b")))
     a = [h["loss"] for h in full.log_history if "loss" in h]
