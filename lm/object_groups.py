@@ -84,10 +84,11 @@ def _split_by_colour(img: np.ndarray, mask: np.ndarray, background: np.ndarray, 
     background it is nearest to, and each core's 4-connected pieces of >= min_pixels are parts; else [mask]."""
     from gaussiantoken.data.shapes_parse import connected_components
 
-    cores = colour_cores(img[mask], background, min_pixels)
+    colours = img[mask].astype(np.float64)  # [P, 3]
+    cores = colour_cores(colours, background, min_pixels)
     if not 2 <= len(cores) <= MAX_CORES:
         return [mask]
-    dist = np.stack([_segment_distance(img[mask].astype(np.float64), background, c) for c in cores], -1)  # [P, K]
+    dist = np.stack([_segment_distance(colours, background, c) for c in cores], -1)  # [P, K]
     owner = np.zeros(mask.shape, dtype=np.int64)
     owner[mask] = dist.argmin(-1) + 1
     labels = connected_components(owner)

@@ -110,7 +110,8 @@ class ClockTrainer(Trainer):
         self.budget_s, self.stable_fraction = budget_s, stable_fraction
         self.referent_attention, self.referent_layers = referent_attention, tuple(referent_layers)  # lm.referent
         self.referent_values = referent_values
-        self._referent_losses: dict[str, list[float]] = {"referent_loss": [], "value_loss": []}
+        # detached loss tensors, averaged at log time (no host sync per step)
+        self._referent_losses: dict[str, list[torch.Tensor]] = {"referent_loss": [], "value_loss": []}
         super().__init__(*args, **kwargs)
         if referent_values:
             from gaussiantoken.lm.referent import readout_head
@@ -137,19 +138,19 @@ class ClockTrainer(Trainer):
         if self.referent_attention:
             aux = referent_attention_loss(outputs.attentions, referent["input_objects"], referent["referent_targets"],
                                           referent["referent_words"], self.referent_layers)
-            self._referent_losses["referent_loss"].append(float(aux.detach()))
+            self._referent_losses["referent_loss"].append(aux.detach())
             loss = loss + self.referent_attention * (aux / scale).to(loss.dtype)
         if self.referent_values:
             aux = referent_value_loss(outputs.hidden_states, readout_head(model), inputs["labels"],
                                       referent["referent_words"], self.referent_layers[0])
-            self._referent_losses["value_loss"].append(float(aux.detach()))
+            self._referent_losses["value_loss"].append(aux.detach())
             loss = loss + self.referent_values * (aux / scale).to(loss.dtype)
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict, *args, **kwargs) -> None:
         for key, values in self._referent_losses.items():  # the auxiliary losses' means since the last log
             if values and "loss" in logs:
-                logs[key] = round(sum(values) / len(values), 4)
+                logs[key] = round(float(torch.stack(values).float().mean()), 4)
                 values.clear()
         super().log(logs, *args, **kwargs)
 
