@@ -87,6 +87,20 @@ def assert_same_history(reference, out, tol=1e-6):
         assert max(abs(x - y) for x, y in zip(a, b)) <= tol, (key, a, b)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread_everywhere():
+    """The in-process runs compute at one thread, as the child processes do (`child_env`): a run's start-up sets
+    torch's thread count from OMP_NUM_THREADS, so a parent started with OMP_NUM_THREADS=2 would otherwise reduce
+    its floats in another order than the children and the exact-resume comparisons differ by ~1e-6."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")
+        mp.setenv("MKL_NUM_THREADS", "1")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        yield
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
     """The uninterrupted 12-step run (in this process)."""
