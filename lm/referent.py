@@ -32,10 +32,12 @@ along two fixed directions (`position_directions`, seeded, orthonormal; no param
 the centre (x, y) scaled to [-1, 1]:
 
     position loss = mean over named objects of squared error(norm(h_L1[word]) . [u_x, u_y], centre)
-                  + mean over relations of squared error(norm(h_L2[answer]) . [u_x, u_y], (centre_a - centre_b) / 2)
+                  + mean over relations of squared error(norm(h_L2[answer]) . u_x, margin)
 
-(the second part: hop two brings both centres to the answer and subtracts them, so the relation is a sign to read;
-it needs L2 before the last layer, whose output is already normed).
+where a relation's margin is the gap between its two centres on the asked axis, signed to be positive exactly when
+the answer is yes (`data.shapes_world.relation_margin`, scaled to [-1, 1]): hop two brings both centres and the
+asked relation to the answer and compares them, so that the answer is a sign to read. The second part needs L2
+before the last layer, whose output is already normed.
 
 Inference is
 unchanged: nothing is given at test time; VQA is scored on held-out scenes as before. `bench/vqa_probe.py
@@ -114,7 +116,8 @@ def _word_position(tokenizer, ids: Sequence[int], start: int, stop: int, prefix:
 
 def referent_targets(input_ids: Sequence[int], labels: Sequence[int], layout: VocabLayout, tokenizer,
                      questions: Sequence[str], named: Sequence[Sequence[int] | None],
-                     centres: Sequence[Sequence[tuple[float, float]]] | None = None) -> dict[str, list[list]]:
+                     centres: Sequence[Sequence[tuple[float, float]]] | None = None,
+                     margins: Sequence[float | None] | None = None) -> dict[str, list[list]]:
     """A VQA sequence (one or more turns after its input image), its questions and, per question, the input objects
     it names -> the two hops' targets, each [L][HEADS] (0: no target at that position for that head):
 
@@ -124,9 +127,10 @@ def referent_targets(input_ids: Sequence[int], labels: Sequence[int], layout: Vo
     - "referent_words": at the position that predicts each answer's first token, head 0 -> the first named object's
       word, head 1 -> the last named (the same word for a lookup question), as the word's position + 1;
     - with `centres` (per question, each named object's centre (x, y) scaled to [-1, 1], in naming order):
-      "referent_positions", at each named object's word its centre, and "referent_offsets", at the position that
-      predicts a relation's answer half the first object's centre less the second's (in [-1, 1]: what the
-      relation compares); [nan, nan] elsewhere.
+      "referent_positions", at each named object's word its centre, [nan, nan] elsewhere;
+    - with `margins` (per question: a relation's margin, `data.shapes_world.relation_margin` scaled to [-1, 1],
+      positive exactly when the answer is yes; None for other questions): "referent_margins", at the position that
+      predicts a relation's answer its margin, [nan] elsewhere.
     Count questions, and questions whose object has no span (None), get no target."""
     from gaussiantoken.data.shapes_text import question_referent_words
 
@@ -139,7 +143,7 @@ def referent_targets(input_ids: Sequence[int], labels: Sequence[int], layout: Vo
     objects = [[0] * HEADS for _ in ids]
     words = [[0] * HEADS for _ in ids]
     positions = [[NO_POSITION] * 2 for _ in ids]
-    offsets = [[NO_POSITION] * 2 for _ in ids]
+    margin_at = [[NO_POSITION] for _ in ids]
     prompt_start = after
     for n, (j, question, named_objects) in enumerate(zip(starts, questions, named)):
         if named_objects:
@@ -155,12 +159,15 @@ def referent_targets(input_ids: Sequence[int], labels: Sequence[int], layout: Vo
                                      f"{len(centres[n])} centres")
                 for centre, k in zip(centres[n], at):
                     positions[k] = [float(v) for v in centre]
-                if len(at) == 2:  # a relation
-                    offsets[j - 1] = [(float(a) - float(b)) / 2 for a, b in zip(*centres[n])]
+
+            if margins is not None and margins[n] is not None:
+                margin_at[j - 1] = [float(margins[n])]
         prompt_start = next((k for k in range(j, len(ids)) if labels[k] == IGNORE_INDEX), len(ids))
     out = {"referent_targets": objects, "referent_words": words}
     if centres is not None:
-        out.update(referent_positions=positions, referent_offsets=offsets)
+        out["referent_positions"] = positions
+    if margins is not None:
+        out["referent_margins"] = margin_at
     return out
 
 
@@ -248,26 +255,27 @@ def position_directions(dim: int, device=None) -> torch.Tensor:
 
 def position_readout(hidden_states: Sequence[torch.Tensor], positions: torch.Tensor,
                      layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The model's hidden states ([B, L, D] each) and 2D targets [B, L, 2] (nan where none: `referent_targets`'
-    "referent_positions", the named objects' centres at their words, or "referent_offsets", a relation's two
-    centres' half difference at its answer) -> for every position with a target: its batch row [N], the pair [N, 2]
-    read off the residual stream after `layer` there, normed without parameters (each coordinate about unit scale),
-    along `position_directions`, and the target [N, 2]."""
+    """The model's hidden states ([B, L, D] each) and targets [B, L, K], K <= 2 (nan where none: `referent_targets`'
+    "referent_positions", the named objects' centres at their words, K = 2, or "referent_margins", a relation's
+    margin at its answer, K = 1) -> for every position with a target: its batch row [N], the K values [N, K] read off
+    the residual stream after `layer` there, normed without parameters (each coordinate about unit scale), along the
+    first K of `position_directions`, and the target [N, K]."""
     after = _after_layer(hidden_states, layer)  # [B, L, D]
     where = ~positions[..., 0].isnan()  # [B, L]
     h = torch.nn.functional.layer_norm(after[where].float(), after.shape[-1:])  # [N, D]
-    return where.nonzero()[:, 0], h @ position_directions(h.shape[-1], h.device).T, positions[where].float()
+    read = h @ position_directions(h.shape[-1], h.device)[:positions.shape[-1]].T  # [N, K]
+    return where.nonzero()[:, 0], read, positions[where].float()
 
 
-def referent_position_loss(hidden_states: Sequence[torch.Tensor], positions: torch.Tensor, offsets: torch.Tensor,
+def referent_position_loss(hidden_states: Sequence[torch.Tensor], positions: torch.Tensor, margins: torch.Tensor,
                            layers: Sequence[int]) -> torch.Tensor:
     """The mean squared error of the centres read at the named words after layers[0] against the objects' (hop
-    one carries where its object is), plus that of the half difference read at each relation's answer after layers[1]
-    against the two centres' (hop two brings both and subtracts them: what the relation compares), each a mean over
-    its targets (`position_readout`); a part with no target in the batch adds 0."""
+    one carries where its object is), plus that of the margin read at each relation's answer after layers[1] against
+    the relation's (hop two brings both centres and compares them on the asked axis, so the answer is a sign), each
+    a mean over its targets (`position_readout`); a part with no target in the batch adds 0."""
     parts = [torch.nn.functional.mse_loss(read, want)
              for read, want in (position_readout(hidden_states, targets, layer)[1:]
-                                for targets, layer in ((positions, layers[0]), (offsets, layers[1])))
+                                for targets, layer in ((positions, layers[0]), (margins, layers[1])))
              if want.numel()]
     return torch.stack(parts).sum() if parts else hidden_states[0].sum() * 0.0
 

@@ -125,7 +125,7 @@ class ClockTrainer(Trainer):
         `lm.referent.referent_value_loss` and `referent_positions` x `lm.referent.referent_position_loss` when the
         batch carries referent targets (popped here: the model never sees them)."""
         referent = {k: inputs.pop(k) for k in ("input_objects", "referent_targets", "referent_words",
-                                               "referent_positions", "referent_offsets") if k in inputs}
+                                               "referent_positions", "referent_margins") if k in inputs}
         if not referent or not (self.referent_attention or self.referent_values or self.referent_positions):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         from gaussiantoken.lm.referent import (readout_head, referent_attention_loss, referent_position_loss,
@@ -152,7 +152,7 @@ class ClockTrainer(Trainer):
             loss = loss + self.referent_values * (aux / scale).to(loss.dtype)
         if self.referent_positions:
             aux = referent_position_loss(outputs.hidden_states, referent["referent_positions"],
-                                         referent["referent_offsets"], self.referent_layers)
+                                         referent["referent_margins"], self.referent_layers)
             self._referent_losses["position_loss"].append(aux.detach())
             loss = loss + self.referent_positions * (aux / scale).to(loss.dtype)
         return (loss, outputs) if return_outputs else loss

@@ -121,8 +121,8 @@ class TrainSettings:
     referent_values: float = 0.0
     # > 0: this weight x the referent position loss (lm.referent): at every word naming an object, the residual stream
     # after that first layer, normed, read along two fixed directions, must give the object's centre, and at a
-    # relation's answer, after the second layer (which must come before the last), the two centres' half difference
-    # (what the relation compares; same needs as referent_attention, any attention)
+    # relation's answer, after the second layer (which must come before the last), its margin (the centres' gap on
+    # the asked axis, positive exactly when the answer is yes; same needs as referent_attention, any attention)
     referent_positions: float = 0.0
     max_steps: int = 400
     max_grad_norm: float = 1.0

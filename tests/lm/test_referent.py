@@ -110,10 +110,11 @@ def test_value_loss_reads_lookup_answers_off_the_word_after_the_first_layer():
     assert referent_value_loss(hidden, exact, labels, words, 1).item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_position_loss_reads_centres_at_named_words_and_offsets_at_relation_answers():
+def test_position_loss_reads_centres_at_named_words_and_margins_at_relation_answers():
     """Every named word (lookups and relations alike) reads its centre after the first layer, every relation's answer
-    the half difference after the second; the residual is normed without parameters and read along two fixed
-    orthonormal directions; nan is no target; only those positions get gradient; the loss can be driven to 0."""
+    its margin after the second; the residual is normed without parameters and read along two fixed orthonormal
+    directions (the margin along the first); nan is no target; only those positions get gradient; the loss can be
+    driven to 0."""
     torch.manual_seed(0)
     B, L, D = 2, 6, 8
     dirs = position_directions(D)
@@ -123,36 +124,36 @@ def test_position_loss_reads_centres_at_named_words_and_offsets_at_relation_answ
     positions = torch.full((B, L, 2), float("nan"))
     positions[0, 1] = torch.tensor([-0.5, 0.25])
     positions[1, 2], positions[1, 4] = torch.tensor([0.75, -1.0]), torch.tensor([0.0, 0.5])  # a relation's two words
-    offsets = torch.full((B, L, 2), float("nan"))
-    offsets[1, 5] = torch.tensor([0.375, -0.75])  # the relation's answer: half of centre a - centre b
-    nothing = torch.full_like(positions, float("nan"))
-    loss = referent_position_loss(hidden, positions, offsets, layers=(0, 1))
+    margins = torch.full((B, L, 1), float("nan"))
+    margins[1, 5] = -0.375  # the relation's answer: its margin (negative: "no"), read along the first direction
+    nothing, no_margin = torch.full_like(positions, float("nan")), torch.full_like(margins, float("nan"))
+    loss = referent_position_loss(hidden, positions, margins, layers=(0, 1))
     h = torch.nn.functional.layer_norm(torch.stack([hidden[1][0, 1], hidden[1][1, 2], hidden[1][1, 4]]), (D,))
     a = torch.nn.functional.layer_norm(hidden[2][1, 5], (D,))
-    want = ((h @ dirs.T - positions[[0, 1, 1], [1, 2, 4]]) ** 2).mean() + ((a @ dirs.T - offsets[1, 5]) ** 2).mean()
+    want = ((h @ dirs.T - positions[[0, 1, 1], [1, 2, 4]]) ** 2).mean() + (a @ dirs[0] + 0.375) ** 2
     assert loss.item() == pytest.approx(want.item(), rel=1e-6)
-    assert referent_position_loss(hidden, positions, offsets, (-3, -2)).item() == loss.item()  # counted from the end
+    assert referent_position_loss(hidden, positions, margins, (-3, -2)).item() == loss.item()  # counted from the end
     for layers in ((0, 2), (2, 1)):  # the last layer's output is already normed
         with pytest.raises(ValueError, match="before the last"):
-            referent_position_loss(hidden, positions, offsets, layers)
+            referent_position_loss(hidden, positions, margins, layers)
     loss.backward()
     named = torch.zeros(B, L, dtype=torch.bool)
     named[0, 1] = named[1, 2] = named[1, 4] = True
     g = hidden[1].grad.abs().sum(-1)  # [B, L]: centres after layer 0, at the named words only
     assert (g[named] > 0).all() and (g[~named] == 0).all()
-    g = hidden[2].grad.abs().sum(-1)  # the offset after layer 1, at the relation's answer only
+    g = hidden[2].grad.abs().sum(-1)  # the margin after layer 1, at the relation's answer only
     assert g[1, 5] > 0 and g.sum() == g[1, 5]
     assert all(h.grad is None for k, h in enumerate(hidden) if k not in (1, 2))
-    assert referent_position_loss(hidden, nothing, nothing, (0, 1)).item() == 0.0
-    only_words = referent_position_loss(hidden, positions, nothing, (0, 1))  # either part alone
-    assert only_words.item() + referent_position_loss(hidden, nothing, offsets, (0, 1)).item() == pytest.approx(loss.item())
+    assert referent_position_loss(hidden, nothing, no_margin, (0, 1)).item() == 0.0
+    only_words = referent_position_loss(hidden, positions, no_margin, (0, 1))  # either part alone
+    assert only_words.item() + referent_position_loss(hidden, nothing, margins, (0, 1)).item() == pytest.approx(loss.item())
     # reachable: a residual stream trained on the loss alone comes to hold the centres along the directions
     opt = torch.optim.Adam([hidden[1], hidden[2]], lr=0.05)
     for _ in range(300):
         opt.zero_grad()
-        referent_position_loss(hidden, positions, offsets, (0, 1)).backward()
+        referent_position_loss(hidden, positions, margins, (0, 1)).backward()
         opt.step()
-    assert referent_position_loss(hidden, positions, offsets, (0, 1)).item() < 1e-4
+    assert referent_position_loss(hidden, positions, margins, (0, 1)).item() < 1e-4
 
 
 def test_readout_head_is_the_models_final_norm_then_output_head():
@@ -207,7 +208,7 @@ def test_stream_targets_name_the_asked_objects_and_training_learns_them(image_to
         item = data[i]
         if item["task"] != "vqa":
             assert not any(map(any, item["referent_targets"] + item["referent_words"]))
-            assert all(math.isnan(v) for key in ("referent_positions", "referent_offsets") for pos in item[key]
+            assert all(math.isnan(v) for key in ("referent_positions", "referent_margins") for pos in item[key]
                        for v in pos)
             continue
         row = stream[data.plan(i)[0]]
@@ -235,17 +236,23 @@ def test_stream_targets_name_the_asked_objects_and_training_learns_them(image_to
                 centre = [2 * row["scene"][scene_index][c] / stream.image_size - 1 for c in ("x", "y")]
                 assert item["referent_positions"][k] == pytest.approx(centre), (question, row["scene"])
                 checked += 1
-            offset = item["referent_offsets"][pos - 1]
-            if len(named) == 2:  # a relation: half the first centre less the second, at its answer
-                a, b = ([2 * row["scene"][i][c] / stream.image_size - 1 for c in ("x", "y")] for i in named)
-                assert offset == pytest.approx([(u - v) / 2 for u, v in zip(a, b)]), question
+            margin = item["referent_margins"][pos - 1]
+            if len(named) == 2:  # a relation: its margin at its answer, positive exactly when the answer is yes
+                end = next(k for k in range(pos, len(item["labels"]) + 1)
+                           if k == len(item["labels"]) or item["labels"][k] == IGNORE_INDEX)
+                answer = processor.tokenizer.decode(item["input_ids"][pos:end], skip_special_tokens=True).strip()
+                assert (margin[0] > 0) == (answer == "yes") and answer in ("yes", "no"), (question, answer)
+                a, b = (row["scene"][i] for i in named)
+                gap = {"x": abs(a["x"] - b["x"]), "y": abs(a["y"] - b["y"])}  # the asked axis's gap, in pixels
+                axis = "x" if ("left" in question or "right" in question) else "y"
+                assert abs(margin[0]) == pytest.approx(gap[axis] / stream.image_size), question
                 relations += 1
             else:
-                assert math.isnan(offset[0]), question
+                assert math.isnan(margin[0]), question
         assert all(math.isnan(v[0]) == (not any(item["referent_targets"][k]))  # a centre at each named word only
                    for k, v in enumerate(item["referent_positions"]))
-        assert sum(not math.isnan(v[0]) for v in item["referent_offsets"]) == sum(
-            len(set(w)) == 2 for w in item["referent_words"])  # an offset at each relation's answer only
+        assert sum(not math.isnan(v[0]) for v in item["referent_margins"]) == sum(
+            len(set(w)) == 2 for w in item["referent_words"])  # a margin at each relation's answer only
     assert checked >= 8 and relations >= 1
     off = build_dataset(load_run_config(LMRunConfig, CONFIG, _overrides(*args, tmp_path / "o", **{
         "train.referent_attention": 0, "train.referent_values": 0, "train.referent_positions": 0})), processor,
@@ -262,8 +269,8 @@ def test_stream_targets_name_the_asked_objects_and_training_learns_them(image_to
                           timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
-    assert {r["hop"] for r in rows} == {"word->object", "answer->word", "word=answer", "word=centre", "answer=offset"}
-    assert all(hop in proc.stdout for hop in ("word=answer", "word=centre", "answer=offset"))
+    assert {r["hop"] for r in rows} == {"word->object", "answer->word", "word=answer", "word=centre", "answer=margin"}
+    assert all(hop in proc.stdout for hop in ("word=answer", "word=centre", "answer=margin"))
     assert all(0.0 <= r["mass"] <= 1.0 and r["targets"] > 0 for r in rows)
     assert all(0.0 < r["even"] < 1.0 for r in rows if r["hop"] == "word->object")
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "vqa_probe.py"), "--model", str(full.final_dir),
