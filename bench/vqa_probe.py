@@ -26,9 +26,7 @@ With `--attention L1,L2` (only this): how far the lookup's two hops have formed,
 layer L1 from a question's words on the object they name and of layer L2 from the answer on those words
 (`attention_mass`; what `train.referent_attention` teaches, `lm.referent`), per question kind; and `word=answer`,
 how often the residual stream after layer L1 at a lookup question's words already reads as its answer through the
-final norm and output head (what `train.referent_values` teaches), and `word=centre`, how often the centre read at
-a named object's words is its object's and `answer=margin`, how often the margin read at a relation's answer has the
-answer's sign (what `train.referent_positions` teaches).
+final norm and output head (what `train.referent_values` teaches).
 
     python bench/vqa_probe.py --model runs/demo/lm [--scenes 200] [--style scan|cued_scan] [--reading] [--json out.json]
     python bench/vqa_probe.py --model runs/demo/lm --attention 1,3 [--scenes 200]
@@ -197,9 +195,6 @@ def referent_blind_accuracy(scenes: int = 200, seed: int = 0) -> float:
     return right / total
 
 
-CENTRE_TOLERANCE = 0.2  # `word=centre`: a read centre this close on both axes (a tenth of the image) counts
-
-
 def attention_mass(model_dir: str, scenes: int = 200, layers: tuple[int, int] = (1, -1), batch_size: int = 32) -> list[dict]:
     """Where the heads `train.referent_attention` teaches look (`lm.referent`), on fresh stream scenes (seed 12345,
     one question each, multi-object scenes only): per question kind, the attention mass of heads 0 / 1 of
@@ -207,18 +202,14 @@ def attention_mass(model_dir: str, scenes: int = 200, layers: tuple[int, int] = 
     image's tokens that object holds: what spreading evenly over the image gives) and of layers[1] from the answer
     on those words (`answer->word`); and for lookup questions `word=answer`, how often the residual stream after
     layers[0] at the words already reads as the answer through the final norm and output head (`lm.referent.word_readout`,
-    what `train.referent_values` teaches; in the "mass" column), and for every named word `word=centre`, how often
-    the centre read there (`lm.referent.position_readout`, what `train.referent_positions` teaches) lies within
-    CENTRE_TOLERANCE of the object's on both axes (coordinates in [-1, 1]), and for relations `answer=margin`, how
-    often the margin read at the answer after layers[1] has the sign of the relation's (positive: yes; when layers[1]
-    is not the last); for any model with object-major inputs, taught or not."""
+    what `train.referent_values` teaches; in the "mass" column); for any model with object-major inputs, taught or not."""
     import torch
 
     from gaussiantoken.lm.data import MultiTaskSequenceDataset, SequenceCollator
     from gaussiantoken.lm.modeling import GaussianTokenForCausalLM
     from gaussiantoken.lm.object_layout import ObjectLayout
     from gaussiantoken.lm.processing import GaussianTokenProcessor
-    from gaussiantoken.lm.referent import hop_masses, position_readout, readout_head, word_readout
+    from gaussiantoken.lm.referent import hop_masses, readout_head, word_readout
     from gaussiantoken.lm.stream import ShapesCodeStream
 
     model = GaussianTokenForCausalLM.from_pretrained(model_dir, attn_implementation="eager").eval()
@@ -239,15 +230,10 @@ def attention_mass(model_dir: str, scenes: int = 200, layers: tuple[int, int] = 
     for start in range(0, len(data), batch_size):
         items = [data[i] for i in range(start, min(len(data), start + batch_size))]
         batch = collate(items)
-        objects, targets, words, centres, margins = (batch.pop(k) for k in (
-            "input_objects", "referent_targets", "referent_words", "referent_positions", "referent_margins"))
+        objects, targets, words = (batch.pop(k) for k in ("input_objects", "referent_targets", "referent_words"))
         with torch.no_grad():
             out = model(**batch, output_attentions=True, output_hidden_states=True)
             b3, logits, answer = word_readout(out.hidden_states, readout_head(model), batch["labels"], words, layers[0])
-            b4, at, centre = position_readout(out.hidden_states, centres, layers[0])
-            # a relation's margin at its answer, after layers[1] (when that is not the last layer)
-            b5, got, margin = (position_readout(out.hidden_states, margins, layers[1]) if layers[1] % n < n - 1
-                               else (b4[:0], at[:0, :1], centre[:0, :1]))
         attn = out.attentions
         kinds = []
         for b, item in enumerate(items):  # multi-object scenes only: one object is found by attending to the image
@@ -257,11 +243,8 @@ def attention_mass(model_dir: str, scenes: int = 200, layers: tuple[int, int] = 
         bq, q, h = (targets > 0).nonzero(as_tuple=True)  # hop 1's (row, position, head), in hop_masses' order
         share = (objects[bq] == targets[bq, q, h].unsqueeze(-1)).sum(-1) / (objects[bq] > 0).sum(-1)  # even spread
         read = (logits.argmax(-1) == answer).float()  # [N]: the word already reads as the answer
-        near = ((at - centre).abs().amax(-1) < CENTRE_TOLERANCE).float()  # [N]: the word reads its object's centre
-        signed = ((got[:, 0] > 0) == (margin[:, 0] > 0)).float()  # [N]: the margin read says the answer
         for hop, rows_, mass, even in (("word->object", b1, m1, share), ("answer->word", b2, m2, None),
-                                       ("word=answer", b3, read, None), ("word=centre", b4, near, None),
-                                       ("answer=margin", b5, signed, None)):
+                                       ("word=answer", b3, read, None)):
             for j, b in enumerate(rows_.tolist()):
                 if kinds[b] is not None:
                     sums[(kinds[b], hop, "mass")] += float(mass[j])

@@ -247,12 +247,6 @@ def question_referent_words(question: str) -> tuple[list[dict], list[int]]:
     raise ValueError(f"question is not in the Shapes question grammar: {question!r}")
 
 
-def question_relation(question: str) -> str | None:
-    """The relation a Shapes relation question asks ("to the left of", ...), None for any other question."""
-    m = _Q_REL.match(_normalize(question, "question"))
-    return None if m is None else m.group(3)
-
-
 def question_referents(objects: list[dict], question: str) -> list[int]:
     """Indices into `objects` of the objects a Shapes question names, in the order it names them (one for a lookup
     question, two for a relation, none for a count). ValueError when a named object is not held exactly once or the

@@ -64,23 +64,17 @@ def canonical_order(objects: list[dict]) -> list[dict]:
     return sorted(objects, key=lambda o: (float(o["x"]), float(o["y"])))
 
 
-def relation_margin(a: dict, b: dict, relation: str) -> float:
-    """How far ``a <relation> b`` holds: the gap between the two centres along the relation's axis, signed so that
-    it is positive exactly when the relation holds (y grows downward), in the centres' units."""
-    if relation == "to the left of":
-        return float(b["x"]) - float(a["x"])
-    if relation == "to the right of":
-        return float(a["x"]) - float(b["x"])
-    if relation == "above":
-        return float(b["y"]) - float(a["y"])
-    if relation == "below":
-        return float(a["y"]) - float(b["y"])
-    raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
-
-
 def relation_holds(a: dict, b: dict, relation: str) -> bool:
     """True when ``a <relation> b`` holds for the two centres (y grows downward)."""
-    return relation_margin(a, b, relation) > 0
+    if relation == "to the left of":
+        return float(a["x"]) < float(b["x"])
+    if relation == "to the right of":
+        return float(a["x"]) > float(b["x"])
+    if relation == "above":
+        return float(a["y"]) < float(b["y"])
+    if relation == "below":
+        return float(a["y"]) > float(b["y"])
+    raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
 
 
 def clear_relations(a: dict, b: dict) -> list[str]:

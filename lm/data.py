@@ -28,8 +28,8 @@ answer only (`lm.sequences.build_text_qa`; a scan's marks, and a cued scan's cue
 off the rationale, `text_qa_turns` turns per sequence drawn from the row's questions and its caption's lookup
 questions (`data.shapes_text.lookup_questions`; `text_qa_questions="lookup"`: those only).
 `referent_attention` gives every sequence "input_objects" (each token's input object) and VQA sequences
-"referent_targets" / "referent_words" / "referent_positions" / "referent_margins" (each question's words -> the
-objects they name and their centres, each answer -> those words, a relation's answer -> its margin): the targets of `lm.referent`'s auxiliary losses.
+"referent_targets" / "referent_words" (each question's words -> the objects they name, each answer -> those
+words): the targets of `lm.referent`'s auxiliary loss.
 """
 
 from __future__ import annotations
@@ -178,33 +178,9 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
                                         or not {"scene", "objects", "caption"} <= set(dataset.column_names)):
             raise ValueError("referent attention needs object-major input images (model.input_layout=objects), plain "
                              "answers (data.vqa_rationale=false) and stream rows (data.source=shapes_stream)")
-        if self.referent_attention and not hasattr(dataset, "image_size"):  # scales the named objects' centres
-            raise ValueError("referent attention needs rows that say their image size (data.source=shapes_stream)")
 
     def __len__(self) -> int:
         return len(self.dataset) * self.repeats
-
-    def _named_centres(self, row: dict, question: str) -> list[tuple[float, float]]:
-        """The centres (x, y scaled from pixels to [-1, 1]) of the scene objects `question` names, in naming order
-        (lm.referent's position targets)."""
-        from gaussiantoken.data.shapes_text import question_referents
-
-        size = float(self.dataset.image_size)
-        scene = row["scene"]
-        return [(2 * float(scene[i]["x"]) / size - 1, 2 * float(scene[i]["y"]) / size - 1)
-                for i in question_referents(scene, question)]
-
-    def _margin(self, row: dict, question: str) -> float | None:
-        """A relation question's margin (`data.shapes_world.relation_margin` in pixels, scaled to [-1, 1]: positive
-        exactly when the answer is yes), None for other questions (lm.referent's margin targets)."""
-        from gaussiantoken.data.shapes_text import question_referents, question_relation
-        from gaussiantoken.data.shapes_world import relation_margin
-
-        relation = question_relation(question)
-        if relation is None:
-            return None
-        a, b = (row["scene"][i] for i in question_referents(row["scene"], question))
-        return relation_margin(a, b, relation) / float(self.dataset.image_size)
 
     def plan(self, index: int) -> tuple[int, str, bool, int]:
         """(record, task, caption dropped, question index) of item `index` (pure function of seed, index)."""
@@ -253,16 +229,12 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
 
                 named = [named_span_objects(row, questions[j]) for j in order]
                 seq.update(referent_targets(seq["input_ids"], seq["labels"], self.layout, self.tokenizer,
-                                            [questions[j] for j in order], named,
-                                            [self._named_centres(row, questions[j]) for j in order],
-                                            [self._margin(row, questions[j]) for j in order]))
+                                            [questions[j] for j in order], named))
         if self.referent_attention:
-            from gaussiantoken.lm.referent import HEADS, NO_POSITION, span_objects
+            from gaussiantoken.lm.referent import HEADS, span_objects
 
             for key in ("referent_targets", "referent_words"):
                 seq.setdefault(key, [[0] * HEADS for _ in seq["input_ids"]])
-            seq.setdefault("referent_positions", [[NO_POSITION] * 2 for _ in seq["input_ids"]])
-            seq.setdefault("referent_margins", [[NO_POSITION] for _ in seq["input_ids"]])
             seq["input_objects"] = span_objects(seq["input_ids"], self.layout, self.object_layout.obj_token_id)
         if self.image_groups:  # the input image's Gaussians carry their object group; text-to-image targets none
             groups = [0] * len(seq["input_ids"])  # (an object-major input span marks its objects itself: none)
@@ -391,9 +363,6 @@ class SequenceCollator:
         heads = 0 if objects is None else len(features[0]["referent_targets"][0])
         targets = {k: torch.zeros((n, width, heads), dtype=torch.long)  # [B, L, heads]
                    for k in ("referent_targets", "referent_words")} if objects is not None else {}
-        if objects is not None:  # named objects' centres at their words [B, L, 2], relations' margins at answers [B, L, 1]
-            targets.update({k: torch.full((n, width, c), float("nan"))
-                            for k, c in (("referent_positions", 2), ("referent_margins", 1))})
         for i, f in enumerate(features):
             L = len(f["input_ids"])
             if len(f["labels"]) != L:
@@ -406,7 +375,7 @@ class SequenceCollator:
             if objects is not None:
                 objects[i, :L] = torch.as_tensor(f["input_objects"])
                 for k, v in targets.items():
-                    v[i, :L] = torch.as_tensor(f[k], dtype=v.dtype)
+                    v[i, :L] = torch.as_tensor(f[k])
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
         if groups is not None:
             batch["image_groups"] = groups

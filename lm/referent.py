@@ -24,29 +24,13 @@ through the model's final norm and output head (a "logit lens"), must already pr
 
     value loss = mean over lookup questions of cross-entropy(lm_head(norm(h_L1[word])), answer's first token)
 
-so hop one learns to fetch the asked attribute and hop two only has to copy it; no parameter is added. A relation
-question ("is the red circle left of the blue square?") needs both objects' positions compared, so
-`train.referent_positions` (a third weight) teaches hop one to carry the named object's centre as well: at every
-named object's word (lookups and relations), the residual stream after layer L1, normed without parameters, read
-along two fixed directions (`position_directions`, seeded, orthonormal; no parameter is learned for them), must give
-the centre (x, y) scaled to [-1, 1]:
-
-    position loss = mean over named objects of squared error(norm(h_L1[word]) . [u_x, u_y], centre)
-                  + mean over relations of squared error(norm(h_L2[answer]) . u_x, margin)
-
-where a relation's margin is the gap between its two centres on the asked axis, signed to be positive exactly when
-the answer is yes (`data.shapes_world.relation_margin`, scaled to [-1, 1]): hop two brings both centres and the
-asked relation to the answer and compares them, so that the answer is a sign to read. The second part needs L2
-before the last layer, whose output is already normed.
-
-Inference is
+so hop one learns to fetch the asked attribute and hop two only has to copy it; no parameter is added. Inference is
 unchanged: nothing is given at test time; VQA is scored on held-out scenes as before. `bench/vqa_probe.py
 --attention L1,L2` measures how far each hop has formed, for any object-input model.
 
 Owns `span_objects` (each token's input object), `named_span_objects` (which input objects a training row's question
 names), `referent_targets` (a VQA sequence's per-position targets of both hops), `hop_masses`,
-`referent_attention_loss`, `readout_head`, `word_readout`, `referent_value_loss`, `position_directions`,
-`position_readout` and `referent_position_loss`.
+`referent_attention_loss`, `readout_head`, `word_readout` and `referent_value_loss`.
 """
 
 from __future__ import annotations
@@ -59,7 +43,6 @@ import torch
 from gaussiantoken.lm.sequences import IGNORE_INDEX, VocabLayout
 
 HEADS = 2  # heads 0 and 1 of each taught layer
-NO_POSITION = float("nan")  # "referent_positions" where no object is named
 
 
 def span_objects(input_ids: Sequence[int], layout: VocabLayout, obj_token_id: int) -> list[int]:
@@ -115,9 +98,7 @@ def _word_position(tokenizer, ids: Sequence[int], start: int, stop: int, prefix:
 
 
 def referent_targets(input_ids: Sequence[int], labels: Sequence[int], layout: VocabLayout, tokenizer,
-                     questions: Sequence[str], named: Sequence[Sequence[int] | None],
-                     centres: Sequence[Sequence[tuple[float, float]]] | None = None,
-                     margins: Sequence[float | None] | None = None) -> dict[str, list[list]]:
+                     questions: Sequence[str], named: Sequence[Sequence[int] | None]) -> dict[str, list[list[int]]]:
     """A VQA sequence (one or more turns after its input image), its questions and, per question, the input objects
     it names -> the two hops' targets, each [L][HEADS] (0: no target at that position for that head):
 
@@ -125,12 +106,7 @@ def referent_targets(input_ids: Sequence[int], labels: Sequence[int], layout: Vo
       color is the circle?", "blue" of "the blue object", each object of a relation at its own words), both heads
       -> that input object (1-based, `span_objects`);
     - "referent_words": at the position that predicts each answer's first token, head 0 -> the first named object's
-      word, head 1 -> the last named (the same word for a lookup question), as the word's position + 1;
-    - with `centres` (per question, each named object's centre (x, y) scaled to [-1, 1], in naming order):
-      "referent_positions", at each named object's word its centre, [nan, nan] elsewhere;
-    - with `margins` (per question: a relation's margin, `data.shapes_world.relation_margin` scaled to [-1, 1],
-      positive exactly when the answer is yes; None for other questions): "referent_margins", at the position that
-      predicts a relation's answer its margin, [nan] elsewhere.
+      word, head 1 -> the last named (the same word for a lookup question), as the word's position + 1.
     Count questions, and questions whose object has no span (None), get no target."""
     from gaussiantoken.data.shapes_text import question_referent_words
 
@@ -142,10 +118,8 @@ def referent_targets(input_ids: Sequence[int], labels: Sequence[int], layout: Vo
                          f"targets for {len(named)}")
     objects = [[0] * HEADS for _ in ids]
     words = [[0] * HEADS for _ in ids]
-    positions = [[NO_POSITION] * 2 for _ in ids]
-    margin_at = [[NO_POSITION] for _ in ids]
     prompt_start = after
-    for n, (j, question, named_objects) in enumerate(zip(starts, questions, named)):
+    for j, question, named_objects in zip(starts, questions, named):
         if named_objects:
             question = " ".join(question.strip().lower().split())
             at = [_word_position(tokenizer, ids, prompt_start, j, question[:end])
@@ -153,22 +127,8 @@ def referent_targets(input_ids: Sequence[int], labels: Sequence[int], layout: Vo
             for obj, k in zip(named_objects, at):
                 objects[k] = [obj] * HEADS
             words[j - 1] = [at[0] + 1, at[-1] + 1]
-            if centres is not None:
-                if len(centres[n]) != len(at):
-                    raise ValueError(f"the question {question!r} names {len(at)} objects and was given "
-                                     f"{len(centres[n])} centres")
-                for centre, k in zip(centres[n], at):
-                    positions[k] = [float(v) for v in centre]
-
-            if margins is not None and margins[n] is not None:
-                margin_at[j - 1] = [float(margins[n])]
         prompt_start = next((k for k in range(j, len(ids)) if labels[k] == IGNORE_INDEX), len(ids))
-    out = {"referent_targets": objects, "referent_words": words}
-    if centres is not None:
-        out["referent_positions"] = positions
-    if margins is not None:
-        out["referent_margins"] = margin_at
-    return out
+    return {"referent_targets": objects, "referent_words": words}
 
 
 def hop_masses(attentions: Sequence[torch.Tensor], objects: torch.Tensor, targets: torch.Tensor, words: torch.Tensor,
@@ -211,16 +171,6 @@ def readout_head(model) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda h: head(norm(h))
 
 
-def _after_layer(hidden_states: Sequence[torch.Tensor], layer: int) -> torch.Tensor:
-    """The residual stream [B, L, D] after decoder layer `layer` (negative counts from the end), which must come
-    before the last (the last hidden state is already through the final norm)."""
-    n = len(hidden_states) - 1
-    if not (-n <= layer < n and layer % n < n - 1):
-        raise ValueError(f"the referent readouts need a layer before the last of the {n} (whose output is already "
-                         f"normed), got {layer}")
-    return hidden_states[layer % n + 1]
-
-
 def word_readout(hidden_states: Sequence[torch.Tensor], head, labels: torch.Tensor, words: torch.Tensor,
                  layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The model's hidden states (embeddings, then each layer's output, the last one after the final norm; [B, L, D]
@@ -228,9 +178,12 @@ def word_readout(hidden_states: Sequence[torch.Tensor], head, labels: torch.Tens
     targets [B, L, HEADS] (`referent_targets`' "referent_words"; `layer` before the last) -> for every lookup question of the batch (one named object: both heads
     of hop two point at one word): its batch row [N], the logits [N, V] read off the residual stream after `layer`
     at that word, and the answer's first token [N], the token the answer position predicts."""
-    after = _after_layer(hidden_states, layer)  # [B, L, D]
+    n = len(hidden_states) - 1
+    if not (-n <= layer < n and layer % n < n - 1):
+        raise ValueError(f"the value readout needs a layer before the last of the {n} (whose output is already "
+                         f"normed), got {layer}")
     b, p = ((words[..., 0] > 0) & (words[..., 0] == words[..., 1])).nonzero(as_tuple=True)  # [N]: answer predictors
-    h = after[b, words[b, p, 0] - 1]  # [N, D]: after `layer`, at the named object's word
+    h = hidden_states[layer % n + 1][b, words[b, p, 0] - 1]  # [N, D]: after `layer`, at the named object's word
     return b, head(h), labels[b, p + 1]
 
 
@@ -244,42 +197,5 @@ def referent_value_loss(hidden_states: Sequence[torch.Tensor], head, labels: tor
     return torch.nn.functional.cross_entropy(logits.float(), target)
 
 
-def position_directions(dim: int, device=None) -> torch.Tensor:
-    """Two fixed orthonormal directions [2, D] of a D-wide residual stream (seeded, the same in every run): the axes
-    along which `referent_position_loss` reads an object's centre x, y. Fixed, so no parameter is learned for them
-    and nothing is saved or resumed beyond the model."""
-    g = torch.Generator().manual_seed(0)
-    q, _ = torch.linalg.qr(torch.randn(dim, 2, generator=g, dtype=torch.float64))  # [D, 2], orthonormal columns
-    return q.T.to(device=device, dtype=torch.float32)  # [2, D]
-
-
-def position_readout(hidden_states: Sequence[torch.Tensor], positions: torch.Tensor,
-                     layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The model's hidden states ([B, L, D] each) and targets [B, L, K], K <= 2 (nan where none: `referent_targets`'
-    "referent_positions", the named objects' centres at their words, K = 2, or "referent_margins", a relation's
-    margin at its answer, K = 1) -> for every position with a target: its batch row [N], the K values [N, K] read off
-    the residual stream after `layer` there, normed without parameters (each coordinate about unit scale), along the
-    first K of `position_directions`, and the target [N, K]."""
-    after = _after_layer(hidden_states, layer)  # [B, L, D]
-    where = ~positions[..., 0].isnan()  # [B, L]
-    h = torch.nn.functional.layer_norm(after[where].float(), after.shape[-1:])  # [N, D]
-    read = h @ position_directions(h.shape[-1], h.device)[:positions.shape[-1]].T  # [N, K]
-    return where.nonzero()[:, 0], read, positions[where].float()
-
-
-def referent_position_loss(hidden_states: Sequence[torch.Tensor], positions: torch.Tensor, margins: torch.Tensor,
-                           layers: Sequence[int]) -> torch.Tensor:
-    """The mean squared error of the centres read at the named words after layers[0] against the objects' (hop
-    one carries where its object is), plus that of the margin read at each relation's answer after layers[1] against
-    the relation's (hop two brings both centres and compares them on the asked axis, so the answer is a sign), each
-    a mean over its targets (`position_readout`); a part with no target in the batch adds 0."""
-    parts = [torch.nn.functional.mse_loss(read, want)
-             for read, want in (position_readout(hidden_states, targets, layer)[1:]
-                                for targets, layer in ((positions, layers[0]), (margins, layers[1])))
-             if want.numel()]
-    return torch.stack(parts).sum() if parts else hidden_states[0].sum() * 0.0
-
-
-__all__ = ["HEADS", "NO_POSITION", "span_objects", "named_span_objects", "referent_targets", "hop_masses",
-           "referent_attention_loss", "readout_head", "word_readout", "referent_value_loss", "position_directions",
-           "position_readout", "referent_position_loss"]
+__all__ = ["HEADS", "span_objects", "named_span_objects", "referent_targets", "hop_masses", "referent_attention_loss",
+           "readout_head", "word_readout", "referent_value_loss"]

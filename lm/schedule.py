@@ -102,18 +102,16 @@ class RunClockCallback(TrainerCallback):
 class ClockTrainer(Trainer):
     """The HF Trainer, with a ClockCosineLR for `lr_scheduler_type="cosine"` when `budget_s` or a stable phase
     (`stable_fraction` > 0) is given, a sequential sampler over a fresh-scene stream (`lm.stream`), and the
-    referent attention, value and position losses (`lm.referent`) when `referent_attention` / `referent_values` /
-    `referent_positions` > 0."""
+    referent attention and value losses (`lm.referent`) when `referent_attention` / `referent_values` > 0."""
 
     def __init__(self, *args, budget_s: float | None = None, stable_fraction: float = 0.0,
                  referent_attention: float = 0.0, referent_layers: tuple[int, int] = (1, -1),
-                 referent_values: float = 0.0, referent_positions: float = 0.0, **kwargs):
+                 referent_values: float = 0.0, **kwargs):
         self.budget_s, self.stable_fraction = budget_s, stable_fraction
         self.referent_attention, self.referent_layers = referent_attention, tuple(referent_layers)  # lm.referent
-        self.referent_values, self.referent_positions = referent_values, referent_positions
+        self.referent_values = referent_values
         # detached loss tensors, averaged at log time (no host sync per step)
-        self._referent_losses: dict[str, list[torch.Tensor]] = {"referent_loss": [], "value_loss": [],
-                                                                "position_loss": []}
+        self._referent_losses: dict[str, list[torch.Tensor]] = {"referent_loss": [], "value_loss": []}
         super().__init__(*args, **kwargs)
         if referent_values:
             from gaussiantoken.lm.referent import readout_head
@@ -122,17 +120,14 @@ class ClockTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """The LM loss, plus `referent_attention` x `lm.referent.referent_attention_loss` and `referent_values` x
-        `lm.referent.referent_value_loss` and `referent_positions` x `lm.referent.referent_position_loss` when the
-        batch carries referent targets (popped here: the model never sees them)."""
-        referent = {k: inputs.pop(k) for k in ("input_objects", "referent_targets", "referent_words",
-                                               "referent_positions", "referent_margins") if k in inputs}
-        if not referent or not (self.referent_attention or self.referent_values or self.referent_positions):
+        `lm.referent.referent_value_loss` when the batch carries referent targets (popped here: the model never sees
+        them)."""
+        referent = {k: inputs.pop(k) for k in ("input_objects", "referent_targets", "referent_words") if k in inputs}
+        if not referent or not (self.referent_attention or self.referent_values):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        from gaussiantoken.lm.referent import (readout_head, referent_attention_loss, referent_position_loss,
-                                               referent_value_loss)
+        from gaussiantoken.lm.referent import readout_head, referent_attention_loss, referent_value_loss
 
-        wants = {"output_attentions": bool(self.referent_attention),
-                 "output_hidden_states": bool(self.referent_values or self.referent_positions)}
+        wants = {"output_attentions": bool(self.referent_attention), "output_hidden_states": bool(self.referent_values)}
         loss, outputs = super().compute_loss(model, {**inputs, **wants}, True, num_items_in_batch)
         # the LM loss is already normalized over the whole accumulated batch and the Trainer will not divide it by the
         # accumulation steps; the auxiliary losses are per-micro-batch means, so they are divided here
@@ -150,11 +145,6 @@ class ClockTrainer(Trainer):
                                       referent["referent_words"], self.referent_layers[0])
             self._referent_losses["value_loss"].append(aux.detach())
             loss = loss + self.referent_values * (aux / scale).to(loss.dtype)
-        if self.referent_positions:
-            aux = referent_position_loss(outputs.hidden_states, referent["referent_positions"],
-                                         referent["referent_margins"], self.referent_layers)
-            self._referent_losses["position_loss"].append(aux.detach())
-            loss = loss + self.referent_positions * (aux / scale).to(loss.dtype)
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict, *args, **kwargs) -> None:

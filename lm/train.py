@@ -153,7 +153,7 @@ def _train(cfg: LMRunConfig) -> TrainResult:
         data_collator=SequenceCollator(processor.layout.pad_token_id), callbacks=callbacks,
         budget_s=None if t.max_minutes is None else 60.0 * t.max_minutes, stable_fraction=t.lr_stable_fraction,
         referent_attention=t.referent_attention, referent_layers=t.referent_attention_layers,
-        referent_values=t.referent_values, referent_positions=t.referent_positions,
+        referent_values=t.referent_values,
     )
     start = time.time()
     try:

@@ -14,7 +14,7 @@ import os
 import socket
 from pathlib import Path
 
-from .train_config import REFERENT_WEIGHTS, LMRunConfig, resolve_path
+from .train_config import LMRunConfig, resolve_path
 
 
 def _free_port() -> int:
@@ -228,7 +228,7 @@ def _sequence_dataset(cfg: LMRunConfig, processor, model_config, ds):
         input_objects=getattr(model_config, "input_layout", "grid") == "objects", vqa_rationale=cfg.data.vqa_rationale,
         text_qa_turns=cfg.data.text_qa_turns, rationale_style=cfg.data.rationale_style,
         text_qa_questions=cfg.data.text_qa_questions,
-        referent_attention=any(getattr(cfg.train, k) > 0 for k in REFERENT_WEIGHTS),
+        referent_attention=cfg.train.referent_attention > 0 or cfg.train.referent_values > 0,
     )
     longest = dataset.longest_sequence()
     if max_length is not None and longest > max_length:

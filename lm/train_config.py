@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-REFERENT_WEIGHTS = ("referent_attention", "referent_values", "referent_positions")  # lm.referent's loss weights
 
 
 # ----------------------------------------------------------------------------- run config
@@ -119,11 +118,6 @@ class TrainSettings:
     # first of `referent_attention_layers`, at the words naming the object, read through the final norm and output
     # head, must predict the answer (the value hop one carries; same needs as referent_attention, any attention)
     referent_values: float = 0.0
-    # > 0: this weight x the referent position loss (lm.referent): at every word naming an object, the residual stream
-    # after that first layer, normed, read along two fixed directions, must give the object's centre, and at a
-    # relation's answer, after the second layer (which must come before the last), its margin (the centres' gap on
-    # the asked axis, positive exactly when the answer is yes; same needs as referent_attention, any attention)
-    referent_positions: float = 0.0
     max_steps: int = 400
     max_grad_norm: float = 1.0
     logging_steps: int = 10
@@ -184,11 +178,11 @@ def check_config(cfg: LMRunConfig) -> None:
     if t.lr_stable_fraction > 0 and t.lr_scheduler != "cosine":
         raise ValueError(f"train.lr_stable_fraction holds the peak rate before a cosine: it needs "
                          f"train.lr_scheduler=cosine, got {t.lr_scheduler!r}")
-    for name in REFERENT_WEIGHTS:
+    for name in ("referent_attention", "referent_values"):
         v = getattr(t, name)
         if v < 0:
             raise ValueError(f"train.{name} is a loss weight: it must be >= 0, got {v!r}")
-    taught = [name for name in REFERENT_WEIGHTS if getattr(t, name) > 0]
+    taught = [name for name in ("referent_attention", "referent_values") if getattr(t, name) > 0]
     if taught:
         tc, n = cfg.model.text_config, cfg.model.text_config.get("num_hidden_layers", 0)
         if cfg.model.input_layout != "objects" or cfg.data.vqa_rationale:
@@ -212,10 +206,6 @@ def check_config(cfg: LMRunConfig) -> None:
             raise ValueError(f"train.referent_attention_layers must be two layers [word -> object, answer -> word], the "
                              f"first before the second, of the {n} layers (negative: from the last), each with >= 2 "
                              f"heads; got {layers!r}")
-        if t.referent_positions > 0 and layers[1] % n == n - 1:
-            raise ValueError(f"train.referent_positions reads a relation's answer after the second of "
-                             f"train.referent_attention_layers, which must come before the last of the {n} layers "
-                             f"(its output is already normed); got {layers!r}")
     for name in ("per_device_batch_size", "gradient_accumulation_steps", "max_steps"):
         if getattr(t, name) <= 0:
             raise ValueError(f"train.{name} must be positive, got {getattr(t, name)}")

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from gaussiantoken.data import shapes
-from gaussiantoken.data.shapes_text import question_relation
-from gaussiantoken.data.shapes_world import relation_holds, relation_margin
+from gaussiantoken.data.shapes_world import relation_holds
 
 RED_CIRCLE = {"shape": "circle", "color": "red", "size": "small", "x": 6.0, "y": 16.0}
 BLUE_SQUARE = {"shape": "square", "color": "blue", "size": "large", "x": 24.0, "y": 15.0}
@@ -129,22 +128,6 @@ def test_question_referents_name_the_asked_objects_in_order():
         for q, a in zip(row["questions"], row["answers"]):
             named = [row["objects"][i] for i in question_referents(row["objects"], q)]
             assert shapes.answer_question(named if q.startswith("is") else named or row["objects"], q) == a
-            relation = question_relation(q)  # a relation's margin is positive exactly when the answer is yes
-            assert (relation is None) == (not q.startswith("is"))
-            if relation is not None:
-                assert (relation_margin(*named, relation) > 0) == (a == "yes") and relation_margin(*named, relation) != 0
-
-
-def test_relation_margin_golden():
-    a, b = {"x": 4.0, "y": 20.0}, {"x": 10.0, "y": 12.5}
-    assert [relation_margin(a, b, r) for r in ("to the left of", "to the right of", "above", "below")] == \
-        [6.0, -6.0, -7.5, 7.5]
-    assert relation_holds(a, b, "to the left of") and relation_holds(a, b, "below")
-    assert not relation_holds(a, b, "above") and not relation_holds(a, a, "to the left of")
-    assert question_relation("is the blue square above the red circle?") == "above"
-    assert question_relation("what color is the square?") is None
-    with pytest.raises(ValueError, match="relation must be one of"):
-        relation_margin(a, b, "near")
 
 
 def test_questions_only_unambiguous():

@@ -1,7 +1,6 @@
-"""Referent attention (lm.referent, `train.referent_attention` / `referent_values` / `referent_positions`): the
-objects a question names found in the input span, the losses' golden values and gradients (both hops, the value
-readout, the position readout), the stream dataset's targets (question words -> the scene's named objects and their
-centres, answers -> those words), training with them (logged, resumed exactly), the config's refusals."""
+"""Referent attention (lm.referent, `train.referent_attention`): the objects a question names found in the input
+span, the loss's golden values and gradient over both hops, the stream dataset's targets (question words -> the
+scene's named objects, answers -> those words), training with it (logged, resumed exactly), the config's refusals."""
 
 import importlib.util
 import json
@@ -13,9 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gaussiantoken.lm.referent import (HEADS, named_span_objects, position_directions, readout_head,
-                                      referent_attention_loss, referent_position_loss, referent_value_loss,
-                                      span_objects, word_readout)
+from gaussiantoken.lm.referent import (HEADS, named_span_objects, readout_head, referent_attention_loss,
+                                      referent_value_loss, span_objects, word_readout)
 from gaussiantoken.lm.sequences import IGNORE_INDEX
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,52 +108,6 @@ def test_value_loss_reads_lookup_answers_off_the_word_after_the_first_layer():
     assert referent_value_loss(hidden, exact, labels, words, 1).item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_position_loss_reads_centres_at_named_words_and_margins_at_relation_answers():
-    """Every named word (lookups and relations alike) reads its centre after the first layer, every relation's answer
-    its margin after the second; the residual is normed without parameters and read along two fixed orthonormal
-    directions (the margin along the first); nan is no target; only those positions get gradient; the loss can be
-    driven to 0."""
-    torch.manual_seed(0)
-    B, L, D = 2, 6, 8
-    dirs = position_directions(D)
-    assert dirs.shape == (2, D) and torch.allclose(dirs @ dirs.T, torch.eye(2), atol=1e-6)
-    assert torch.equal(dirs, position_directions(D))  # fixed: the same in every run
-    hidden = [torch.randn(B, L, D, requires_grad=True) for _ in range(4)]  # embeddings + 3 layers
-    positions = torch.full((B, L, 2), float("nan"))
-    positions[0, 1] = torch.tensor([-0.5, 0.25])
-    positions[1, 2], positions[1, 4] = torch.tensor([0.75, -1.0]), torch.tensor([0.0, 0.5])  # a relation's two words
-    margins = torch.full((B, L, 1), float("nan"))
-    margins[1, 5] = -0.375  # the relation's answer: its margin (negative: "no"), read along the first direction
-    nothing, no_margin = torch.full_like(positions, float("nan")), torch.full_like(margins, float("nan"))
-    loss = referent_position_loss(hidden, positions, margins, layers=(0, 1))
-    h = torch.nn.functional.layer_norm(torch.stack([hidden[1][0, 1], hidden[1][1, 2], hidden[1][1, 4]]), (D,))
-    a = torch.nn.functional.layer_norm(hidden[2][1, 5], (D,))
-    want = ((h @ dirs.T - positions[[0, 1, 1], [1, 2, 4]]) ** 2).mean() + (a @ dirs[0] + 0.375) ** 2
-    assert loss.item() == pytest.approx(want.item(), rel=1e-6)
-    assert referent_position_loss(hidden, positions, margins, (-3, -2)).item() == loss.item()  # counted from the end
-    for layers in ((0, 2), (2, 1)):  # the last layer's output is already normed
-        with pytest.raises(ValueError, match="before the last"):
-            referent_position_loss(hidden, positions, margins, layers)
-    loss.backward()
-    named = torch.zeros(B, L, dtype=torch.bool)
-    named[0, 1] = named[1, 2] = named[1, 4] = True
-    g = hidden[1].grad.abs().sum(-1)  # [B, L]: centres after layer 0, at the named words only
-    assert (g[named] > 0).all() and (g[~named] == 0).all()
-    g = hidden[2].grad.abs().sum(-1)  # the margin after layer 1, at the relation's answer only
-    assert g[1, 5] > 0 and g.sum() == g[1, 5]
-    assert all(h.grad is None for k, h in enumerate(hidden) if k not in (1, 2))
-    assert referent_position_loss(hidden, nothing, no_margin, (0, 1)).item() == 0.0
-    only_words = referent_position_loss(hidden, positions, no_margin, (0, 1))  # either part alone
-    assert only_words.item() + referent_position_loss(hidden, nothing, margins, (0, 1)).item() == pytest.approx(loss.item())
-    # reachable: a residual stream trained on the loss alone comes to hold the centres along the directions
-    opt = torch.optim.Adam([hidden[1], hidden[2]], lr=0.05)
-    for _ in range(300):
-        opt.zero_grad()
-        referent_position_loss(hidden, positions, margins, (0, 1)).backward()
-        opt.step()
-    assert referent_position_loss(hidden, positions, margins, (0, 1)).item() < 1e-4
-
-
 def test_readout_head_is_the_models_final_norm_then_output_head():
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -180,10 +132,9 @@ def _overrides(image_tokenizer_dir, text_tokenizer_dir, out, **extra):
     return module.overrides(image_tokenizer_dir, "unused", text_tokenizer_dir, out, **{
         "data.source": "shapes_stream", "data.stream_chunk": 8, "model.image_groups": 3, "data.t2i_layout": "objects",
         "model.input_layout": "objects", "model.attn_implementation": "eager", "train.referent_attention": 0.5,
-        "train.referent_values": 0.5, "train.referent_positions": 0.5,
+        "train.referent_values": 0.5,
         "data.ratios": "{text_to_image: 0.2, caption: 0.2, vqa: 0.6}", "data.vqa_turns": 2,
-        "model.text_config.max_position_embeddings": 192, "model.text_config.num_hidden_layers": 3,
-        "train.referent_attention_layers": "[0, 1]", **extra})
+        "model.text_config.max_position_embeddings": 192, "train.referent_attention_layers": "[0, 1]", **extra})
 
 
 def test_stream_targets_name_the_asked_objects_and_training_learns_them(image_tokenizer_dir, text_tokenizer_dir,
@@ -203,13 +154,11 @@ def test_stream_targets_name_the_asked_objects_and_training_learns_them(image_to
     stream, _ = build_stream(cfg, GaussianTokenizer.from_pretrained(image_tokenizer_dir).eval())
     data = build_dataset(cfg, processor, model.config, rows=stream)
     lay = ObjectLayout.from_config(model.config)
-    checked = relations = 0
+    checked = 0
     for i in range(len(data)):
         item = data[i]
         if item["task"] != "vqa":
             assert not any(map(any, item["referent_targets"] + item["referent_words"]))
-            assert all(math.isnan(v) for key in ("referent_positions", "referent_margins") for pos in item[key]
-                       for v in pos)
             continue
         row = stream[data.plan(i)[0]]
         slots_of = dict(zip(caption_order(row["scene"], row["caption"]), row["objects"]))
@@ -233,34 +182,14 @@ def test_stream_targets_name_the_asked_objects_and_training_learns_them(image_to
                 span_slots = {t - lay.extra_offset for t, o in zip(item["input_ids"], item["input_objects"])
                               if o == target[0] and lay.extra_offset <= t < lay.extra_offset + lay.num_slots}
                 assert span_slots & set(slots_of[scene_index]), (question, row["scene"])
-                centre = [2 * row["scene"][scene_index][c] / stream.image_size - 1 for c in ("x", "y")]
-                assert item["referent_positions"][k] == pytest.approx(centre), (question, row["scene"])
                 checked += 1
-            margin = item["referent_margins"][pos - 1]
-            if len(named) == 2:  # a relation: its margin at its answer, positive exactly when the answer is yes
-                end = next(k for k in range(pos, len(item["labels"]) + 1)
-                           if k == len(item["labels"]) or item["labels"][k] == IGNORE_INDEX)
-                answer = processor.tokenizer.decode(item["input_ids"][pos:end], skip_special_tokens=True).strip()
-                assert (margin[0] > 0) == (answer == "yes") and answer in ("yes", "no"), (question, answer)
-                a, b = (row["scene"][i] for i in named)
-                gap = {"x": abs(a["x"] - b["x"]), "y": abs(a["y"] - b["y"])}  # the asked axis's gap, in pixels
-                axis = "x" if ("left" in question or "right" in question) else "y"
-                assert abs(margin[0]) == pytest.approx(gap[axis] / stream.image_size), question
-                relations += 1
-            else:
-                assert math.isnan(margin[0]), question
-        assert all(math.isnan(v[0]) == (not any(item["referent_targets"][k]))  # a centre at each named word only
-                   for k, v in enumerate(item["referent_positions"]))
-        assert sum(not math.isnan(v[0]) for v in item["referent_margins"]) == sum(
-            len(set(w)) == 2 for w in item["referent_words"])  # a margin at each relation's answer only
-    assert checked >= 8 and relations >= 1
+    assert checked >= 8
     off = build_dataset(load_run_config(LMRunConfig, CONFIG, _overrides(*args, tmp_path / "o", **{
-        "train.referent_attention": 0, "train.referent_values": 0, "train.referent_positions": 0})), processor,
-        model.config, rows=stream)
+        "train.referent_attention": 0, "train.referent_values": 0})), processor, model.config, rows=stream)
     keys = {k for i in range(len(off)) for k in off[i]}
     assert keys == {"input_ids", "labels", "task", "image_groups"}  # off: the sequences as before, nothing extra
     full = train(cfg)
-    for key in ("referent_loss", "value_loss", "position_loss"):  # the auxiliary losses, logged with the LM loss
+    for key in ("referent_loss", "value_loss"):  # both auxiliary losses, logged with the LM loss
         logged = [h[key] for h in full.log_history if key in h]
         assert len(logged) == 6 and all(v >= 0 for v in logged) and sum(logged) > 0, key
     out = tmp_path / "attention.json"  # the probe of both hops, as a user runs it
@@ -269,8 +198,7 @@ def test_stream_targets_name_the_asked_objects_and_training_learns_them(image_to
                           timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
-    assert {r["hop"] for r in rows} == {"word->object", "answer->word", "word=answer", "word=centre", "answer=margin"}
-    assert all(hop in proc.stdout for hop in ("word=answer", "word=centre", "answer=margin"))
+    assert {r["hop"] for r in rows} == {"word->object", "answer->word", "word=answer"} and "word=answer" in proc.stdout
     assert all(0.0 <= r["mass"] <= 1.0 and r["targets"] > 0 for r in rows)
     assert all(0.0 < r["even"] < 1.0 for r in rows if r["hop"] == "word->object")
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "vqa_probe.py"), "--model", str(full.final_dir),
@@ -284,13 +212,9 @@ def test_stream_targets_name_the_asked_objects_and_training_learns_them(image_to
     for bad, match in (({"model.attn_implementation": "sdpa"}, "eager"),
                        ({"train.referent_attention": -1}, "must be >= 0"),
                        ({"train.referent_values": -1}, "referent_values is a loss weight"),
-                       ({"train.referent_positions": -1}, "referent_positions is a loss weight"),
-                       ({"train.referent_attention": 0, "train.referent_values": 0, "data.vqa_rationale": True},
-                        "referent_positions"),
                        ({"train.referent_attention": 0, "data.vqa_rationale": True}, "referent_values"),
                        ({"train.referent_attention_layers": "[1, 0]"}, "referent_attention_layers"),
-                       ({"train.referent_attention_layers": "[0, 3]"}, "referent_attention_layers"),
-                       ({"train.referent_attention_layers": "[0, 2]"}, "before the last of the 3 layers"),
+                       ({"train.referent_attention_layers": "[0, 2]"}, "referent_attention_layers"),
                        ({"train.referent_attention_layers": "[true, 1]"}, "referent_attention_layers"),
                        ({"data.ratios": "{text_to_image: 1, caption: 1}"}, "data.ratios.vqa"),
                        ({"data.vqa_rationale": True}, "vqa_rationale=false")):
