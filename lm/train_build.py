@@ -3,7 +3,7 @@ processor, data (a codes directory or the fresh-scene stream) and the HF Trainin
 
 Owns `ensure_distributed_env` (single-process rendezvous defaults; a launcher's values win),
 `avoid_cpu_op_builds` (no DeepSpeed C++ op JIT on CPU), `load_text_tokenizer`, `build_model_and_processor`,
-`init_from_saved` (model.init_from: start from a saved LM's weights),
+`init_from_saved` (model.init_from: start from a saved LM's weights), `train_only` (train.trainable: freeze the rest),
 `build_stream` (`lm.stream`), `background_canon` (`lm.canonical`), `object_layout_spec` (`lm.object_layout`), `build_dataset` (`lm.data`) and
 `make_training_arguments`.
 """
@@ -92,6 +92,8 @@ def build_model_and_processor(cfg: LMRunConfig):
     )
     if cfg.model.init_from is not None:
         init_from_saved(model, tokenizer, resolve_path(cfg.model.init_from))
+    if cfg.train.trainable is not None:
+        train_only(model, cfg.train.trainable)
     model.config._attn_implementation = cfg.model.attn_implementation
     if (Path(tok_dir) / "preprocessor_config.json").is_file():
         image_processor = GaussianTokenizerImageProcessor.from_pretrained(tok_dir)
@@ -99,6 +101,26 @@ def build_model_and_processor(cfg: LMRunConfig):
         image_processor = GaussianTokenizerImageProcessor(image_size=model.config.tokenizer_config.image_size)
     processor = GaussianTokenProcessor.from_model_config(model.config, tokenizer, image_processor)
     return model, processor
+
+
+def train_only(model, patterns: list[str]) -> list[str]:
+    """`train.trainable`: freeze every trainable parameter of `model` whose name no pattern matches (re.search); return
+    the names left trainable. ValueError naming a pattern that matches no trainable parameter (a typo would otherwise
+    freeze the whole model, or train nothing it names)."""
+    import re
+
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # the frozen image tokenizer is not listed
+    for pattern in patterns:
+        if not any(re.search(pattern, n) for n, _ in named):
+            raise ValueError(f"train.trainable: {pattern!r} matches no trainable parameter of the LM "
+                             f"(e.g. {named[0][0]!r})")
+    kept = []
+    for name, param in named:
+        if any(re.search(pattern, name) for pattern in patterns):
+            kept.append(name)
+        else:
+            param.requires_grad_(False)
+    return kept
 
 
 def init_from_saved(model, tokenizer, path: str) -> None:

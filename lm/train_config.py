@@ -118,6 +118,10 @@ class TrainSettings:
     # first of `referent_attention_layers`, at the words naming the object, read through the final norm and output
     # head, must predict the answer (the value hop one carries; same needs as referent_attention, any attention)
     referent_values: float = 0.0
+    # null: every LM parameter trains; else a list of regular expressions: only the parameters whose names one of them
+    # matches (re.search) train, the rest stay frozen (e.g. a later stage that trains only some layers' attention:
+    # ["layers\\.[13]\\.self_attn"])
+    trainable: list | None = None
     max_steps: int = 400
     max_grad_norm: float = 1.0
     logging_steps: int = 10
@@ -206,6 +210,16 @@ def check_config(cfg: LMRunConfig) -> None:
             raise ValueError(f"train.referent_attention_layers must be two layers [word -> object, answer -> word], the "
                              f"first before the second, of the {n} layers (negative: from the last), each with >= 2 "
                              f"heads; got {layers!r}")
+    if t.trainable is not None:
+        import re
+
+        if not (isinstance(t.trainable, list) and t.trainable and all(isinstance(v, str) and v for v in t.trainable)):
+            raise ValueError(f"train.trainable must be null or a non-empty list of regular expressions, got {t.trainable!r}")
+        for pattern in t.trainable:
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"train.trainable: {pattern!r} is not a regular expression ({e})") from None
     for name in ("per_device_batch_size", "gradient_accumulation_steps", "max_steps"):
         if getattr(t, name) <= 0:
             raise ValueError(f"train.{name} must be positive, got {getattr(t, name)}")

@@ -1,6 +1,6 @@
 """train-lm (HF Trainer + DeepSpeed ZeRO-2 on CPU): resume == uninterrupted, final dir loads, bad input fails
-before any step, model.init_from continues a saved model (and refuses another), and (slow) 2 processes == 1
-process at the same global batch."""
+before any step, model.init_from continues a saved model (and refuses another), train.trainable trains only the
+named parameters, and (slow) 2 processes == 1 process at the same global batch."""
 
 import json
 import math
@@ -293,3 +293,33 @@ def test_init_from_continues_a_saved_model_and_refuses_another(image_tokenizer_d
     other_image.save_pretrained(tmp_path / "other_image")
     with pytest.raises(ValueError, match="another image tokenizer"):
         build_model_and_processor(config(tmp_path / "f", **{"model.tokenizer": tmp_path / "other_image"}))
+
+
+def test_trainable_patterns_train_only_the_named_parameters(image_tokenizer_dir, codes_dir, text_tokenizer_dir,
+                                                            tmp_path):
+    """train.trainable: after a run only the parameters one pattern matches differ from the start (here layer 0's
+    attention, continuing a saved model); a pattern that matches nothing, or is no regular expression, is refused
+    naming it, before any step."""
+    from safetensors.torch import load_file
+
+    from gaussiantoken.lm.train import build_model_and_processor
+
+    args = (image_tokenizer_dir, codes_dir, text_tokenizer_dir)
+    first = train(load_run_config(LMRunConfig, CONFIG, overrides(*args, tmp_path / "a", **{"train.max_steps": 2})))
+    start = load_file(first.final_dir / "model.safetensors")
+    only = "['layers.0.self_attn']"
+    run = train(load_run_config(LMRunConfig, CONFIG, overrides(*args, tmp_path / "b", **{
+        "model.init_from": first.final_dir, "train.max_steps": 2, "train.trainable": only})))
+    end = load_file(run.final_dir / "model.safetensors")
+    changed = {k for k in start if not torch.equal(start[k], end[k])}
+    assert changed == {f"language_model.model.layers.0.self_attn.{p}_proj.weight" for p in "qkvo"}, changed
+    with pytest.raises(ValueError, match="'layers.9.mlp' matches no trainable parameter"):
+        build_model_and_processor(load_run_config(LMRunConfig, CONFIG, overrides(*args, tmp_path / "c", **{
+            "train.trainable": "['layers.0.self_attn', 'layers.9.mlp']"})))
+    with pytest.raises(TypeError, match="train.trainable"):  # the type is checked with the config
+        check_config(load_run_config(LMRunConfig, CONFIG, overrides(*args, tmp_path / "d", **{
+            "train.trainable": "layers"})))
+    for bad, match in (("['(unclosed']", "not a regular expression"), ("[]", "non-empty list"), ("[3]", "non-empty list")):
+        with pytest.raises(ValueError, match=match):
+            check_config(load_run_config(LMRunConfig, CONFIG, overrides(*args, tmp_path / "d", **{
+                "train.trainable": bad})))
