@@ -103,24 +103,22 @@ def build_model_and_processor(cfg: LMRunConfig):
     return model, processor
 
 
-def train_only(model, patterns: list[str]) -> list[str]:
-    """`train.trainable`: freeze every trainable parameter of `model` whose name no pattern matches (re.search); return
-    the names left trainable. ValueError naming a pattern that matches no trainable parameter (a typo would otherwise
-    freeze the whole model, or train nothing it names)."""
+def train_only(model, patterns: list[str]) -> None:
+    """`train.trainable`: freeze every trainable parameter of `model` whose name no pattern matches (re.search).
+    ValueError naming a pattern that matches no trainable parameter (a typo would otherwise freeze the whole model,
+    or train nothing it names)."""
     import re
 
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # the frozen image tokenizer is not listed
-    for pattern in patterns:
-        if not any(re.search(pattern, n) for n, _ in named):
+    hits = {pattern: {n for n, _ in named if re.search(pattern, n)} for pattern in patterns}
+    for pattern, names in hits.items():
+        if not names:
             raise ValueError(f"train.trainable: {pattern!r} matches no trainable parameter of the LM "
                              f"(e.g. {named[0][0]!r})")
-    kept = []
+    keep = set().union(*hits.values())
     for name, param in named:
-        if any(re.search(pattern, name) for pattern in patterns):
-            kept.append(name)
-        else:
+        if name not in keep:
             param.requires_grad_(False)
-    return kept
 
 
 def init_from_saved(model, tokenizer, path: str) -> None:

@@ -105,7 +105,6 @@ def one_thread_everywhere():
 def reference_run(tmp_path_factory):
     """The uninterrupted 12-step run (in this process)."""
     out = tmp_path_factory.mktemp("reference")
-    torch.set_num_threads(1)  # the children run with one thread; earlier tests may have changed ours
     result = train(tiny_config(out))
     assert result.step == TOTAL_STEPS and len(history(out)) == TOTAL_STEPS
     return out
