@@ -15,9 +15,6 @@ about (1.0 when the answer follows the question's referent, 0.0 when the model a
 scene whatever is asked), and the exact-match rate of these answers. Last, the `referent-blind` baseline: the
 VQA accuracy of an answerer that knows the scene but not which object a question names (color / shape / size
 of a random object of the scene, the true count, "yes" to every relation), on the same held-out scenes.
-Then `sides`: every relation question of the same scenes asked as its side question ("is the red circle left or
-right of the blue square?", `data.shapes_text.side_question`; what `data.relation_sides` trains), per axis: whether
-the model reads the true direction at all, apart from combining it with the asked relation into yes / no.
 With `--reading`: `reading`, the answer read off a GIVEN description, no image: each held-out scene's questions
 and every lookup question of its caption (`data.shapes_text.lookup_questions`) asked as a text QA turn
 (`lm.sequences.build_text_qa`: "Question: q Answer: {true rationale}, so {answer}"), per (kind, objects): the
@@ -95,30 +92,6 @@ def probe(model_dir: str, scenes: int = 200, batch_size: int = 64, style: str = 
             row["consistent"] = c.get("consistent", 0) / c["reasoned"] if key[0] in ("color", "shape", "size") else None
         rows.append(row)
     return rows
-
-
-def sides(model_dir: str, scenes: int = 200, batch_size: int = 64) -> list[dict]:
-    """`sides` of the module docstring: one row per axis (left or right of / above or below)."""
-    from gaussiantoken.data.shapes import make_dataset
-    from gaussiantoken.data.shapes_text import is_relation_question, side_question
-    from gaussiantoken.lm import GaussianTokenForCausalLM, GaussianTokenProcessor
-    from gaussiantoken.lm.generation import generate_text
-
-    model = GaussianTokenForCausalLM.from_pretrained(model_dir).eval()
-    processor = GaussianTokenProcessor.from_pretrained(model_dir)
-    size = int(model.config.tokenizer_config.image_size)
-    items = [(r["image"], *side_question(q, a)) for r in make_dataset(scenes, seed=12345, image_size=size)
-             for q, a in zip(r["questions"], r["answers"]) if is_relation_question(q)]
-    if not items:
-        return []
-    replies = generate_text(model, processor, [i[0] for i in items], [i[1] for i in items], batch_size=batch_size)
-    n = Counter()
-    for (_, q, a), got in zip(items, replies):
-        axis = "left/right" if " left or right of " in q else "above/below"
-        n[axis, "questions"] += 1
-        n[axis, "right"] += got == a
-    return [{"axis": axis, "questions": n[axis, "questions"], "accuracy": n[axis, "right"] / n[axis, "questions"]}
-            for axis in ("left/right", "above/below") if n[axis, "questions"]]
 
 
 def referent_use(model_dir: str, scenes: int = 300, batch_size: int = 64) -> dict:
@@ -326,9 +299,6 @@ def main(argv: list[str] | None = None) -> int:
     use = referent_use(args.model)
     print(f"referent use: {use['scenes']} multi-object scenes, answers differ between referents in "
           f"{use['answers_differ']:.2f}, accuracy {use['accuracy']:.2f}")
-    side = sides(args.model, args.scenes)
-    for r in side:
-        print(f"side questions {r['axis']:<12} {r['questions']:>4} {r['accuracy']:.2f}")
     blind = referent_blind_accuracy(args.scenes)
     print(f"referent-blind answerer on the same scenes: VQA {blind:.3f}")
     read = reading(args.model, args.scenes, style=args.style) if args.reading else None
@@ -337,8 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "scenes": args.scenes, "rows": rows, "referent_use": use,
-                       "sides": side, "referent_blind_vqa": blind,
-                       "reading": read}, f, indent=1)
+                       "referent_blind_vqa": blind, "reading": read}, f, indent=1)
     return 0
 
 

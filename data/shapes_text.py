@@ -16,11 +16,6 @@ Questions (one-word answers), with the referent always unambiguous in the genera
 - "how many objects are there?"           -> one/two/three (count words, ``count_word``)
 - "is the <color> <shape> <relation> the <color> <shape>?" -> yes/no, balanced 50/50; the asked
   relation (or its opposite, for "no") lies on a clear axis.
-- "is the <color> <shape> left or right of / above or below the <color> <shape>?" -> left/right or above/below:
-  a *side question*, never drawn by ``questions_for`` (the evaluation's questions); ``side_question`` rewrites a
-  relation question into it, for training (``data.relation_sides``). A yes/no relation answer is the product of
-  two signs (the asked direction and the true one; neither alone says anything about the answer), while a side
-  answer is the true direction alone.
 ``answer_question`` answers from any object list (e.g. a parsed image) and returns "unknown"
 when the referent is missing or ambiguous there.
 
@@ -78,9 +73,6 @@ _Q_SHAPE = re.compile(rf"^what shape is the ({_COLOR}) object\?$")
 _Q_SIZE = re.compile(rf"^what size is the ({_COLOR}) ({_SHAPE})\?$")
 _Q_COUNT = re.compile(r"^how many objects are there\?$")
 _Q_REL = re.compile(rf"^is the ({_COLOR}) ({_SHAPE}) ({_REL}) the ({_COLOR}) ({_SHAPE})\?$")
-# a side question: which side of the second object the first is on, along one axis
-SIDE_AXES = {"left or right of": ("left", "right"), "above or below": ("above", "below")}
-_Q_SIDE = re.compile(rf"^is the ({_COLOR}) ({_SHAPE}) ({'|'.join(SIDE_AXES)}) the ({_COLOR}) ({_SHAPE})\?$")
 
 
 def _normalize(text: str, name: str) -> str:
@@ -235,11 +227,6 @@ def answer_question(objects: list[dict], question: str) -> str:
         return "unknown"
     if (m := _Q_REL.match(q)) is not None:
         return "yes" if relation_holds(named[0][0], named[1][0], m.group(3)) else "no"
-    if (m := _Q_SIDE.match(q)) is not None:
-        first, second = SIDE_AXES[m.group(3)]
-        key = "x" if first == "left" else "y"
-        d = float(named[1][0][key]) - float(named[0][0][key])
-        return first if d > 0 else second if d < 0 else "unknown"
     asked = "color" if _Q_COLOR.match(q) else "shape" if _Q_SHAPE.match(q) else "size"
     return named[0][0][asked]
 
@@ -252,33 +239,12 @@ def question_referent_words(question: str) -> tuple[list[dict], list[int]]:
     q = _normalize(question, "question")
     if _Q_COUNT.match(q) is not None:
         return [], []
-    if (m := _Q_REL.match(q) or _Q_SIDE.match(q)) is not None:
+    if (m := _Q_REL.match(q)) is not None:
         return [{"color": m.group(1), "shape": m.group(2)}, {"color": m.group(4), "shape": m.group(5)}], [m.end(2), m.end(5)]
     for pattern, keys in ((_Q_COLOR, ("shape",)), (_Q_SHAPE, ("color",)), (_Q_SIZE, ("color", "shape"))):
         if (m := pattern.match(q)) is not None:
             return [dict(zip(keys, m.groups()))], [m.end(len(keys))]
     raise ValueError(f"question is not in the Shapes question grammar: {question!r}")
-
-
-def is_relation_question(question: str) -> bool:
-    """Is this a yes/no relation question of the Shapes grammar?"""
-    return _Q_REL.match(_normalize(question, "question")) is not None
-
-
-def side_question(question: str, answer: str) -> tuple[str, str]:
-    """A relation question and its yes/no answer -> the side question about the same two objects on the asked
-    axis and its answer ("is the red circle to the left of the blue square?", "no" -> "is the red circle left or
-    right of the blue square?", "right"): the true relation is the asked one for "yes", its opposite for "no".
-    ValueError when the question is not a relation question or the answer not yes / no."""
-    q, answer = _normalize(question, "question"), _normalize(answer, "answer")
-    m = _Q_REL.match(q)
-    if m is None:
-        raise ValueError(f"not a relation question: {question!r}")
-    if answer not in ("yes", "no"):
-        raise ValueError(f"a relation question's answer must be yes or no, got {answer!r}")
-    true = m.group(3) if answer == "yes" else OPPOSITE[m.group(3)]
-    axis, side = next((axis, side) for axis, sides in SIDE_AXES.items() for side in sides if side in true)
-    return f"is the {m.group(1)} {m.group(2)} {axis} the {m.group(4)} {m.group(5)}?", side
 
 
 def question_referents(objects: list[dict], question: str) -> list[int]:

@@ -15,7 +15,7 @@ Owns:
   official code appends only the last subset's value there, a known slip).
 - `exact_match_accuracy(predictions, answers)`: for Shapes questions with one exact answer.
 Benchmark runner (added for the evaluation harness):
-- `shapes_question_type(question)`: color / shape / size / count / relation / side (the Shapes question kinds).
+- `shapes_question_type(question)`: color / shape / size / count / relation (the Shapes question kinds).
 - `score_shapes_vqa(predictions, answers, questions)`: exact match overall and per question type.
 - `run_vqa(model, processor, dataset, annotations=None, ...)`: answer every question of the dataset
   (batched `lm.generation.generate_text`, one image per question) and score: a Shapes dataset
@@ -173,8 +173,6 @@ _QUESTION_TYPES = (("what color", "color"), ("what shape", "shape"), ("what size
 def shapes_question_type(question: str) -> str:
     """The kind of a Shapes question (by its opening words), "other" for anything else."""
     q = question.strip().lower()
-    if q.startswith("is the") and (" left or right of " in q or " above or below " in q):
-        return "side"
     return next((kind for prefix, kind in _QUESTION_TYPES if q.startswith(prefix)), "other")
 
 

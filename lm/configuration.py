@@ -125,10 +125,6 @@ class GaussianTokenLMConfig(PretrainedConfig):
         input_layout: "grid" (captioning / VQA read an input image as the tokenizer's codes in anchor order) or
             "objects" (as the object-major span of its foreground components, `lm.object_groups.input_span`;
             needs object_layout and image_groups).
-        slot_geometry: the object layout's slot tokens also get a learned linear map of their anchor's position
-            (x, y in [-1, 1], from the image tokenizer) added to their embedding, starting at zero: where a slot
-            is becomes one direction of the embedding shared by every slot, instead of something each slot's own
-            embedding must learn (needs an object_layout with absolute slots).
     """
 
     model_type = MODEL_TYPE
@@ -150,7 +146,6 @@ class GaussianTokenLMConfig(PretrainedConfig):
         object_layout: dict | None = None,
         image_groups: int = 0,
         input_layout: str = "grid",
-        slot_geometry: bool = False,
         **kwargs,
     ):
         self.text_config = _as_text_config(text_config)
@@ -172,9 +167,6 @@ class GaussianTokenLMConfig(PretrainedConfig):
         if input_layout == "objects" and not (self.object_layout and self.image_groups):
             raise ValueError("input_layout=objects needs an object_layout and image_groups > 0")
         self.input_layout = input_layout
-        if slot_geometry and (not self.object_layout or self.object_layout.get("slots", "absolute") != "absolute"):
-            raise ValueError("slot_geometry needs an object_layout with absolute slots")
-        self.slot_geometry = bool(slot_geometry)
         kwargs.setdefault("tie_word_embeddings", getattr(self.text_config, "tie_word_embeddings", False))
         for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
             kwargs.setdefault(key, getattr(self.text_config, key, None))

@@ -119,7 +119,6 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         rationale_style: str = "describe",
         text_qa_questions: str = "all",
         referent_attention: bool = False,
-        relation_sides: float = 0.0,
     ):
         ratios = ratios if ratios is not None else {"text_to_image": 1.0, "caption": 1.0, "vqa": 1.0}
         if not 0.0 <= caption_dropout <= 1.0:
@@ -180,13 +179,6 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
             raise ValueError("referent attention needs object-major input images (model.input_layout=objects), plain "
                              "answers (data.vqa_rationale=false) and stream rows (data.source=shapes_stream)")
 
-        # this share of VQA relation questions is asked as side questions (data.shapes_text.side_question)
-        if not 0.0 <= float(relation_sides) <= 1.0:
-            raise ValueError(f"relation_sides must be in [0, 1], got {relation_sides!r}")
-        if relation_sides and self.vqa_rationale:
-            raise ValueError("side questions (data.relation_sides) have no rationale: they need data.vqa_rationale=false")
-        self.relation_sides = float(relation_sides)
-
     def __len__(self) -> int:
         return len(self.dataset) * self.repeats
 
@@ -227,8 +219,6 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
                                 scan_marks=self.scan, scan_cues=self.rationale_style == "cued_scan")
         else:
             questions, answers = _row_questions(row, record)
-            if self.relation_sides:
-                questions, answers = self._sides(questions, answers, q)
             k, n = q % len(questions), min(self.vqa_turns, len(questions))
             order = [(k + j) % len(questions) for j in range(n)]  # from the drawn question on, cyclically
             targets = [self._vqa_target(row, questions[j], answers[j]) for j in order]
@@ -256,16 +246,6 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
             seq["image_groups"] = groups
         seq["task"] = task
         return seq
-
-    def _sides(self, questions: list[str], answers: list[str], q: int) -> tuple[list[str], list[str]]:
-        """The row's questions with each relation question asked as a side question with probability
-        relation_sides (drawn from the item's question seed `q`: a pure function of seed and index)."""
-        from gaussiantoken.data.shapes_text import is_relation_question, side_question
-
-        draws = np.random.default_rng([q, 1]).random(len(questions))
-        pairs = [side_question(x, a) if u < self.relation_sides and is_relation_question(x) else (x, a)
-                 for x, a, u in zip(questions, answers, draws)]
-        return [x for x, _ in pairs], [a for _, a in pairs]
 
     def _vqa_target(self, row, question: str, answer: str) -> str:
         if not self.vqa_rationale:

@@ -76,16 +76,10 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
         self.group_embed = None
         if config.image_groups:
             self.group_embed = nn.Embedding(config.image_groups + 1, config.text_config.hidden_size, padding_idx=0)
-        # slot tokens' anchor positions (config.slot_geometry): (x, y) -> hidden, from zero (a new model reads as one
-        # without); the anchors are read from the image tokenizer at each forward (they load with its weights)
-        self.slot_geometry = None
-        if config.slot_geometry:
-            self.slot_geometry = nn.Linear(2, config.text_config.hidden_size, bias=False)
         self._no_split_modules = list(getattr(self.language_model, "_no_split_modules", None) or [])
         self.post_init()
-        for extra_module in (self.group_embed, self.slot_geometry):  # after post_init, which draws every weight
-            if extra_module is not None:
-                nn.init.zeros_(extra_module.weight)
+        if self.group_embed is not None:  # zeroed after post_init, which draws every weight
+            nn.init.zeros_(self.group_embed.weight)
         if self.generation_config is not None and self.generation_config.max_new_tokens is None:
             # captions and answers are short: the default of a plain `generate` and of the stock
             # image-text-to-text pipeline (saved in generation_config.json; a call's max_new_tokens wins)
@@ -116,7 +110,6 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
         object_layout: dict | None = None,
         image_groups: int = 0,
         input_layout: str = "grid",
-        slot_geometry: bool = False,
     ) -> "GaussianTokenForCausalLM":
         """Vocabulary extension: backbone (from `text_config` or local `base_model` dir) + image tokenizer.
 
@@ -168,14 +161,13 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
             image_vocab_size=image_tokenizer.vocab_size,
             tokens_per_image=image_tokenizer.tokens_per_image,
             boi_token_id=ids[0], eoi_token_id=ids[1], image_token_id=ids[2], object_layout=object_layout,
-            image_groups=image_groups, input_layout=input_layout, slot_geometry=slot_geometry,
+            image_groups=image_groups, input_layout=input_layout,
             bos_token_id=text_tokenizer.bos_token_id, eos_token_id=text_tokenizer.eos_token_id, pad_token_id=pad,
         )
         model = cls(config)
         model.language_model = language_model
-        for extra_module in (model.group_embed, model.slot_geometry):
-            if extra_module is not None:
-                extra_module.to(dtype or language_model.dtype)
+        if model.group_embed is not None:
+            model.group_embed.to(dtype or language_model.dtype)
         model.image_tokenizer = image_tokenizer.eval().requires_grad_(False)
         if dtype is not None:
             model.to(dtype)
@@ -291,16 +283,6 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
             out[b, p : p + T] = g
         return out
 
-    def slot_positions(self, input_ids: torch.LongTensor) -> torch.Tensor:
-        """config.slot_geometry: the embedding [B, L, D] each object-layout slot token adds (its anchor's (x, y)
-        through `slot_geometry`), zero on every other token."""
-        spec, lo = self.config.object_layout, self.config.image_token_offset + self.config.image_vocab_size
-        k = input_ids - lo  # [B, L]: the slot index on slot tokens
-        is_slot = (k >= 0) & (k < spec["num_slots"])
-        xy = self.image_tokenizer.anchor_xy().to(self.slot_geometry.weight.device)  # [M, 2]
-        pos = xy[k.clamp(0, spec["num_slots"] - 1)] * is_slot.unsqueeze(-1)  # [B, L, 2]
-        return self.slot_geometry(pos.to(self.slot_geometry.weight.dtype))
-
     # ------------------------------------------------------------------ forward
     def forward(
         self,
@@ -337,17 +319,14 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
                 "input_ids contain <image> placeholder spans but no pixel_values were given; pass the images "
                 "(or precomputed codes through the processor's image_tokens)"
             )
-        if self.group_embed is not None and image_groups is None and input_ids is not None and not self.training:
-            image_groups = self.input_image_groups(input_ids)
-        if self.group_embed is None:
-            image_groups = None
-        if input_ids is not None and (image_groups is not None or self.slot_geometry is not None):
-            inputs_embeds = self.get_input_embeddings()(input_ids)  # [B, L, D]
-            if self.slot_geometry is not None:
-                inputs_embeds = inputs_embeds + self.slot_positions(input_ids)
-            input_ids = None
-        if image_groups is not None:
-            inputs_embeds = inputs_embeds + self.group_embed(image_groups.to(inputs_embeds.device))
+        if self.group_embed is not None:
+            if image_groups is None and input_ids is not None and not self.training:
+                image_groups = self.input_image_groups(input_ids)
+            if image_groups is not None:
+                if inputs_embeds is None:
+                    inputs_embeds = self.get_input_embeddings()(input_ids)  # [B, L, D]
+                    input_ids = None
+                inputs_embeds = inputs_embeds + self.group_embed(image_groups.to(inputs_embeds.device))
         return self.language_model(
             input_ids=input_ids,
             attention_mask=attention_mask,

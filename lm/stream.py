@@ -118,7 +118,9 @@ class ShapesCodeStream:
 
     def anchor_centres(self) -> list[tuple[float, float]]:
         """The tokenizer's anchor positions in pixel units (x, y): where `t2i_lattice` scenes centre objects."""
-        a = self.tokenizer.anchor_xy()  # [M, 2] in [-1, 1]
+        a = self.tokenizer.anchor_position.detach().float()  # [M, 2]
+        if self.tokenizer.config.position_mode == "absolute":
+            a = torch.tanh(a)
         return [tuple(v) for v in ((a + 1) / 2 * self.image_size).tolist()]
 
     def lattice_scenes(self, part: int, chunk: int) -> tuple[list, list]:

@@ -88,7 +88,7 @@ def build_model_and_processor(cfg: LMRunConfig):
     model = GaussianTokenForCausalLM.from_parts(
         tokenizer, tok_dir, text_config=text_config, base_model=cfg.model.base_model, dtype=torch.float32,
         object_layout=object_layout_spec(cfg), image_groups=cfg.model.image_groups,
-        input_layout=cfg.model.input_layout, slot_geometry=cfg.model.slot_geometry,
+        input_layout=cfg.model.input_layout,
     )
     if cfg.model.init_from is not None:
         init_from_saved(model, tokenizer, resolve_path(cfg.model.init_from))
@@ -143,9 +143,7 @@ def init_from_saved(model, tokenizer, path: str) -> None:
             raise ValueError(f"model.init_from {path} was trained with another image tokenizer than model.tokenizer "
                              f"(tensor {key} differs)")
     weights = {k: v for k, v in saved.items() if not k.startswith(prefix)}
-    # a weight the saved model lacks is allowed only where it starts at zero here (a zero-initialized addition such as
-    # model.slot_geometry: the run starts as the saved model's function)
-    missing = sorted(k for k in ours if not k.startswith(prefix) and k not in weights and bool(ours[k].any()))
+    missing = sorted(k for k in ours if not k.startswith(prefix) and k not in weights)
     unexpected = sorted(k for k in weights if k not in ours)
     if missing or unexpected:
         raise ValueError(f"model.init_from {path} does not fit this run's model: missing {missing[:3]}, "
@@ -251,7 +249,6 @@ def _sequence_dataset(cfg: LMRunConfig, processor, model_config, ds):
         text_qa_turns=cfg.data.text_qa_turns, rationale_style=cfg.data.rationale_style,
         text_qa_questions=cfg.data.text_qa_questions,
         referent_attention=cfg.train.referent_attention > 0 or cfg.train.referent_values > 0,
-        relation_sides=float(cfg.data.relation_sides),
     )
     longest = dataset.longest_sequence()
     if max_length is not None and longest > max_length:

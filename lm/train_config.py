@@ -42,9 +42,6 @@ class ModelSettings:
     # object-major span of its foreground components (lm.object_groups.input_span; needs data.t2i_layout=objects
     # and image_groups > 0)
     input_layout: str = "grid"
-    # the object layout's slot tokens also embed their anchor's (x, y) through one learned linear map, from zero
-    # (lm.modeling.slot_positions; needs data.t2i_layout=objects, data.object_slots=absolute)
-    slot_geometry: bool = False
 
 
 @dataclass
@@ -97,10 +94,6 @@ class DataSettings:
     # all | lookup: text QA turns drawn from the row's questions and its caption's lookup questions, or from the
     # lookup questions only (colour / shape / size of a named object: the comparisons a scan learns)
     text_qa_questions: str = "all"
-    # share of the training stream's VQA relation questions asked as side questions ("is the red circle left or
-    # right of the blue square?" -> "left"; data.shapes_text.side_question): the true direction alone, where a
-    # yes/no answer is the product of two signs with no first-order signal (shapes_stream, plain answers only)
-    relation_sides: float = 0.0
 
 
 @dataclass
@@ -263,20 +256,12 @@ def check_config(cfg: LMRunConfig) -> None:
         raise ValueError("model.input_layout=objects needs data.t2i_layout=objects and model.image_groups > 0")
     if cfg.data.object_slots not in ("absolute", "relative"):
         raise ValueError(f"data.object_slots must be absolute or relative, got {cfg.data.object_slots!r}")
-    if cfg.model.slot_geometry and (cfg.data.t2i_layout != "objects" or cfg.data.object_slots != "absolute"):
-        raise ValueError("model.slot_geometry embeds the anchor of each slot token: it needs data.t2i_layout=objects "
-                         "and data.object_slots=absolute")
     if cfg.data.text_qa_questions not in TEXT_QA_QUESTIONS:
         raise ValueError(f"data.text_qa_questions must be one of {TEXT_QA_QUESTIONS}, got {cfg.data.text_qa_questions!r}")
     if cfg.data.text_qa_turns < 1:
         raise ValueError(f"data.text_qa_turns must be >= 1, got {cfg.data.text_qa_turns}")
     if cfg.data.vqa_turns < 1:
         raise ValueError(f"data.vqa_turns must be >= 1, got {cfg.data.vqa_turns}")
-    if not isinstance(cfg.data.relation_sides, (int, float)) or not 0 <= cfg.data.relation_sides <= 1:
-        raise ValueError(f"data.relation_sides must be a number in [0, 1], got {cfg.data.relation_sides!r}")
-    if cfg.data.relation_sides and (cfg.data.vqa_rationale or cfg.data.source != "shapes_stream"):
-        raise ValueError("data.relation_sides rewrites the stream's relation questions with plain answers: it needs "
-                         "data.source=shapes_stream and data.vqa_rationale=false")
     if cfg.data.vqa_rationale and cfg.data.source != "shapes_stream":
         raise ValueError("data.vqa_rationale needs data.source=shapes_stream (its rationales are Shapes captions), "
                          f"got data.source={cfg.data.source!r}")

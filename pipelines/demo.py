@@ -8,9 +8,12 @@ rerun skips it, and an interrupted stage continues from its trainer's last check
 3. codes       encode the training split into image token ids                     -> OUT/codes
 4. text        train the sentencepiece text vocabulary                            -> OUT/text_tokenizer
 5. lm          train the multimodal LM with DeepSpeed (configs/lm/shapes.yaml)    -> OUT/lm
-6. evaluate    reconstruction, text-to-image, captioning, VQA (configs/eval/shapes.yaml), then captioning and
+6. vqa         with `--vqa-minutes M` (and in `--quick`): a VQA fine-tune of OUT/lm, a second checkpoint for
+               answering questions (`VQA_STAGE`: VQA only, the lookup taught by train.referent_attention /
+               referent_values)                                                  -> OUT/lm_vqa
+7. evaluate    reconstruction, text-to-image, captioning, VQA (configs/eval/shapes.yaml), then captioning and
                VQA again on the held-out scenes drawn by another renderer (anti-aliased edges, sub-pixel
-               positions: `OTHER_RENDERER`, metrics `antialiased.*`)
+               positions: `OTHER_RENDERER`, metrics `antialiased.*`); OUT/lm_vqa's VQA on both (`vqa_model.*`)
                -> OUT/metrics.json, OUT/report.md (+ grids and plots under OUT/eval, OUT/eval_antialiased)
 
 The two training stages run their commands (`gaussiantoken train-tokenizer ...`, `gaussiantoken train-lm ...`)
@@ -23,7 +26,8 @@ the first); --out must be a folder.
 
 Budgets: the default demo is sized for about 15 minutes on 2 CPU cores, `--quick` for about 3
 (the CI smoke test), `--minutes N` for about N (the tokenizer keeps its 5 minutes, the LM gets the rest
-less about 1.8 minutes for the other stages). `--precision auto` (the default) trains both stages in bf16 where the
+less about 1.8 minutes for the other stages; `--vqa-minutes M` takes M, and about a minute for its evaluation, out
+of them for the VQA stage). `--precision auto` (the default) trains both stages in bf16 where the
 hardware computes it natively (GPUs; CPUs with AVX512-BF16 or AMX), else fp32 (`with_precision`: under bf16
 the tokenizer keeps 70% of its minutes, about its fp32 steps, and the LM gets the rest). The LM trains on fresh Shapes scenes encoded on the fly
 (`data.source=shapes_stream`, `lm.stream`: no scene repeats); the codes stage still shows the extract-codes
@@ -45,7 +49,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-STAGES = ("data", "tokenizer", "codes", "text", "lm", "evaluate")
+STAGES = ("data", "tokenizer", "codes", "text", "lm", "vqa", "evaluate")
 # the LM's data: fresh scenes (lm.stream), text-to-image spans object-major (lm.object_layout: 0.44 / 0.32
 # vs 0.18 text-to-image accuracy at 2,500 steps, two seeds; unseen two-object 0.54 / 0.30 vs 0.04; bench/RESULTS.md);
 # canonical backgrounds (lm.canonical) measured no better than raw; (with grid input images, modelling them too,
@@ -77,6 +81,7 @@ class Plan:
     feature_net_samples: int
     extra_tokenizer: list[str] = field(default_factory=list)
     extra_lm: list[str] = field(default_factory=list)
+    vqa_minutes: float = 0.0  # > 0: the VQA stage's minutes (its step cap stays out of reach: 400 a minute)
 
 
 PLANS = {
@@ -93,21 +98,39 @@ PLANS = {
     "quick": Plan(train_samples=800, tokenizer_minutes=0.6, tokenizer_steps=150, lm_minutes=0.6,
                   lm_steps=60, lm_repeats=1, eval_prompts=8, eval_images=16, eval_meteor=False,
                   feature_net_samples=200, extra_tokenizer=["train.eval_every=100", "train.sample_every=100"],
-                  extra_lm=[*LM_DATA, "data.stream_chunk=64"]),
+                  extra_lm=[*LM_DATA, "data.stream_chunk=64"], vqa_minutes=0.3),
 }
+# the VQA stage: OUT/lm continued on VQA alone (fresh scenes: another stream seed), three questions per image,
+# the lookup's two hops taught (lm.referent). Measured as a second stage from the LMs of demo runs 24 / 25 (bench/
+# RESULTS.md, "a VQA stage after the demo's LM"): VQA 0.89 / 0.86 after 1,200 steps, 0.914 after 2,400; it erases
+# text-to-image and captions, so it is a second checkpoint beside OUT/lm, not a replacement
+VQA_STAGE = ["data.ratios={text_to_image: 0, caption: 0, vqa: 1}", "data.vqa_turns=3", "data.max_length=288",
+             "train.learning_rate=5e-4", "train.referent_attention=0.3", "train.referent_values=0.3",
+             "train.referent_attention_layers=[1, 3]", "model.attn_implementation=eager", "train.seed=1"]
+VQA_STAGE_OVERHEAD_MINUTES = 1.0  # its trainer's start and its two evaluations (900 questions each)
 OTHER_STAGES_MINUTES = 1.8  # data, codes, text vocabulary, evaluation, process starts: 1.2-1.35 in runs 21-22, ~10 s more since
 
 
-def plan_for(quick: bool = False, minutes: float | None = None) -> tuple[str, Plan]:
-    """(flavour, plan): `--quick`, the default, or the default with N minutes in all (the LM gets the rest)."""
+def plan_for(quick: bool = False, minutes: float | None = None, vqa_minutes: float | None = None) -> tuple[str, Plan]:
+    """(flavour, plan): `--quick`, the default, or the default with N minutes in all (the LM gets the rest, less
+    `vqa_minutes` and the VQA stage's overhead when a VQA stage is asked for; it needs `minutes`)."""
+    if vqa_minutes is not None and (quick or minutes is None):
+        raise ValueError("--vqa-minutes is taken out of --minutes N: give both (the quick demo has its own VQA stage)")
+    if vqa_minutes is not None and vqa_minutes <= 0:
+        raise ValueError(f"--vqa-minutes must be positive, got {vqa_minutes:g}")
     if quick or minutes is None:
         return ("quick", PLANS["quick"]) if quick else ("default", PLANS["default"])
     base = PLANS["default"]
-    lm_minutes = minutes - base.tokenizer_minutes - OTHER_STAGES_MINUTES
+    vqa = vqa_minutes or 0.0
+    lm_minutes = minutes - base.tokenizer_minutes - OTHER_STAGES_MINUTES - (vqa + VQA_STAGE_OVERHEAD_MINUTES if vqa else 0)
     if lm_minutes < 1.0:
-        raise ValueError(f"--minutes {minutes} leaves the LM {lm_minutes:.1f} minutes; give at least "
-                         f"{base.tokenizer_minutes + OTHER_STAGES_MINUTES + 1:.0f}")
-    return f"minutes-{minutes:g}", replace(base, lm_minutes=lm_minutes, lm_steps=max(base.lm_steps, int(400 * lm_minutes)))
+        raise ValueError(f"--minutes {minutes:g} leaves the LM {lm_minutes:.1f} minutes; give at least "
+                         f"{minutes - lm_minutes + 1:.0f}")
+    flavour = f"minutes-{minutes:g}" + (f"-vqa-{vqa:g}" if vqa else "")
+    return flavour, replace(base, lm_minutes=lm_minutes, lm_steps=max(base.lm_steps, int(400 * lm_minutes)),
+                            vqa_minutes=vqa)
+
+
 TRAIN_SEED, HELDOUT_SEED = 0, 1234
 # 300 held-out scenes for captioning and VQA (900 questions): a rate near 0.9 has a standard error of 0.017 (0.03 on
 # the 100 of runs up to 22, whose captions read 0.89 / 0.87 there and 0.913 / 0.913 on 300; bench/RESULTS.md)
@@ -233,23 +256,39 @@ def stage_text(out: Path, plan: Plan) -> dict:
     return {"vocab_size": len(tokenizer), "dir": str(out / "text_tokenizer")}
 
 
-def stage_lm(out: Path, plan: Plan, threads: int | None = None) -> dict:
-    run_dir = out / "runs" / "lm"
-    result = run_command("lm", "train-lm", [
+def _train_lm(stage: str, out: Path, run_dir: Path, minutes: float, steps: int, extra: list[str],
+              threads: int | None) -> dict:
+    """`gaussiantoken train-lm configs/lm/shapes.yaml` on the demo's tokenizer, vocabulary and codes, with a time
+    budget and `extra` overrides; its summary."""
+    return run_command(stage, "train-lm", [
         str(REPO_CONFIGS / "lm" / "shapes.yaml"),
         f"model.tokenizer={out / 'tokenizer'}",
         f"model.text_tokenizer={out / 'text_tokenizer'}",
         f"data.codes={out / 'codes'}",
-        f"data.repeats={plan.lm_repeats}",
         f"train.output_dir={run_dir}",
-        f"train.max_minutes={plan.lm_minutes}",
-        f"train.max_steps={plan.lm_steps}",
+        f"train.max_minutes={minutes}",
+        f"train.max_steps={steps}",
         f"train.deepspeed={REPO_CONFIGS / 'deepspeed' / 'zero2.json'}",
         "train.resume=auto",
-        *plan.extra_lm,
+        *extra,
     ], threads)
+
+
+def stage_lm(out: Path, plan: Plan, threads: int | None = None) -> dict:
+    result = _train_lm("lm", out, out / "runs" / "lm", plan.lm_minutes, plan.lm_steps,
+                       [f"data.repeats={plan.lm_repeats}", *plan.extra_lm], threads)
     _replace_dir(Path(result["final_dir"]), out / "lm")
     return {"steps": result["global_step"], "stopped_early": result["stopped_early"], "dir": str(out / "lm"),
+            "final_loss": result["final_loss"], "train_seconds": round(result["seconds"], 1)}
+
+
+def stage_vqa(out: Path, plan: Plan, threads: int | None = None) -> dict:
+    if plan.vqa_minutes <= 0:
+        return {"skipped": "no VQA stage in this plan (--vqa-minutes)"}
+    result = _train_lm("vqa", out, out / "runs" / "lm_vqa", plan.vqa_minutes, max(1, int(400 * plan.vqa_minutes)),
+                       [*plan.extra_lm, f"model.init_from={out / 'lm'}", *VQA_STAGE], threads)
+    _replace_dir(Path(result["final_dir"]), out / "lm_vqa")
+    return {"steps": result["global_step"], "stopped_early": result["stopped_early"], "dir": str(out / "lm_vqa"),
             "final_loss": result["final_loss"], "train_seconds": round(result["seconds"], 1)}
 
 
@@ -277,18 +316,24 @@ def stage_evaluate(out: Path, plan: Plan) -> dict:
         f"captioning.data={json.dumps(other)}", f"vqa.data={json.dumps(other)}", "captioning.meteor=false",
     ])
     other_record = {f"antialiased.{k}": v for k, v in evaluate(other_cfg).items()}  # status, failures included
+    if plan.vqa_minutes > 0:  # the VQA fine-tune (OUT/lm_vqa) answers the same questions on both renderers
+        for prefix, data, where in (("vqa_model.", heldout, "eval_vqa"), ("vqa_model.antialiased.", other, "eval_vqa_antialiased")):
+            vqa_cfg = load_config(REPO_CONFIGS / "eval" / "shapes.yaml", [
+                f"model={out / 'lm_vqa'}", f"out={out / where}", "tasks=[vqa]", f"vqa.data={json.dumps(data)}"])
+            other_record.update({f"{prefix}{k}": v for k, v in evaluate(vqa_cfg).items()})
     metrics = {**json.loads((out / "eval" / "metrics.json").read_text()), **other_record}
-    if other_record.get("antialiased.status") != "complete":  # a failed second evaluation makes the whole incomplete
-        metrics["status"] = record["status"] = "incomplete"
+    if any(v != "complete" for k, v in other_record.items() if k.endswith("status")):
+        metrics["status"] = record["status"] = "incomplete"  # a failed later evaluation makes the whole incomplete
     from gaussiantoken.runtime.files import atomic_write_text
 
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return {k: v for k, v in {**record, **other_record}.items() if isinstance(v, (int, float, str))}
 
 
-TRAINING_STAGES = ("tokenizer", "lm")  # each runs its trainer's command in a fresh process
+TRAINING_STAGES = ("tokenizer", "lm", "vqa")  # each runs its trainer's command in a fresh process
 RUNNERS = {
     "data": stage_data,
+    "vqa": stage_vqa,
     "tokenizer": stage_tokenizer,
     "codes": stage_codes,
     "text": stage_text,
@@ -304,54 +349,6 @@ def _replace_dir(src: Path, dst: Path) -> None:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
 
 
-def write_model_cards(out: Path, metrics: dict) -> None:
-    """README.md model cards in OUT/tokenizer and OUT/lm with the evaluation's metrics, the training recipe
-    and a sample grid (the tokenizer trainer's last one; the text-to-image grid), ready to push to a hub."""
-    from gaussiantoken.lm.configuration import GaussianTokenLMConfig
-    from gaussiantoken.tokenizer.configuration import GaussianTokenizerConfig
-    from gaussiantoken.tokenizer.model_card import write_model_card
-
-    tokenizer_grids = sorted((out / "runs" / "tokenizer" / "samples").glob("step-*.png"))
-    t2i_grids = sorted((out / "eval").rglob("text_to_image_samples.png"))
-    reconstruction = {k: v for k, v in metrics.items() if k.startswith("reconstruction.")}
-    write_model_card(out / "tokenizer", GaussianTokenizerConfig.from_pretrained(out / "tokenizer"), reconstruction,
-                     samples=tokenizer_grids[-1] if tokenizer_grids else None)
-    write_model_card(out / "lm", GaussianTokenLMConfig.from_pretrained(out / "lm"), metrics,
-                     samples=t2i_grids[-1] if t2i_grids else None)
-
-
-# ----------------------------------------------------------------------------- summary
-SUMMARY_KEYS = [
-    ("reconstruction.psnr", "reconstruction PSNR (dB)", 28.0),
-    ("reconstruction.ssim", "reconstruction SSIM", None),
-    ("reconstruction.scene_exact_rate", "scene recovered from reconstructions", 0.98),
-    ("text_to_image.accuracy", "text-to-image compositional accuracy (best of `num_candidates`)", 0.80),
-    ("text_to_image.accuracy_one", "  one-object prompts (new scenes)", 0.95),
-    ("text_to_image.accuracy_two_unseen", "  unseen two-object compositions", 0.80),
-    ("text_to_image.accuracy_three_unseen", "  unseen three-object compositions", None),
-    ("text_to_image.accuracy_single_sample", "  one sample per prompt, not the best of its candidates", None),
-    ("captioning.exact_scene_accuracy", "captioning exact-scene accuracy", 0.90),
-    ("captioning.cider", "captioning CIDEr", None),
-    ("vqa.accuracy", "VQA accuracy", 0.90),
-    ("antialiased.captioning.exact_scene_accuracy", "  captioning, the scenes drawn by another renderer", 0.90),
-    ("antialiased.vqa.accuracy", "  VQA, the scenes drawn by another renderer", 0.90),
-]
-
-
-def summary_table(metrics: dict, timings: dict) -> str:
-    lines = ["| metric | value | target |", "|---|---|---|"]
-    for key, label, target in SUMMARY_KEYS:
-        if key not in metrics:
-            continue
-        value = metrics[key]
-        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
-        verdict = "" if target is None else (f">= {target} " + ("met" if value >= target else "NOT met"))
-        lines.append(f"| {label} (`{key}`) | {shown} | {verdict} |")
-    lines += ["", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {name} | {seconds:.0f} |" for name, seconds in timings.items()]
-    return "\n".join(lines)
-
-
 # ----------------------------------------------------------------------------- entry point
 def run_demo(out: str | os.PathLike = "runs/demo", *args, **kwargs) -> dict:
     """Run (or continue) the demo in folder `out` (arguments: `_run_demo`), holding `out`'s run lock: a second
@@ -365,7 +362,7 @@ def run_demo(out: str | os.PathLike = "runs/demo", *args, **kwargs) -> dict:
 
 
 def _run_demo(out: str | os.PathLike = "runs/demo", quick: bool = False, threads: int | None = None,
-             minutes: float | None = None, precision: str = "auto") -> dict:
+             minutes: float | None = None, precision: str = "auto", vqa_minutes: float | None = None) -> dict:
     """Run (or continue) the demo; returns the final metrics dict."""
     import torch
 
@@ -376,7 +373,7 @@ def _run_demo(out: str | os.PathLike = "runs/demo", quick: bool = False, threads
     on_cuda = torch.cuda.is_available()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    flavour, plan = plan_for(quick, minutes)
+    flavour, plan = plan_for(quick, minutes, vqa_minutes)
     stages = Stages(out)
     previous = stages.done("plan")
     if previous is not None and previous.get("flavour") != flavour:
@@ -407,6 +404,8 @@ def _run_demo(out: str | os.PathLike = "runs/demo", quick: bool = False, threads
         stages.finish(name, record)
     from gaussiantoken.runtime.files import atomic_write_text
 
+    from gaussiantoken.pipelines.demo_report import summary_table, write_model_cards
+
     metrics = json.loads((out / "metrics.json").read_text())
     write_model_cards(out, metrics)
     table = summary_table(metrics, timings)
@@ -414,7 +413,8 @@ def _run_demo(out: str | os.PathLike = "runs/demo", quick: bool = False, threads
     report = report.replace("](", "](eval/")  # the eval report's image links, relative to OUT
     atomic_write_text(out / "report.md", f"{report}\n\n## Demo summary ({flavour}, {precision} training)\n\n{table}\n")
     print("\n" + table)
-    print(f"\nOutputs in {out}: report.md, metrics.json, tokenizer/, lm/ (each with a README.md model card)")
+    models = "tokenizer/, lm/" + (", lm_vqa/" if plan.vqa_minutes > 0 else "")
+    print(f"\nOutputs in {out}: report.md, metrics.json, {models} (each with a README.md model card)")
     return metrics
 
 
@@ -425,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="about N minutes in all instead of ~15: the LM gets the extra time")
+    parser.add_argument("--vqa-minutes", type=float, default=None,
+                        help="with --minutes: M of them (and about one more) go to a VQA fine-tune of the LM, saved "
+                             "beside it as OUT/lm_vqa")
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                         help="training precision of both stages (default auto: bf16 on GPUs and on CPUs that compute "
                              "bf16 natively, AVX512-BF16 or AMX; else fp32)")
@@ -432,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick and args.minutes is not None:
         parser.error("--quick and --minutes exclude each other")
     try:
-        run_demo(args.out, quick=args.quick, threads=args.threads, minutes=args.minutes, precision=args.precision)
+        run_demo(args.out, quick=args.quick, threads=args.threads, minutes=args.minutes, precision=args.precision,
+                 vqa_minutes=args.vqa_minutes)
     except StageFailed as err:  # the stage's command has printed its own error
         print(f"gaussiantoken demo: {err}", file=sys.stderr)
         return 143 if err.status in (143, -2, -15) else (err.status if err.status > 0 else 1)

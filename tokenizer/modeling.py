@@ -328,11 +328,6 @@ class GaussianTokenizer(PreTrainedModel):
             return self._assemble(self._code_attributes(z), z)
         return self._assemble({k: v for k, v in cont.items() if k != "z"}, z)
 
-    def anchor_xy(self) -> torch.Tensor:
-        """The anchors' positions [M, 2] (x, y in [-1, 1]): where each slot's Gaussian sits before its offset."""
-        a = self.anchor_position.detach().float()  # [M, 2]
-        return torch.tanh(a) if self.config.position_mode == "absolute" else a
-
     # ------------------------------------------------------------------ decoder side
     def ids_to_gaussians(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """Validated ids [B, T] -> quantized Gaussians (bin centres, code vectors)."""

@@ -130,43 +130,6 @@ def test_question_referents_name_the_asked_objects_in_order():
             assert shapes.answer_question(named if q.startswith("is") else named or row["objects"], q) == a
 
 
-def test_side_questions_state_the_true_direction():
-    """side_question: a relation question and its yes/no -> "left or right of" / "above or below" about the same
-    two objects, answered by the true direction on the asked axis; answer_question and question_referent_words
-    read the side form; questions_for never draws it; other questions and answers are refused."""
-    from gaussiantoken.data.shapes_text import is_relation_question, question_referent_words, side_question
-
-    scene = [RED_CIRCLE, BLUE_SQUARE, GREEN_TRIANGLE]
-    assert side_question("is the red circle to the left of the blue square?", "yes") == \
-        ("is the red circle left or right of the blue square?", "left")
-    assert side_question("is the red circle to the right of the blue square?", "no") == \
-        ("is the red circle left or right of the blue square?", "left")
-    assert side_question("is the green triangle below the red circle?", "no") == \
-        ("is the green triangle above or below the red circle?", "above")
-    assert shapes.answer_question(scene, "is the green triangle above or below the red circle?") == "above"  # y 4 < 16
-    assert shapes.answer_question(scene, "is the blue square left or right of the green triangle?") == "right"
-    q = "is the blue square above or below the red circle?"
-    assert shapes.answer_question(scene, q) == "above"  # y 15 < 16: the true side, however small the gap
-    assert shapes.answer_question([RED_CIRCLE, dict(BLUE_SQUARE, y=16.0)], q) == "unknown"  # no side on a tie
-    named, ends = question_referent_words(q)
-    assert named == [{"color": "blue", "shape": "square"}, {"color": "red", "shape": "circle"}]
-    assert [q[:e] for e in ends] == ["is the blue square", q[:-1]]
-    rng, n = np.random.default_rng(4), 0
-    for objects in (shapes.make_dataset(200, seed=6)["objects"]):  # every relation answer rewritten stays true
-        qs, ans = shapes.questions_for(objects, rng, 5)
-        assert not any(" or " in q for q in qs)
-        for q, a in zip(qs, ans):
-            if is_relation_question(q):
-                sq, sa = side_question(q, a)
-                assert shapes.answer_question(objects, sq) == sa and sa in ("left", "right", "above", "below")
-                n += 1
-    assert n > 50
-    with pytest.raises(ValueError, match="not a relation question"):
-        side_question("what color is the circle?", "red")
-    with pytest.raises(ValueError, match="yes or no"):
-        side_question("is the red circle above the blue square?", "left")
-
-
 def test_questions_only_unambiguous():
     scene = [dict(RED_CIRCLE), dict(BLUE_SQUARE, shape="circle"), GREEN_TRIANGLE]  # two circles
     rng = np.random.default_rng(0)

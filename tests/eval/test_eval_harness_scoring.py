@@ -89,9 +89,6 @@ def test_shapes_vqa_scoring_true_answers(scenes):
     wrong = {k: ("no" if v == "yes" else "yes") for k, v in answers.items()}
     assert score_shapes_vqa(wrong, answers, questions)["accuracy"] == 0.0
     assert shapes_question_type("How many objects are there?") == "count"
-    assert shapes_question_type("is the red circle above the blue square?") == "relation"
-    assert shapes_question_type("is the red circle above or below the blue square?") == "side"
-    assert shapes_question_type("is the red circle left or right of the blue square?") == "side"
     with pytest.raises(ValueError, match="differ"):
         score_shapes_vqa({"0_0": "red"}, answers, questions)
 

@@ -105,3 +105,15 @@ def test_tiny_backbone_overfits(tiny_lm, text_tokenizer):
     out = tiny_lm.generate(torch.tensor([prompt]), max_new_tokens=3, do_sample=False,
                            pad_token_id=layout.pad_token_id, eos_token_id=layout.eos_token_id)
     assert text_tokenizer.decode(out[0, len(prompt):], skip_special_tokens=True).strip() == "red"
+
+
+def test_group_embedding_starts_at_zero(tiny_lm):
+    """model.image_groups: a new model's group embedding is zero (post_init draws every other weight), so it reads
+    its input as the same model without groups until training moves it."""
+    from gaussiantoken.lm.configuration import GaussianTokenLMConfig
+    from gaussiantoken.lm.modeling import GaussianTokenForCausalLM
+
+    torch.manual_seed(0)
+    fresh = GaussianTokenForCausalLM(GaussianTokenLMConfig(**{**tiny_lm.config.to_dict(), "image_groups": 3}))
+    assert fresh.group_embed is not None and fresh.group_embed.weight.shape[0] == 4
+    assert not fresh.group_embed.weight.any()

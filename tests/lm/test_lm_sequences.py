@@ -208,46 +208,6 @@ def test_dataset_vqa_turns(codes_dir, text_tokenizer, processor):
         MultiTaskSequenceDataset(ds, text_tokenizer, lay, vqa_turns=0)
 
 
-def test_dataset_relation_sides(codes_dir, text_tokenizer, processor):
-    """relation_sides=1: every relation question of a VQA item is asked as its side question
-    (data.shapes_text.side_question) with the true side as answer, the other questions and tasks unchanged;
-    relation_sides=0.5 rewrites some and keeps some, the same on every read; out of range or beside
-    vqa_rationale is refused."""
-    from gaussiantoken.data.shapes_text import is_relation_question, side_question
-    from gaussiantoken.lm.data import MultiTaskSequenceDataset
-    from gaussiantoken.lm.extract import load_codes
-
-    ds = load_codes(codes_dir)
-    lay = processor.layout
-    only_vqa = {"text_to_image": 0, "caption": 0, "vqa": 1}
-    plain = MultiTaskSequenceDataset(ds, text_tokenizer, lay, only_vqa, seed=3, vqa_turns=3)
-    sides = MultiTaskSequenceDataset(ds, text_tokenizer, lay, only_vqa, seed=3, vqa_turns=3, relation_sides=1.0)
-    half = MultiTaskSequenceDataset(ds, text_tokenizer, lay, only_vqa, seed=3, vqa_turns=3, relation_sides=0.5)
-    rewritten, kept, relations = 0, 0, 0
-    for i in range(len(ds)):
-        row = ds[plain.plan(i)[0]]
-        k = plain.plan(i)[3] % len(row["questions"])
-        order = [(k + j) % len(row["questions"]) for j in range(min(3, len(row["questions"])))]
-        pairs = [(row["questions"][j], row["answers"][j]) for j in order]
-        want = [side_question(q, a) if is_relation_question(q) else (q, a) for q, a in pairs]
-        expected = build_vqa_turns(text_tokenizer, [q for q, _ in want], [a for _, a in want], row["codes"], lay)
-        assert sides[i]["input_ids"] == expected["input_ids"] and sides[i]["labels"] == expected["labels"]
-        relations += sum(is_relation_question(q) for q, _ in pairs)
-        if any(is_relation_question(q) for q, _ in pairs):
-            got = half[i]["input_ids"]
-            assert got == half[i]["input_ids"]  # deterministic
-            rewritten += got == expected["input_ids"]
-            kept += got == plain[i]["input_ids"]
-        else:
-            assert sides[i]["input_ids"] == plain[i]["input_ids"]
-    assert relations > 0 and rewritten > 0 and kept > 0
-    for bad in (-0.1, 1.5):
-        with pytest.raises(ValueError, match="relation_sides"):
-            MultiTaskSequenceDataset(ds, text_tokenizer, lay, relation_sides=bad)
-    with pytest.raises(ValueError, match="rationale"):
-        MultiTaskSequenceDataset(ds, text_tokenizer, lay, vqa_rationale=True, relation_sides=0.5)
-
-
 def test_reasoned_answer_and_final_answer():
     r = reasoned_answer(" a small red circle, a large blue square and a small green triangle ", " red ")
     assert r == "a small red circle, a large blue square and a small green triangle, so red"

@@ -62,6 +62,20 @@ def test_demo_writes_report_metrics_and_loadable_models(demo_dir):
     pipe = transformers.pipeline("text-to-image", model=str(out / "lm"))
     images = pipe("a large red circle", generator=torch.Generator().manual_seed(0), num_images_per_prompt=2)
     assert len(images) == 2 and images[0].size == (32, 32)
+    # the VQA stage: OUT/lm continued on VQA alone, scored on both renderers; its answers come through the stock task
+    vqa_stage = json.loads((out / "stages" / "vqa.json").read_text())
+    assert vqa_stage["steps"] >= 1 and vqa_stage["dir"] == str(out / "lm_vqa")
+    for prefix in ("vqa_model.", "vqa_model.antialiased."):
+        assert metrics[f"{prefix}status"] == "complete"
+        assert metrics[f"{prefix}vqa.num_questions"] == metrics["vqa.num_questions"]
+        assert 0.0 <= metrics[f"{prefix}vqa.accuracy"] <= 1.0
+    assert "| VQA accuracy, the VQA fine-tune (lm_vqa)" in stdout
+    lm_vqa = GaussianTokenForCausalLM.from_pretrained(out / "lm_vqa")
+    differ = [k for k, v in lm_vqa.state_dict().items() if not torch.equal(v, lm.state_dict()[k])]
+    assert differ and all(not k.startswith("image_tokenizer.") for k in differ)  # trained on; same image tokenizer
+    answer = transformers.pipeline("image-text-to-text", model=str(out / "lm_vqa"))(
+        images=images[0], text="how many objects are there?")
+    assert isinstance(answer[0]["generated_text"], str)
 
 
 def test_demo_rerun_skips_finished_stages(demo_dir):
@@ -70,7 +84,7 @@ def test_demo_rerun_skips_finished_stages(demo_dir):
     proc = subprocess.run([sys.executable, "-m", "gaussiantoken", "demo", "--quick", "--out", str(out)],
                           env=_child_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("already complete, skipped") == 6
+    assert proc.stdout.count("already complete, skipped") == 7
     assert (out / "metrics.json").read_bytes() == before
 
 

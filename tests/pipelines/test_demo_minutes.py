@@ -1,12 +1,13 @@
-"""`gaussiantoken demo --minutes N`: the plan gives the LM the extra minutes (the tokenizer keeps its 5), too few
-minutes and --quick with --minutes are refused with a one-line error (exit 2)."""
+"""`gaussiantoken demo --minutes N [--vqa-minutes M]`: the plan gives the LM the extra minutes (the tokenizer keeps
+its 5) less the VQA stage's, too few minutes, --quick with --minutes and --vqa-minutes without --minutes are refused
+with a one-line error (exit 2)."""
 
 import subprocess
 import sys
 
 import pytest
 
-from gaussiantoken.pipelines.demo import OTHER_STAGES_MINUTES, PLANS, plan_for
+from gaussiantoken.pipelines.demo import OTHER_STAGES_MINUTES, PLANS, VQA_STAGE_OVERHEAD_MINUTES, plan_for
 
 
 def test_plan_for_minutes():
@@ -18,10 +19,24 @@ def test_plan_for_minutes():
     assert "data.source=shapes_stream" in plan.extra_lm
     with pytest.raises(ValueError, match="--minutes 7"):
         plan_for(minutes=7)
+    assert plan.vqa_minutes == 0 == PLANS["default"].vqa_minutes and PLANS["quick"].vqa_minutes > 0
+
+
+def test_plan_for_vqa_minutes():
+    flavour, plan = plan_for(minutes=40, vqa_minutes=14)
+    assert flavour == "minutes-40-vqa-14" and plan.vqa_minutes == 14
+    assert plan.lm_minutes == 40 - plan.tokenizer_minutes - OTHER_STAGES_MINUTES - 14 - VQA_STAGE_OVERHEAD_MINUTES
+    for kwargs, match in (({"vqa_minutes": 5}, "--vqa-minutes is taken out of --minutes"),
+                          ({"quick": True, "vqa_minutes": 5}, "--vqa-minutes"),
+                          ({"minutes": 30, "vqa_minutes": 0}, "must be positive"),
+                          ({"minutes": 20, "vqa_minutes": 13}, "--minutes 20 leaves the LM")):
+        with pytest.raises(ValueError, match=match):
+            plan_for(**kwargs)
 
 
 def test_demo_cli_refuses_bad_minutes(tmp_path):
-    for extra in (["--quick", "--minutes", "30"], ["--minutes", "5"]):
+    for extra in (["--quick", "--minutes", "30"], ["--minutes", "5"], ["--vqa-minutes", "5"],
+                  ["--minutes", "20", "--vqa-minutes", "13"]):
         proc = subprocess.run([sys.executable, "-m", "gaussiantoken", "demo", "--out", str(tmp_path / "d"), *extra],
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2, proc.stderr
