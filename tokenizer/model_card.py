@@ -104,12 +104,15 @@ def model_card(directory, config, metrics: dict | None = None) -> str:
     name = directory.resolve().name
     recipe = _recipe(directory)
     is_lm = config.model_type == LM_KIND
+    ratios = ((recipe or {}).get("data") or {}).get("ratios")
+    vqa_only = is_lm and isinstance(ratios, dict) and {k for k, v in ratios.items() if v} == {"vqa"}  # a VQA fine-tune
     meta = {
         "library_name": "transformers",
         "pipeline_tag": "image-text-to-text" if is_lm else "image-feature-extraction",
         "license": "apache-2.0",
         "tags": ["gaussiantoken", "gaussian-splatting", "image-tokenizer"]
-                + (["text-to-image", "image-captioning", "visual-question-answering", "multimodal"] if is_lm
+                + (["visual-question-answering", "multimodal"] if vqa_only
+                   else ["text-to-image", "image-captioning", "visual-question-answering", "multimodal"] if is_lm
                    else ["vector-quantization"]),
     }
     datasets = _datasets(recipe)
@@ -119,7 +122,27 @@ def model_card(directory, config, metrics: dict | None = None) -> str:
     if index:
         meta["model-index"] = index
     lines = ["---", _yaml(meta), "---", MARKER, ""]
-    if is_lm:
+    if vqa_only:
+        lines += [
+            f"# {name}: a GaussianToken visual question answering model",
+            "",
+            "A GaussianToken multimodal LM (text plus the discrete image tokens of a Gaussian-splatting image",
+            "tokenizer, frozen and stored inside this checkpoint) fine-tuned on visual question answering alone",
+            "(its training recipe below): it answers questions about an image. Training on questions alone does",
+            "not keep text-to-image or captioning: use the model it was continued from (`model.init_from`) for",
+            "those. See the gaussiantoken repository (docs/architecture.md) for the design.",
+            "",
+            "## How to load",
+            "",
+            "```python",
+            "import gaussiantoken  # registers the model with transformers (pip install gaussiantoken)",
+            "from transformers import pipeline",
+            "",
+            f'itt = pipeline("image-text-to-text", model="{name}")',
+            'print(itt(images=image, text="what color is the circle?")[0]["generated_text"])',
+            "```",
+        ]
+    if is_lm and not vqa_only:
         lines += [
             f"# {name}: a GaussianToken multimodal LM",
             "",
@@ -143,6 +166,9 @@ def model_card(directory, config, metrics: dict | None = None) -> str:
             '                                     {"type": "text", "text": "Describe the image."}]}]',
             'print(itt(text=chat, return_full_text=False)[0]["generated_text"])',
             "```",
+        ]
+    if is_lm:
+        lines += [
             "",
             "## Architecture",
             "",

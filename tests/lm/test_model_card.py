@@ -44,3 +44,23 @@ def test_lm_card_and_a_persons_readme_is_kept(tiny_lm, tmp_path):
     (tmp_path / "README.md").write_text("# my own notes\n")
     tiny_lm.save_pretrained(tmp_path)
     assert (tmp_path / "README.md").read_text() == "# my own notes\n"
+
+
+def test_a_vqa_fine_tune_card_offers_only_what_it_was_trained_for(tiny_lm, tmp_path):
+    """An LM whose recipe trained VQA alone (a VQA fine-tune, the demo's lm_vqa) is carded as a VQA model: no
+    text-to-image usage or tags; the same model with a mixed recipe keeps the multimodal card."""
+    import yaml
+
+    from gaussiantoken.tokenizer.model_card import model_card
+
+    tiny_lm.save_pretrained(tmp_path)
+    recipe = {"data": {"source": "shapes_stream", "ratios": {"text_to_image": 0, "caption": 0, "vqa": 1}}}
+    (tmp_path / "train_config.yaml").write_text(yaml.safe_dump(recipe))
+    card = model_card(tmp_path, tiny_lm.config, {"vqa.accuracy": 0.9})
+    assert "visual question answering model" in card and 'pipeline("text-to-image"' not in card
+    assert "text-to-image" not in _meta(card)["tags"] and "visual-question-answering" in _meta(card)["tags"]
+    assert "## Architecture" in card and "vocab_size" in card
+    recipe["data"]["ratios"] = {"text_to_image": 0.5, "caption": 0.25, "vqa": 0.25}
+    (tmp_path / "train_config.yaml").write_text(yaml.safe_dump(recipe))
+    card = model_card(tmp_path, tiny_lm.config, {"vqa.accuracy": 0.9})
+    assert "multimodal LM" in card and 'pipeline("text-to-image"' in card and "text-to-image" in _meta(card)["tags"]
