@@ -125,9 +125,6 @@ class GaussianTokenLMConfig(PretrainedConfig):
         input_layout: "grid" (captioning / VQA read an input image as the tokenizer's codes in anchor order) or
             "objects" (as the object-major span of its foreground components, `lm.object_groups.input_span`;
             needs object_layout and image_groups).
-        input_object_ranks: each object of an object-major input span also carries its rank in the span (left to
-            right, capped at image_groups) through the group embedding: which object is further left becomes
-            content the lookup can carry, not only an order (needs input_layout=objects).
     """
 
     model_type = MODEL_TYPE
@@ -149,7 +146,6 @@ class GaussianTokenLMConfig(PretrainedConfig):
         object_layout: dict | None = None,
         image_groups: int = 0,
         input_layout: str = "grid",
-        input_object_ranks: bool = False,
         **kwargs,
     ):
         self.text_config = _as_text_config(text_config)
@@ -171,9 +167,6 @@ class GaussianTokenLMConfig(PretrainedConfig):
         if input_layout == "objects" and not (self.object_layout and self.image_groups):
             raise ValueError("input_layout=objects needs an object_layout and image_groups > 0")
         self.input_layout = input_layout
-        if input_object_ranks and input_layout != "objects":
-            raise ValueError("input_object_ranks needs input_layout=objects")
-        self.input_object_ranks = bool(input_object_ranks)
         kwargs.setdefault("tie_word_embeddings", getattr(self.text_config, "tie_word_embeddings", False))
         for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
             kwargs.setdefault(key, getattr(self.text_config, key, None))

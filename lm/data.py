@@ -119,7 +119,6 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         rationale_style: str = "describe",
         text_qa_questions: str = "all",
         referent_attention: bool = False,
-        object_ranks: int = 0,
     ):
         ratios = ratios if ratios is not None else {"text_to_image": 1.0, "caption": 1.0, "vqa": 1.0}
         if not 0.0 <= caption_dropout <= 1.0:
@@ -179,10 +178,6 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
                                         or not {"scene", "objects", "caption"} <= set(dataset.column_names)):
             raise ValueError("referent attention needs object-major input images (model.input_layout=objects), plain "
                              "answers (data.vqa_rationale=false) and stream rows (data.source=shapes_stream)")
-
-        self.object_ranks = int(object_ranks)  # > 0: input-span tokens carry their object's rank, capped at this
-        if self.object_ranks and not self.input_objects:
-            raise ValueError("object ranks tag object-major input spans: they need input_objects")
 
     def __len__(self) -> int:
         return len(self.dataset) * self.repeats
@@ -248,11 +243,6 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
                 per_slot = row["groups"]
                 G = self.layout.tokens_per_image // len(per_slot)
                 groups[start:start + self.layout.tokens_per_image] = [g for g in per_slot for _ in range(G)]
-            elif task in ("caption", "vqa") and self.object_ranks:
-                from gaussiantoken.lm.referent import span_objects
-
-                groups = [min(n, self.object_ranks) for n in
-                          span_objects(seq["input_ids"], self.layout, self.object_layout.obj_token_id)]
             seq["image_groups"] = groups
         seq["task"] = task
         return seq

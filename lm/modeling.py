@@ -110,7 +110,6 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
         object_layout: dict | None = None,
         image_groups: int = 0,
         input_layout: str = "grid",
-        input_object_ranks: bool = False,
     ) -> "GaussianTokenForCausalLM":
         """Vocabulary extension: backbone (from `text_config` or local `base_model` dir) + image tokenizer.
 
@@ -162,7 +161,7 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
             image_vocab_size=image_tokenizer.vocab_size,
             tokens_per_image=image_tokenizer.tokens_per_image,
             boi_token_id=ids[0], eoi_token_id=ids[1], image_token_id=ids[2], object_layout=object_layout,
-            image_groups=image_groups, input_layout=input_layout, input_object_ranks=input_object_ranks,
+            image_groups=image_groups, input_layout=input_layout,
             bos_token_id=text_tokenizer.bos_token_id, eos_token_id=text_tokenizer.eos_token_id, pad_token_id=pad,
         )
         model = cls(config)
@@ -284,21 +283,6 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
             out[b, p : p + T] = g
         return out
 
-    def input_object_ranks(self, input_ids: torch.LongTensor) -> torch.LongTensor:
-        """config.input_object_ranks: per token [B, L], the rank of its object in the row's closed object-major input
-        span (<boi> ... <eoi>; 1 = leftmost, capped at image_groups), 0 elsewhere (`lm.referent.span_objects`)."""
-        from gaussiantoken.lm.object_layout import ObjectLayout
-        from gaussiantoken.lm.referent import span_objects
-        from gaussiantoken.lm.sequences import VocabLayout
-
-        layout, obj = VocabLayout.from_config(self.config), ObjectLayout.from_config(self.config).obj_token_id
-        rows = []
-        for r in input_ids.tolist():
-            closed = layout.boi_token_id in r and layout.eoi_token_id in r[r.index(layout.boi_token_id):]
-            rows.append([min(n, self.config.image_groups) for n in span_objects(r, layout, obj)] if closed
-                        else [0] * len(r))
-        return torch.as_tensor(rows, dtype=torch.long, device=input_ids.device)
-
     # ------------------------------------------------------------------ forward
     def forward(
         self,
@@ -337,8 +321,7 @@ class GaussianTokenForCausalLM(GaussianTokenPreTrainedModel, GenerationMixin):
             )
         if self.group_embed is not None:
             if image_groups is None and input_ids is not None and not self.training:
-                image_groups = (self.input_object_ranks(input_ids) if self.config.input_object_ranks
-                                else self.input_image_groups(input_ids))
+                image_groups = self.input_image_groups(input_ids)
             if image_groups is not None:
                 if inputs_embeds is None:
                     inputs_embeds = self.get_input_embeddings()(input_ids)  # [B, L, D]

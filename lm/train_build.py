@@ -88,7 +88,7 @@ def build_model_and_processor(cfg: LMRunConfig):
     model = GaussianTokenForCausalLM.from_parts(
         tokenizer, tok_dir, text_config=text_config, base_model=cfg.model.base_model, dtype=torch.float32,
         object_layout=object_layout_spec(cfg), image_groups=cfg.model.image_groups,
-        input_layout=cfg.model.input_layout, input_object_ranks=cfg.model.input_object_ranks,
+        input_layout=cfg.model.input_layout,
     )
     if cfg.model.init_from is not None:
         init_from_saved(model, tokenizer, resolve_path(cfg.model.init_from))
@@ -249,7 +249,6 @@ def _sequence_dataset(cfg: LMRunConfig, processor, model_config, ds):
         text_qa_turns=cfg.data.text_qa_turns, rationale_style=cfg.data.rationale_style,
         text_qa_questions=cfg.data.text_qa_questions,
         referent_attention=cfg.train.referent_attention > 0 or cfg.train.referent_values > 0,
-        object_ranks=cfg.model.image_groups if cfg.model.input_object_ranks else 0,
     )
     longest = dataset.longest_sequence()
     if max_length is not None and longest > max_length:

@@ -42,9 +42,6 @@ class ModelSettings:
     # object-major span of its foreground components (lm.object_groups.input_span; needs data.t2i_layout=objects
     # and image_groups > 0)
     input_layout: str = "grid"
-    # objects of an object-major input span carry their rank (left to right) through the group embedding
-    # (lm.modeling.input_object_ranks; needs input_layout=objects)
-    input_object_ranks: bool = False
 
 
 @dataclass
@@ -257,8 +254,6 @@ def check_config(cfg: LMRunConfig) -> None:
         raise ValueError(f"model.input_layout must be grid or objects, got {cfg.model.input_layout!r}")
     if cfg.model.input_layout == "objects" and (cfg.data.t2i_layout != "objects" or not cfg.model.image_groups):
         raise ValueError("model.input_layout=objects needs data.t2i_layout=objects and model.image_groups > 0")
-    if cfg.model.input_object_ranks and cfg.model.input_layout != "objects":
-        raise ValueError("model.input_object_ranks tags object-major input spans: it needs model.input_layout=objects")
     if cfg.data.object_slots not in ("absolute", "relative"):
         raise ValueError(f"data.object_slots must be absolute or relative, got {cfg.data.object_slots!r}")
     if cfg.data.text_qa_questions not in TEXT_QA_QUESTIONS:
