@@ -8,7 +8,10 @@ Asks every question of N held-out scenes (`data.shapes.make_dataset`, seed 12345
 - for describe-then-answer models (`data.vqa_rationale`; their replies are "{rationale}, so {answer}"):
   `rationale` (the reply's rationale is the true rationale, `data.shapes_text.styled_rationale` of the scene's
   canonical caption in the model's `--style`: describe, scan or cued_scan) and `consistent` (the final answer is what the objects the model's own rationale names
-  answer, `data.shapes_text.answer_question` on them; color / shape / size questions only).
+  answer, `data.shapes_text.answer_question` on them; color / shape / size questions only); for a relation
+  positions model (`data.relation_positions`, `--style positions`), `rationale` is the relation reply's digits
+  and names all right (`data.shapes_positions.relation_positions`) and `consistent` its answer the one its own
+  digits give (`positions_answer`): which of the reply's steps fails, the lookups or the comparison.
 Then `referent use`: over the multi-object scenes whose objects differ in shape and in color, "what color is the
 <shape>?" is asked about every object; the share of scenes whose answers differ between the objects asked
 about (1.0 when the answer follows the question's referent, 0.0 when the model answers about one object of the
@@ -54,6 +57,7 @@ def probe(model_dir: str, scenes: int = 200, batch_size: int = 64, style: str = 
     """One row per (kind, objects): counts and rates (see the module docstring)."""
     import gaussiantoken.lm.sequences as sequences
     from gaussiantoken.data.shapes import make_dataset
+    from gaussiantoken.data.shapes_positions import positions_answer, relation_positions
     from gaussiantoken.data.shapes_text import answer_question, caption_for, styled_rationale
     from gaussiantoken.data.shapes_world import canonical_order
     from gaussiantoken.lm import GaussianTokenForCausalLM, GaussianTokenProcessor
@@ -77,6 +81,10 @@ def probe(model_dir: str, scenes: int = 200, batch_size: int = 64, style: str = 
             n[key + ("other_object",)] += any(o[key[0]] == got for o in objects)
         if rationale:
             n[key + ("reasoned",)] += 1
+            if style == "positions":  # a relation's positions reply: its digits right, its answer following them
+                n[key + ("rationale",)] += " ".join(rationale.split()) == relation_positions(objects, q, size)
+                n[key + ("consistent",)] += positions_answer(rationale) == got
+                continue
             true = styled_rationale(caption_for(canonical_order(objects)), q, a, style, objects)
             n[key + ("rationale",)] += " ".join(rationale.split()) == true
             if key[0] in ("color", "shape", "size"):  # the objects the rationale names, in its order
@@ -89,7 +97,8 @@ def probe(model_dir: str, scenes: int = 200, batch_size: int = 64, style: str = 
                "other_object": c.get("other_object", 0) / c["wrong"] if c.get("wrong") else None}
         if c.get("reasoned"):
             row["rationale"] = c.get("rationale", 0) / c["reasoned"]
-            row["consistent"] = c.get("consistent", 0) / c["reasoned"] if key[0] in ("color", "shape", "size") else None
+            row["consistent"] = (c.get("consistent", 0) / c["reasoned"]
+                                 if key[0] in ("color", "shape", "size") or style == "positions" else None)
         rows.append(row)
     return rows
 
@@ -263,13 +272,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="trained LM directory")
     p.add_argument("--scenes", type=int, default=200, help="held-out scenes (3 questions each)")
     p.add_argument("--reading", action="store_true", help="also: answers read off a given description (no image)")
-    p.add_argument("--style", choices=("describe", "scan", "cued_scan"), default="describe",
+    p.add_argument("--style", choices=("describe", "scan", "cued_scan", "positions"), default="describe",
                    help="the rationale style the model was trained with (data.rationale_style): the true rationale")
     p.add_argument("--json", default="", help="write the rows here")
     p.add_argument("--attention", default="", metavar="L1,L2",
                    help="only: the attention mass of heads 0/1 of layer L1 (question word -> its object) and L2 (answer "
                         "-> word), as train.referent_attention_layers teaches them (lm.referent)")
     args = p.parse_args(argv)
+    if args.reading and args.style == "positions":
+        p.error("--reading reads describe / scan rationales; a positions reply has no given text to read off")
     if args.attention:
         try:
             layers = tuple(int(v) for v in args.attention.split(","))

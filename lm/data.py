@@ -119,6 +119,8 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         rationale_style: str = "describe",
         text_qa_questions: str = "all",
         referent_attention: bool = False,
+        relation_positions: bool = False,
+        image_size: int | None = None,
     ):
         ratios = ratios if ratios is not None else {"text_to_image": 1.0, "caption": 1.0, "vqa": 1.0}
         if not 0.0 <= caption_dropout <= 1.0:
@@ -172,6 +174,12 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
             raise ValueError("image groups need rows with a 'groups' column (data.source=shapes_stream)")
         if object_layout is not None and "objects" not in dataset.column_names:
             raise ValueError("the object text-to-image layout needs rows with an 'objects' column (data.source=shapes_stream)")
+        # relation questions answered "left: red circle 2, blue square 5, so yes": both objects' positions written
+        # first (data.shapes_positions; needs the rows' scenes and the image size their centres are in)
+        self.relation_positions, self.image_size = bool(relation_positions), image_size
+        if self.relation_positions and (self.vqa_rationale or image_size is None or "scene" not in dataset.column_names):
+            raise ValueError("relation positions replace the relation answers of plain VQA: they need "
+                             "data.vqa_rationale=false, stream rows (data.source=shapes_stream) and the image size")
         # VQA sequences carry "referent_targets" and "input_objects" (lm.referent: the objects each question names)
         self.referent_attention = bool(referent_attention)
         if self.referent_attention and (not self.input_objects or self.vqa_rationale
@@ -229,7 +237,7 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
 
                 named = [named_span_objects(row, questions[j]) for j in order]
                 seq.update(referent_targets(seq["input_ids"], seq["labels"], self.layout, self.tokenizer,
-                                            [questions[j] for j in order], named))
+                                            [questions[j] for j in order], named, targets))
         if self.referent_attention:
             from gaussiantoken.lm.referent import HEADS, span_objects
 
@@ -248,6 +256,11 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
         return seq
 
     def _vqa_target(self, row, question: str, answer: str) -> str:
+        if self.relation_positions:
+            from gaussiantoken.data.shapes_positions import relation_positions
+
+            rationale = relation_positions(row["scene"], question, self.image_size)
+            return answer if rationale is None else reasoned_answer(rationale, answer)
         if not self.vqa_rationale:
             return answer
         return _reasoned(row["caption_canonical"] if self.canonical_captions else row["caption"], question, answer,
@@ -311,6 +324,10 @@ class MultiTaskSequenceDataset(torch.utils.data.Dataset):
                     cued = self.rationale_style == "cued_scan"
                     bounds = (reasoned_answer(scan_bound_text(c, cued, count), word) for c in text["caption"])
                     a = max(a, max(map(count, bounds), default=0) + 4)
+            if self.relation_positions:  # a relation's reply: its positions rationale, then the answer
+                from gaussiantoken.data.shapes_positions import relation_positions_bound
+
+                a = max(a, relation_positions_bound(count) + count(reasoned_answer("", "yes")) + 4)  # + slack
             turns = min(self.vqa_turns, max((len(qs) for qs in text["questions"]), default=1))
             one = len(build_vqa(self.tokenizer, "", "", [0] * T, self.layout)["input_ids"])
             more = len(build_vqa_turns(self.tokenizer, ["", ""], ["", ""], [0] * T, self.layout)["input_ids"]) - one

@@ -40,7 +40,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from gaussiantoken.lm.sequences import IGNORE_INDEX, VocabLayout
+from gaussiantoken.lm.sequences import IGNORE_INDEX, REASON_SEPARATOR, VocabLayout
 
 HEADS = 2  # heads 0 and 1 of each taught layer
 
@@ -98,7 +98,8 @@ def _word_position(tokenizer, ids: Sequence[int], start: int, stop: int, prefix:
 
 
 def referent_targets(input_ids: Sequence[int], labels: Sequence[int], layout: VocabLayout, tokenizer,
-                     questions: Sequence[str], named: Sequence[Sequence[int] | None]) -> dict[str, list[list[int]]]:
+                     questions: Sequence[str], named: Sequence[Sequence[int] | None],
+                     replies: Sequence[str] | None = None) -> dict[str, list[list[int]]]:
     """A VQA sequence (one or more turns after its input image), its questions and, per question, the input objects
     it names -> the two hops' targets, each [L][HEADS] (0: no target at that position for that head):
 
@@ -107,7 +108,13 @@ def referent_targets(input_ids: Sequence[int], labels: Sequence[int], layout: Vo
       -> that input object (1-based, `span_objects`);
     - "referent_words": at the position that predicts each answer's first token, head 0 -> the first named object's
       word, head 1 -> the last named (the same word for a lookup question), as the word's position + 1.
-    Count questions, and questions whose object has no span (None), get no target."""
+    Count questions, and questions whose object has no span (None), get no target.
+
+    `replies` (each turn's target text): a relation's positions reply ("left: red circle 2, blue square 5, so yes",
+    `data.shapes_positions`) is taught as its steps instead: hop one from each restated object's last word to that
+    object; hop two, both heads, from the position predicting each digit to that object's restated word (so the
+    value readout at the word predicts the digit), and from the position predicting the answer to the two digits
+    (head 0 the first, head 1 the second)."""
     from gaussiantoken.data.shapes_text import question_referent_words
 
     ids, labels = list(input_ids), list(labels)
@@ -119,16 +126,43 @@ def referent_targets(input_ids: Sequence[int], labels: Sequence[int], layout: Vo
     objects = [[0] * HEADS for _ in ids]
     words = [[0] * HEADS for _ in ids]
     prompt_start = after
-    for j, question, named_objects in zip(starts, questions, named):
+    for n, (j, question, named_objects) in enumerate(zip(starts, questions, named)):
         if named_objects:
             question = " ".join(question.strip().lower().split())
             at = [_word_position(tokenizer, ids, prompt_start, j, question[:end])
                   for end in question_referent_words(question)[1]]
             for obj, k in zip(named_objects, at):
                 objects[k] = [obj] * HEADS
-            words[j - 1] = [at[0] + 1, at[-1] + 1]
+            reply = replies[n] if replies is not None else None
+            if reply is not None and REASON_SEPARATOR in reply and len(named_objects) == 2:
+                _position_steps(tokenizer, ids, labels, j, reply, named_objects, objects, words)
+            else:
+                words[j - 1] = [at[0] + 1, at[-1] + 1]
         prompt_start = next((k for k in range(j, len(ids)) if labels[k] == IGNORE_INDEX), len(ids))
     return {"referent_targets": objects, "referent_words": words}
+
+
+def _position_steps(tokenizer, ids: list[int], labels: list[int], start: int, reply: str, named: Sequence[int],
+                    objects: list[list[int]], words: list[list[int]]) -> None:
+    """`referent_targets` of a positions reply "{relation}: {object a} {digit}, {object b} {digit}, so {answer}"
+    whose first token is ids[start], in place."""
+    stop = next((k for k in range(start, len(ids)) if labels[k] == IGNORE_INDEX), len(ids))
+    rationale = reply.rpartition(REASON_SEPARATOR)[0]
+    head, _, rest = rationale.partition(": ")
+    parts = rest.split(", ")
+    if len(parts) != 2:
+        raise ValueError(f"a positions reply names two objects, got {reply!r}")
+    digits, prefix = [], head + ": "
+    for obj, part in zip(named, parts):
+        name, _, digit = part.rpartition(" ")
+        word = _word_position(tokenizer, ids, start, stop, prefix + name)
+        at = _word_position(tokenizer, ids, start, stop, prefix + part)  # the digit's token
+        objects[word] = [obj] * HEADS
+        words[at - 1] = [word + 1] * HEADS
+        digits.append(at)
+        prefix += part + ", "
+    answer = _word_position(tokenizer, ids, start, stop, rationale + REASON_SEPARATOR.rstrip()) + 1
+    words[answer - 1] = [digits[0] + 1, digits[1] + 1]
 
 
 def hop_masses(attentions: Sequence[torch.Tensor], objects: torch.Tensor, targets: torch.Tensor, words: torch.Tensor,

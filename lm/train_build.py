@@ -249,6 +249,7 @@ def _sequence_dataset(cfg: LMRunConfig, processor, model_config, ds):
         text_qa_turns=cfg.data.text_qa_turns, rationale_style=cfg.data.rationale_style,
         text_qa_questions=cfg.data.text_qa_questions,
         referent_attention=cfg.train.referent_attention > 0 or cfg.train.referent_values > 0,
+        relation_positions=cfg.data.relation_positions, image_size=model_config.tokenizer_config.image_size,
     )
     longest = dataset.longest_sequence()
     if max_length is not None and longest > max_length:

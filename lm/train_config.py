@@ -90,6 +90,11 @@ class DataSettings:
     # two asked objects first / second; count questions keep the caption. cued_scan: the scan with the question's
     # referent restated before each phrase ("circle: a large red square: no; circle: ...")
     rationale_style: str = "describe"
+    # relation questions answered with both named objects' positions written first (data.shapes_positions):
+    # "left: red circle 2, blue square 5, so yes" (centres on the asked axis in 8 bins); other questions keep plain
+    # answers. Shapes stream only, plain VQA (not with vqa_rationale); train.referent_attention / referent_values
+    # also teach each digit's lookup and the answer's two digits (lm.referent)
+    relation_positions: bool = False
     text_qa_turns: int = 1
     # all | lookup: text QA turns drawn from the row's questions and its caption's lookup questions, or from the
     # lookup questions only (colour / shape / size of a named object: the comparisons a scan learns)
@@ -265,6 +270,9 @@ def check_config(cfg: LMRunConfig) -> None:
     if cfg.data.vqa_rationale and cfg.data.source != "shapes_stream":
         raise ValueError("data.vqa_rationale needs data.source=shapes_stream (its rationales are Shapes captions), "
                          f"got data.source={cfg.data.source!r}")
+    if cfg.data.relation_positions and (cfg.data.vqa_rationale or cfg.data.source != "shapes_stream"):
+        raise ValueError("data.relation_positions rewrites the relation answers of plain Shapes VQA: it needs "
+                         "data.source=shapes_stream and data.vqa_rationale=false")
     from gaussiantoken.data.shapes_text import RATIONALE_STYLES
 
     if cfg.data.rationale_style not in RATIONALE_STYLES:

@@ -223,3 +223,56 @@ def test_stream_targets_name_the_asked_objects_and_training_learns_them(image_to
     # the value loss alone reads hidden states, not attention probabilities: any attention implementation
     check_config(load_run_config(LMRunConfig, CONFIG, _overrides(*args, tmp_path / "x", **{
         "train.referent_attention": 0, "model.attn_implementation": "sdpa"})))
+
+
+def test_positions_replies_teach_each_digit_and_the_answer(image_tokenizer_dir, text_tokenizer_dir, tmp_path):
+    """With `data.relation_positions` a relation's reply is "left: red circle 2, blue square 5, so yes": the
+    position predicting each digit is taught to look at that object's restated word (both heads, so the value
+    readout there predicts the digit), that word at the named object of the input span, and the position predicting
+    the answer at the two digits; the digits are the objects' bins on the asked axis. A short run trains with it."""
+    from gaussiantoken.data.shapes_positions import position_bin
+    from gaussiantoken.lm.train import LMRunConfig, check_config, train
+    from gaussiantoken.lm.train_build import build_dataset, build_model_and_processor, build_stream
+    from gaussiantoken.runtime.config import load_run_config
+    from gaussiantoken.tokenizer import GaussianTokenizer
+
+    args = (image_tokenizer_dir, text_tokenizer_dir)
+    extra = {"data.relation_positions": True, "data.ratios": "{text_to_image: 0, caption: 0, vqa: 1}",
+             "model.text_config.max_position_embeddings": 256, "train.max_steps": 4}
+    cfg = load_run_config(LMRunConfig, CONFIG, _overrides(*args, tmp_path / "p", **extra))
+    model, processor = build_model_and_processor(cfg)
+    stream, _ = build_stream(cfg, GaussianTokenizer.from_pretrained(image_tokenizer_dir).eval())
+    data = build_dataset(cfg, processor, model.config, rows=stream)
+    tok, size = processor.tokenizer, model.config.tokenizer_config.image_size
+    replies = 0
+    for i in range(len(data)):
+        item, row = data[i], stream[data.plan(i)[0]]
+        ids, labels, words, objects = item["input_ids"], item["labels"], item["referent_words"], item["referent_targets"]
+        for p in range(len(ids) - 1):
+            heads = words[p]
+            if not heads[0] or heads[0] == heads[1] or labels[p + 1] == IGNORE_INDEX:
+                continue
+            # an answer predictor taught to look at two digits: a positions reply's answer
+            text = tok.decode(ids[:p + 1])
+            question = text.rpartition("Question: ")[2].partition("?")[0] + "?"
+            named = named_span_objects(row, question)
+            reply = text.rpartition("Answer:")[2].strip()  # "left: red circle 2, blue square 5, so"
+            axis = "x" if reply.split(":")[0] in ("left", "right") else "y"
+            parts = reply.partition(": ")[2].rpartition(", so")[0].split(", ")
+            for k, obj, part in zip(heads, named, parts):
+                name, _, bin_text = part.rpartition(" ")
+                digit = k - 1
+                assert words[digit - 1] == [words[digit - 1][0]] * 2  # the digit's predictor: both heads, one word
+                word = words[digit - 1][0] - 1
+                assert objects[word] == [obj] * 2 and name.endswith(tok.decode(ids[word:word + 1]).strip())
+                assert tok.decode(ids[digit:digit + 1]).strip() == bin_text
+                found = [o for o in row["scene"] if f"{o['color']} {o['shape']}" == name]
+                assert bin_text == str(position_bin(found[0][axis], size)), (reply, row["scene"])
+            replies += 1
+    assert replies >= 2
+    full = train(cfg)
+    logged = [h["value_loss"] for h in full.log_history if "value_loss" in h]
+    assert logged and all(v > 0 for v in logged)
+    with pytest.raises(ValueError, match="relation_positions"):
+        check_config(load_run_config(LMRunConfig, CONFIG, _overrides(*args, tmp_path / "x", **extra, **{
+            "train.referent_attention": 0, "train.referent_values": 0, "data.vqa_rationale": True})))

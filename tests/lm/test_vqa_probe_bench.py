@@ -29,6 +29,16 @@ def _answerer(mode: str):
                 caption = caption_for(canonical_order(objects))
                 reply = sequences.reasoned_answer(styled_rationale(caption, q, truth, mode, objects), truth)
                 out.append(reply if full_reply else sequences.final_answer(reply))
+            elif mode in ("positions", "flipped"):  # relations: a positions reply, its answer flipped when "flipped"
+                from gaussiantoken.data.shapes_positions import relation_positions
+
+                rationale = relation_positions(objects, q, np.asarray(image).shape[0])
+                if rationale is None:
+                    out.append(truth)
+                    continue
+                said = {"yes": "no", "no": "yes"}[truth] if mode == "flipped" else truth
+                reply = sequences.reasoned_answer(rationale, said)
+                out.append(reply if full_reply else sequences.final_answer(reply))
             else:  # about the first object, whatever the question names
                 first = canonical_order(objects)[0]
                 kind = q.split()[1]
@@ -54,6 +64,15 @@ def test_probe_rates_on_known_answerers(lm_dir, monkeypatch):
     assert all(r["consistent"] == 1.0 for r in rows if r["kind"] in ("color", "shape", "size"))
     rows = vqa_probe.probe(str(lm_dir), scenes=30)
     assert any(r["rationale"] < 1.0 for r in rows if r["kind"] == "relation")
+    monkeypatch.setattr(generation, "generate_text", _answerer("positions"))  # relation positions replies
+    rows = vqa_probe.probe(str(lm_dir), scenes=30, style="positions")
+    assert all(r["answer"] == 1.0 for r in rows)
+    relations = [r for r in rows if r["kind"] == "relation"]
+    assert relations and all(r["rationale"] == 1.0 and r["consistent"] == 1.0 for r in relations)
+    assert all("rationale" not in r for r in rows if r["kind"] != "relation")  # plain answers
+    monkeypatch.setattr(generation, "generate_text", _answerer("flipped"))  # the digits right, the comparison not
+    rows = [r for r in vqa_probe.probe(str(lm_dir), scenes=30, style="positions") if r["kind"] == "relation"]
+    assert all(r["answer"] == 0.0 and r["rationale"] == 1.0 and r["consistent"] == 0.0 for r in rows)
     use = vqa_probe.referent_use(str(lm_dir), scenes=60)
     assert use["scenes"] > 3 and use["answers_differ"] == 1.0 and use["accuracy"] == 1.0
 
@@ -111,3 +130,9 @@ def test_vqa_probe_command(lm_dir, tmp_path):
     data = json.loads(out.read_text())
     assert data["rows"] and set(data["referent_use"]) == {"scenes", "answers_differ", "accuracy"}
     assert "reading" in proc.stdout and all(0 <= r["accuracy"] <= 1 and r["questions"] > 0 for r in data["reading"])
+
+
+def test_reading_refuses_positions_replies():
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "vqa_probe.py"), "--model", "unused", "--reading",
+                           "--style", "positions"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "no given text" in proc.stderr.strip().splitlines()[-1], proc.stderr
