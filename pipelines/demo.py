@@ -10,7 +10,8 @@ rerun skips it, and an interrupted stage continues from its trainer's last check
 5. lm          train the multimodal LM with DeepSpeed (configs/lm/shapes.yaml)    -> OUT/lm
 6. vqa         with `--vqa-minutes M` (and in `--quick`): a VQA fine-tune of OUT/lm, a second checkpoint for
                answering questions (`VQA_STAGE`: VQA only, the lookup taught by train.referent_attention /
-               referent_values)                                                  -> OUT/lm_vqa
+               referent_values; relations answered with both objects' positions written first,
+               data.relation_positions)                                          -> OUT/lm_vqa
 7. evaluate    reconstruction, text-to-image, captioning, VQA (configs/eval/shapes.yaml), then captioning and
                VQA again on the held-out scenes drawn by another renderer (anti-aliased edges, sub-pixel
                positions: `OTHER_RENDERER`, metrics `antialiased.*`); OUT/lm_vqa's VQA on both (`vqa_model.*`)
@@ -104,7 +105,8 @@ PLANS = {
 # the lookup's two hops taught (lm.referent). Measured as a second stage from the LMs of demo runs 24 / 25 (bench/
 # RESULTS.md, "a VQA stage after the demo's LM"): VQA 0.89 / 0.86 after 1,200 steps, 0.914 after 2,400; it erases
 # text-to-image and captions, so it is a second checkpoint beside OUT/lm, not a replacement
-VQA_STAGE = ["data.ratios={text_to_image: 0, caption: 0, vqa: 1}", "data.vqa_turns=3", "data.max_length=288",
+VQA_STAGE = ["data.ratios={text_to_image: 0, caption: 0, vqa: 1}", "data.vqa_turns=3", "data.relation_positions=true",
+             "data.max_length=336",
              "train.learning_rate=5e-4", "train.referent_attention=0.3", "train.referent_values=0.3",
              "train.referent_attention_layers=[1, 3]", "model.attn_implementation=eager", "train.seed=1"]
 VQA_STAGE_OVERHEAD_MINUTES = 1.0  # its trainer's start and its two evaluations (900 questions each)

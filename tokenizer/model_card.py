@@ -142,6 +142,14 @@ def model_card(directory, config, metrics: dict | None = None) -> str:
             'print(itt(images=image, text="what color is the circle?")[0]["generated_text"])',
             "```",
         ]
+        if ((recipe or {}).get("data") or {}).get("relation_positions"):
+            lines += [
+                "",
+                "A relation question is answered with both objects' positions first (the centre on the asked axis,",
+                "0-7 from the left or top): \"is the red circle to the left of the blue square?\" ->",
+                "\"left: red circle 2, blue square 5, so yes\"; `gaussiantoken.lm.sequences.final_answer` keeps the",
+                "answer (`data.relation_positions` in the recipe below).",
+            ]
     if is_lm and not vqa_only:
         lines += [
             f"# {name}: a GaussianToken multimodal LM",

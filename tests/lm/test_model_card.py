@@ -60,6 +60,10 @@ def test_a_vqa_fine_tune_card_offers_only_what_it_was_trained_for(tiny_lm, tmp_p
     assert "visual question answering model" in card and 'pipeline("text-to-image"' not in card
     assert "text-to-image" not in _meta(card)["tags"] and "visual-question-answering" in _meta(card)["tags"]
     assert "## Architecture" in card and "vocab_size" in card
+    assert "positions first" not in card  # plain relation answers
+    recipe["data"]["relation_positions"] = True
+    (tmp_path / "train_config.yaml").write_text(yaml.safe_dump(recipe))
+    assert '"left: red circle 2, blue square 5, so yes"' in model_card(tmp_path, tiny_lm.config, {})
     recipe["data"]["ratios"] = {"text_to_image": 0.5, "caption": 0.25, "vqa": 0.25}
     (tmp_path / "train_config.yaml").write_text(yaml.safe_dump(recipe))
     card = model_card(tmp_path, tiny_lm.config, {"vqa.accuracy": 0.9})
