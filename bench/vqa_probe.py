@@ -11,7 +11,8 @@ Asks every question of N held-out scenes (`data.shapes.make_dataset`, seed 12345
   answer, `data.shapes_text.answer_question` on them; color / shape / size questions only); for a relation
   positions model (`data.relation_positions`, `--style positions`), `rationale` is the relation reply's digits
   and names all right (`data.shapes_positions.relation_positions`) and `consistent` its answer the one its own
-  digits give (`positions_answer`): which of the reply's steps fails, the lookups or the comparison.
+  digits give (`positions_answer`): which of the reply's steps fails, the lookups or the comparison; and each
+  digit's kind (`digit_errors`: right, a swap with the other named object, the other axis, ...).
 Then `referent use`: over the multi-object scenes whose objects differ in shape and in color, "what color is the
 <shape>?" is asked about every object; the share of scenes whose answers differ between the objects asked
 about (1.0 when the answer follows the question's referent, 0.0 when the model answers about one object of the
@@ -46,6 +47,7 @@ import sys
 from collections import Counter
 
 PHRASE = re.compile(r"\ba (small|large) (\w+) (circle|square|triangle)\b")
+DIGIT = re.compile(r"([a-z]+ [a-z]+) (\d)\b")  # a positions rationale's "red circle 2"
 
 
 def kind_of(question: str) -> str:
@@ -84,6 +86,8 @@ def probe(model_dir: str, scenes: int = 200, batch_size: int = 64, style: str = 
             if style == "positions":  # a relation's positions reply: its digits right, its answer following them
                 n[key + ("rationale",)] += " ".join(rationale.split()) == relation_positions(objects, q, size)
                 n[key + ("consistent",)] += positions_answer(rationale) == got
+                for what in digit_errors(objects, q, rationale, size):
+                    n[key + ("digit " + what,)] += 1
                 continue
             true = styled_rationale(caption_for(canonical_order(objects)), q, a, style, objects)
             n[key + ("rationale",)] += " ".join(rationale.split()) == true
@@ -95,12 +99,44 @@ def probe(model_dir: str, scenes: int = 200, batch_size: int = 64, style: str = 
         c = {k[2]: v for k, v in n.items() if k[:2] == key}
         row = {"kind": key[0], "objects": key[1], "questions": c["questions"], "answer": c["answer"] / c["questions"],
                "other_object": c.get("other_object", 0) / c["wrong"] if c.get("wrong") else None}
+        digits = {k[len("digit "):]: v for k, v in c.items() if k.startswith("digit ")}
+        if digits:  # each digit of the relation replies: right, or whose coordinate it is (`digit_errors`)
+            row["digits"] = {k: v / sum(digits.values()) for k, v in sorted(digits.items())}
         if c.get("reasoned"):
             row["rationale"] = c.get("rationale", 0) / c["reasoned"]
             row["consistent"] = (c.get("consistent", 0) / c["reasoned"]
                                  if key[0] in ("color", "shape", "size") or style == "positions" else None)
         rows.append(row)
     return rows
+
+
+DIGIT_ERRORS = ("right", "other named", "own other axis", "other object", "off by one", "other", "missing")
+
+
+def digit_errors(objects: list[dict], question: str, rationale: str, size: int) -> list[str]:
+    """A relation positions reply's two digits against the truth (`data.shapes_positions`), each as one of
+    DIGIT_ERRORS: right; the other named object's bin on the asked axis (a swap); the object's own bin on the other
+    axis; an unnamed object's bin on the asked axis; one bin off; anything else; "missing" (no digit written)."""
+    from gaussiantoken.data.shapes_positions import position_bin, relation_positions
+
+    true = relation_positions(objects, question, size)
+    axis = "x" if true.split(":")[0] in ("left", "right") else "y"
+    other = "y" if axis == "x" else "x"
+    named = [next(o for o in objects if f"{o['color']} {o['shape']}" == name)
+             for name, _ in DIGIT.findall(true)]
+    written = [int(d) for _, d in DIGIT.findall(" ".join(rationale.split()))]
+    out = []
+    for k, obj in enumerate(named):
+        if k >= len(written):
+            out.append("missing")
+            continue
+        bin_of = lambda o, ax: position_bin(o[ax], size)  # noqa: E731
+        got, want = written[k], bin_of(obj, axis)
+        out.append("right" if got == want else "other named" if got == bin_of(named[1 - k], axis)
+                   else "own other axis" if got == bin_of(obj, other)
+                   else "other object" if any(got == bin_of(o, axis) for o in objects if o not in named)
+                   else "off by one" if abs(got - want) == 1 else "other")
+    return out
 
 
 def referent_use(model_dir: str, scenes: int = 300, batch_size: int = 64) -> dict:
@@ -307,6 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['kind']:<9} {r['objects']:>4} {r['questions']:>4} {fmt(r['answer']):>6} {fmt(r['other_object']):>6} "
               f"{fmt(r.get('rationale')):>6} {fmt(r.get('consistent')):>6}")
+    for r in rows:
+        if r.get("digits"):
+            print(f"digits of {r['objects']}-object relation replies: "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in r["digits"].items()))
     use = referent_use(args.model)
     print(f"referent use: {use['scenes']} multi-object scenes, answers differ between referents in "
           f"{use['answers_differ']:.2f}, accuracy {use['accuracy']:.2f}")

@@ -69,6 +69,7 @@ def test_probe_rates_on_known_answerers(lm_dir, monkeypatch):
     assert all(r["answer"] == 1.0 for r in rows)
     relations = [r for r in rows if r["kind"] == "relation"]
     assert relations and all(r["rationale"] == 1.0 and r["consistent"] == 1.0 for r in relations)
+    assert all(r["digits"] == {"right": 1.0} for r in relations)
     assert all("rationale" not in r for r in rows if r["kind"] != "relation")  # plain answers
     monkeypatch.setattr(generation, "generate_text", _answerer("flipped"))  # the digits right, the comparison not
     rows = [r for r in vqa_probe.probe(str(lm_dir), scenes=30, style="positions") if r["kind"] == "relation"]
@@ -136,3 +137,19 @@ def test_reading_refuses_positions_replies():
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "vqa_probe.py"), "--model", "unused", "--reading",
                            "--style", "positions"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no given text" in proc.stderr.strip().splitlines()[-1], proc.stderr
+
+
+def test_digit_errors_name_whose_coordinate_a_wrong_digit_is():
+    import vqa_probe
+
+    scene = [{"shape": "circle", "color": "red", "size": "small", "x": 9.5, "y": 26.0},   # bins x 2, y 6
+             {"shape": "square", "color": "blue", "size": "large", "x": 22.0, "y": 4.0},  # x 5, y 1
+             {"shape": "triangle", "color": "green", "size": "small", "x": 30.0, "y": 13.0}]  # x 7, y 3
+    q = "is the red circle to the left of the blue square?"
+    errors = lambda text: vqa_probe.digit_errors(scene, q, text, 32)  # noqa: E731
+    assert errors("left: red circle 2, blue square 5") == ["right", "right"]
+    assert errors("left: red circle 5, blue square 2") == ["other named", "other named"]
+    assert errors("left: red circle 6, blue square 7") == ["own other axis", "other object"]
+    assert errors("left: red circle 3, blue square 0") == ["off by one", "other"]
+    assert errors("left: red circle 2") == ["right", "missing"]
+    assert set(sum((errors(t) for t in ("left: red circle 4, blue square 3",)), [])) <= set(vqa_probe.DIGIT_ERRORS)
