@@ -131,6 +131,11 @@ def test_vqa_probe_command(lm_dir, tmp_path):
     data = json.loads(out.read_text())
     assert data["rows"] and set(data["referent_use"]) == {"scenes", "answers_differ", "accuracy"}
     assert "reading" in proc.stdout and all(0 <= r["accuracy"] <= 1 and r["questions"] > 0 for r in data["reading"])
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "vqa_probe.py"), "--model", str(lm_dir),
+                           "--scenes", "4", "--style", "positions", "--json", str(out)], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {r["kind"] for r in json.loads(out.read_text())["rows"]} <= {"color", "shape", "size", "count", "relation"}
 
 
 def test_reading_refuses_positions_replies():
