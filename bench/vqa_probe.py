@@ -47,7 +47,6 @@ import sys
 from collections import Counter
 
 PHRASE = re.compile(r"\ba (small|large) (\w+) (circle|square|triangle)\b")
-DIGIT = re.compile(r"([a-z]+ [a-z]+) (\d)\b")  # a positions rationale's "red circle 2"
 
 
 def kind_of(question: str) -> str:
@@ -117,14 +116,13 @@ def digit_errors(objects: list[dict], question: str, rationale: str, size: int) 
     """A relation positions reply's two digits against the truth (`data.shapes_positions`), each as one of
     DIGIT_ERRORS: right; the other named object's bin on the asked axis (a swap); the object's own bin on the other
     axis; an unnamed object's bin on the asked axis; one bin off; anything else; "missing" (no digit written)."""
-    from gaussiantoken.data.shapes_positions import position_bin, relation_positions
+    from gaussiantoken.data.shapes_positions import position_bin, position_digits, relation_positions
 
     true = relation_positions(objects, question, size)
     axis = "x" if true.split(":")[0] in ("left", "right") else "y"
     other = "y" if axis == "x" else "x"
-    named = [next(o for o in objects if f"{o['color']} {o['shape']}" == name)
-             for name, _ in DIGIT.findall(true)]
-    written = [int(d) for _, d in DIGIT.findall(" ".join(rationale.split()))]
+    named = [next(o for o in objects if f"{o['color']} {o['shape']}" == name) for name, _ in position_digits(true)]
+    written = [d for _, d in position_digits(rationale)]
     out = []
     for k, obj in enumerate(named):
         if k >= len(written):

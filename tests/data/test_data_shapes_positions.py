@@ -4,7 +4,8 @@ digits' order with the true answer on many sampled scenes, the bound, refusals."
 import numpy as np
 import pytest
 
-from gaussiantoken.data.shapes_positions import (POSITION_BINS, position_bin, positions_answer, relation_positions,
+from gaussiantoken.data.shapes_positions import (POSITION_BINS, position_bin, position_digits, positions_answer,
+                                                 relation_positions,
                                                  relation_positions_bound)
 from gaussiantoken.data.shapes_text import answer_question, questions_for
 from gaussiantoken.data.shapes_world import sample_scenes
@@ -68,3 +69,9 @@ def test_positions_answer_reads_a_rationale_or_refuses_it():
     assert positions_answer("above: blue square 6, red circle 1") == "no"
     for bad in ("", "left: red circle, blue square 5", "near: red circle 2, blue square 5", "a small red circle"):
         assert positions_answer(bad) is None
+
+
+def test_position_digits_read_whatever_pairs_a_reply_wrote():
+    assert position_digits("left: red circle 2, blue square 5") == [("red circle", 2), ("blue square", 5)]
+    assert position_digits("left:  red circle 2") == [("red circle", 2)]  # cut short
+    assert position_digits("left: red circle 23, blue square") == []
